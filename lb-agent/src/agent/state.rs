@@ -1,0 +1,218 @@
+//! The agent's picture of each service and real: config, health, resolved MAC. A pure function
+//! of it gives the desired data-path state (unit-tested without a kernel).
+
+use std::net::Ipv4Addr;
+
+use lb_common::{SVC_F_AFFINITY, SVC_F_HASH_SRC};
+
+use crate::{
+    config::{RealCfg, Scheduler, ServiceCfg},
+    dataplane::{DesiredReal, DesiredService, L2},
+};
+
+/// Health of a real as the data path should treat it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// Not checked yet: no new flows (a new real is checked before it gets traffic).
+    Unknown,
+    /// Found in the maps at startup and not checked yet: keeps serving as before.
+    Assumed,
+    Up,
+    Down,
+}
+
+impl Health {
+    pub fn label(self) -> &'static str {
+        match self {
+            Health::Unknown => "unknown",
+            Health::Assumed => "assumed-up",
+            Health::Up => "up",
+            Health::Down => "down",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RealRt {
+    pub cfg: RealCfg,
+    pub health: Health,
+    /// Weight set by a dynamic script check (`misc_dynamic`).
+    pub dynamic_weight: Option<u32>,
+    pub last_result: String,
+    pub l2: Option<L2>,
+}
+
+impl RealRt {
+    pub fn new(cfg: RealCfg) -> Self {
+        let health = if cfg.checks.is_empty() {
+            Health::Up
+        } else {
+            Health::Unknown
+        };
+        RealRt {
+            cfg,
+            health,
+            dynamic_weight: None,
+            last_result: String::new(),
+            l2: None,
+        }
+    }
+
+    fn serving(&self) -> bool {
+        matches!(self.health, Health::Up | Health::Assumed)
+    }
+
+    /// What the data path should do with this real.
+    pub fn desired(&self) -> DesiredReal {
+        let serving = self.serving();
+        DesiredReal {
+            addr: self.cfg.addr,
+            port: self.cfg.port,
+            weight: if serving {
+                self.dynamic_weight.unwrap_or(self.cfg.weight)
+            } else {
+                0
+            },
+            // Draining (`inhibit_on_failure`): a failed real takes no new flows but keeps
+            // the ones it has.
+            keep_flows: serving || (self.cfg.inhibit_on_failure && self.health == Health::Down),
+            l2: self.l2,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ServiceRt {
+    pub cfg: ServiceCfg,
+    pub reals: Vec<RealRt>,
+    pub sorry_l2: Option<L2>,
+    /// Whether this node forwards for it now (standalone, or its VRRP instance is master).
+    pub active: bool,
+}
+
+impl ServiceRt {
+    pub fn new(cfg: ServiceCfg) -> Self {
+        ServiceRt {
+            reals: cfg.reals.iter().cloned().map(RealRt::new).collect(),
+            cfg,
+            sorry_l2: None,
+            active: false,
+        }
+    }
+
+    pub fn real_mut(&mut self, addr: Ipv4Addr, port: u16) -> Option<&mut RealRt> {
+        self.reals
+            .iter_mut()
+            .find(|r| r.cfg.addr == addr && r.cfg.port == port)
+    }
+
+    /// Sum of the weights of the reals that take new flows.
+    pub fn live_weight(&self) -> u32 {
+        self.reals.iter().map(|r| r.desired().weight).sum()
+    }
+
+    pub fn desired(&self) -> DesiredService {
+        let mut flags = 0;
+        if self.cfg.scheduler == Scheduler::SourceHash {
+            flags |= SVC_F_HASH_SRC;
+        }
+        if self.cfg.persistence.is_some() {
+            flags |= SVC_F_AFFINITY;
+        }
+        DesiredService {
+            key: self.cfg.key(),
+            active: self.active,
+            flags,
+            affinity_timeout_s: self
+                .cfg
+                .persistence
+                .map_or(0, |d| d.as_secs().min(u32::MAX as u64) as u32),
+            table_size: self.cfg.table_size,
+            reals: self.reals.iter().map(RealRt::desired).collect(),
+            sorry: self.cfg.sorry.map(|(addr, port)| DesiredReal {
+                addr,
+                port,
+                weight: 1,
+                keep_flows: true,
+                l2: self.sorry_l2,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::{Proto, RealCfg};
+
+    fn real(weight: u32, inhibit: bool, checked: bool) -> RealRt {
+        RealRt::new(RealCfg {
+            addr: Ipv4Addr::new(10, 0, 0, 2),
+            port: 80,
+            weight,
+            inhibit_on_failure: inhibit,
+            notify_up: None,
+            notify_down: None,
+            checks: if checked {
+                vec![crate::config::CheckCfg::Tcp {
+                    port: 80,
+                    connect_timeout: Duration::from_secs(1),
+                    bind_to: None,
+                    probe_vip: None,
+                }]
+            } else {
+                vec![]
+            },
+            interval: Duration::from_secs(1),
+            rise: 1,
+            fall: 1,
+        })
+    }
+
+    #[test]
+    fn unchecked_real_is_up_checked_starts_unknown() {
+        assert_eq!(real(3, false, false).desired().weight, 3);
+        let r = real(3, false, true);
+        assert_eq!(r.health, Health::Unknown);
+        assert_eq!(r.desired().weight, 0);
+        assert!(!r.desired().keep_flows);
+    }
+
+    #[test]
+    fn down_real_drains_only_with_inhibit() {
+        let mut r = real(2, false, true);
+        r.health = Health::Down;
+        assert_eq!((r.desired().weight, r.desired().keep_flows), (0, false));
+        let mut r = real(2, true, true);
+        r.health = Health::Down;
+        assert_eq!((r.desired().weight, r.desired().keep_flows), (0, true));
+        r.health = Health::Up;
+        r.dynamic_weight = Some(7);
+        assert_eq!((r.desired().weight, r.desired().keep_flows), (7, true));
+    }
+
+    #[test]
+    fn service_flags() {
+        let cfg = ServiceCfg {
+            addr: Ipv4Addr::new(10, 0, 0, 100),
+            port: 80,
+            proto: Proto::Udp,
+            interface: "lb0".into(),
+            scheduler: Scheduler::SourceHash,
+            persistence: Some(Duration::from_secs(300)),
+            table_size: 251,
+            sorry: None,
+            quorum: 1,
+            hysteresis: 0,
+            quorum_up: None,
+            quorum_down: None,
+            reals: vec![],
+        };
+        let d = ServiceRt::new(cfg).desired();
+        assert_eq!(d.flags, SVC_F_HASH_SRC | SVC_F_AFFINITY);
+        assert_eq!(d.affinity_timeout_s, 300);
+        assert!(!d.active);
+    }
+}

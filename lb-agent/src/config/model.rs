@@ -1,0 +1,222 @@
+//! The validated configuration the agent runs on: typed, defaults filled in, cross-references
+//! resolved. Built only by `validate`, so everything here is known to be consistent.
+
+use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
+
+use lb_common::ServiceKey;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub router_id: String,
+    pub pin_path: PathBuf,
+    pub control_socket: PathBuf,
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    pub xdp_mode: XdpMode,
+    pub capacity: Capacity,
+    pub mcast_group: Ipv4Addr,
+    pub script_security: bool,
+    pub scripts: Vec<ScriptCfg>,
+    pub instances: Vec<InstanceCfg>,
+    pub sync_groups: Vec<SyncGroupCfg>,
+    pub services: Vec<ServiceCfg>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdpMode {
+    /// Native (driver) mode, falling back to generic with a log line.
+    Auto,
+    Native,
+    Generic,
+}
+
+/// Sizes of the data-path maps, fixed when they are created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capacity {
+    pub max_services: u32,
+    pub max_reals: u32,
+    pub ring_size: u32,
+    pub conntrack: u32,
+    pub affinity: u32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Garp {
+    pub repeat: u32,
+    pub delay: Duration,
+    pub refresh: Option<Duration>,
+    pub interval: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScriptCfg {
+    pub name: String,
+    pub argv: Vec<String>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub weight: i32,
+    pub rise: u32,
+    pub fall: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VrrpVersion {
+    V2,
+    V3,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum V3Checksum {
+    /// IPv4 pseudo-header included (keepalived, Wireshark).
+    Keepalived,
+    /// VRRP message only (RFC 9568).
+    Rfc9568,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vip {
+    pub addr: Ipv4Addr,
+    pub prefix: u8,
+    pub dev: String,
+    pub label: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct InstanceCfg {
+    pub name: String,
+    pub interface: String,
+    pub vrid: u8,
+    pub priority: u8,
+    pub version: VrrpVersion,
+    pub advert_int: Duration,
+    pub preempt: bool,
+    pub preempt_delay: Duration,
+    pub vips: Vec<Vip>,
+    /// v2 PASS authentication, zero padded to 8 bytes.
+    pub auth_pass: Option<[u8; 8]>,
+    pub unicast_src_ip: Option<Ipv4Addr>,
+    pub unicast_peers: Vec<Ipv4Addr>,
+    pub allowed_peers: Vec<Ipv4Addr>,
+    pub mcast_group: Ipv4Addr,
+    pub v3_checksum: V3Checksum,
+    pub track_interfaces: Vec<(String, i32)>,
+    /// (index into `Config::scripts`, weight override or the script's weight).
+    pub track_scripts: Vec<(usize, i32)>,
+    /// (index into `Config::services`, weight).
+    pub track_services: Vec<(usize, i32)>,
+    pub notify: Notify,
+    pub garp: Garp,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Notify {
+    pub master: Option<Vec<String>>,
+    pub backup: Option<Vec<String>>,
+    pub fault: Option<Vec<String>>,
+    pub stop: Option<Vec<String>>,
+    pub any: Option<Vec<String>>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SyncGroupCfg {
+    pub name: String,
+    /// Indices into `Config::instances`.
+    pub members: Vec<usize>,
+    pub notify: Notify,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheduler {
+    /// Weighted Maglev over the 5-tuple.
+    Maglev,
+    /// Weighted Maglev over the client address only.
+    SourceHash,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    pub fn number(self) -> u8 {
+        match self {
+            Proto::Tcp => lb_common::IPPROTO_TCP,
+            Proto::Udp => lb_common::IPPROTO_UDP,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServiceCfg {
+    pub addr: Ipv4Addr,
+    pub port: u16,
+    pub proto: Proto,
+    pub interface: String,
+    pub scheduler: Scheduler,
+    pub persistence: Option<Duration>,
+    pub table_size: u32,
+    pub sorry: Option<(Ipv4Addr, u16)>,
+    pub quorum: u32,
+    pub hysteresis: u32,
+    pub quorum_up: Option<Vec<String>>,
+    pub quorum_down: Option<Vec<String>>,
+    pub reals: Vec<RealCfg>,
+}
+
+impl ServiceCfg {
+    pub fn key(&self) -> ServiceKey {
+        ServiceKey::new(self.addr, self.port, self.proto.number())
+    }
+    /// `10.0.0.100:80/tcp`.
+    pub fn label(&self) -> String {
+        format!("{}:{}/{}", self.addr, self.port, self.proto.name())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RealCfg {
+    pub addr: Ipv4Addr,
+    pub port: u16,
+    pub weight: u32,
+    pub inhibit_on_failure: bool,
+    pub notify_up: Option<Vec<String>>,
+    pub notify_down: Option<Vec<String>>,
+    pub checks: Vec<CheckCfg>,
+    pub interval: Duration,
+    pub rise: u32,
+    pub fall: u32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum CheckCfg {
+    Tcp {
+        port: u16,
+        connect_timeout: Duration,
+        bind_to: Option<Ipv4Addr>,
+        probe_vip: Option<Ipv4Addr>,
+    },
+    Http {
+        tls: bool,
+        port: u16,
+        path: String,
+        virtualhost: Option<String>,
+        status: Vec<(u16, u16)>,
+        regex: Option<String>,
+        connect_timeout: Duration,
+        timeout: Duration,
+        bind_to: Option<Ipv4Addr>,
+        verify: bool,
+    },
+    Script {
+        argv: Vec<String>,
+        timeout: Duration,
+        dynamic: bool,
+    },
+}

@@ -1,0 +1,388 @@
+//! The YAML schema, as the user writes it. Key names follow keepalived where a keepalived user
+//! would look for them. Every struct denies unknown keys; `validate` turns this into the typed,
+//! checked `Config`. Defaults live here, next to the keys, and in docs/config.md.
+
+use std::{net::Ipv4Addr, path::PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::duration::Dur;
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    #[serde(default)]
+    pub global_defs: GlobalDefs,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vrrp_scripts: Vec<VrrpScript>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vrrp_instances: Vec<VrrpInstance>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vrrp_sync_groups: Vec<SyncGroup>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub virtual_servers: Vec<VirtualServer>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GlobalDefs {
+    /// Names this agent: its pins, control socket and logs. Default: `lb`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router_id: Option<String>,
+    /// Where the maps and XDP links are pinned. Default `/sys/fs/bpf/lb/<router_id>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bpf_pin_path: Option<PathBuf>,
+    /// Unix socket of `lb-agent status` / `reload`. Default `/run/lb-agent/<router_id>.sock`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_socket: Option<PathBuf>,
+    /// Prometheus endpoint, e.g. `127.0.0.1:9469`. Off by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<String>,
+    /// `auto` (native, falling back to generic), `native` or `generic`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xdp_mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maglev_table_size: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_services: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_reals: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conntrack_size: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vrrp_mcast_group4: Option<Ipv4Addr>,
+    /// Gratuitous ARPs sent on becoming master (keepalived default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vrrp_garp_master_repeat: Option<u32>,
+    /// Delay of the second GARP burst after becoming master (keepalived default 5s; 0 = none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vrrp_garp_master_delay: Option<Dur>,
+    /// Periodic GARP refresh while master (0 = off, the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vrrp_garp_master_refresh: Option<Dur>,
+    /// Spacing between the GARPs of one burst (default 0: back to back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vrrp_garp_interval: Option<Dur>,
+    /// Refuse scripts writable by non-root (keepalived `enable_script_security`). Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_script_security: Option<bool>,
+}
+
+/// keepalived `vrrp_script`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VrrpScript {
+    pub name: String,
+    /// Program and arguments, run without a shell. A string is split on whitespace.
+    pub script: Command,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Dur>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Dur>,
+    /// Added to the priority while the script succeeds (weight > 0) or fails (weight < 0);
+    /// 0 means a failing script puts the instance into FAULT (keepalived semantics).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rise: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fall: Option<u32>,
+}
+
+/// A program to run: `"/usr/bin/check --fast"` or `["/usr/bin/check", "--fast"]`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum Command {
+    Line(String),
+    Argv(Vec<String>),
+}
+
+impl Command {
+    pub fn argv(&self) -> Vec<String> {
+        match self {
+            Command::Line(s) => s.split_whitespace().map(str::to_owned).collect(),
+            Command::Argv(v) => v.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VrrpInstance {
+    pub name: String,
+    /// keepalived `state MASTER|BACKUP`: only a hint; the election decides (RFC 5798 §6.4.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    pub interface: String,
+    pub virtual_router_id: u32,
+    pub priority: u32,
+    /// 2 or 3 (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u8>,
+    /// Default 1s. v3: 10ms..40.95s in steps of 10ms; v2: whole seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advert_int: Option<Dur>,
+    /// Default true. `nopreempt: true` is the same as `preempt: false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preempt: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nopreempt: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preempt_delay: Option<Dur>,
+    /// Addresses this instance owns while master: `10.0.0.100/24`, optionally with
+    /// `dev` and `label` (`{address: 10.0.0.100/24, dev: eth1, label: eth1:vip}`).
+    pub virtual_ipaddresses: Vec<VirtualIp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<Authentication>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unicast_src_ip: Option<Ipv4Addr>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unicast_peers: Vec<Ipv4Addr>,
+    /// Multicast mode: accept adverts only from these addresses (empty = anyone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_peers: Vec<Ipv4Addr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcast_group4: Option<Ipv4Addr>,
+    /// v3 IPv4 checksum: `keepalived` (with pseudo-header, default) or `rfc9568`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub v3_checksum: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub track_interfaces: Vec<TrackInterface>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub track_scripts: Vec<TrackScript>,
+    /// Virtual services whose quorum lowers this instance's priority.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub track_services: Vec<TrackService>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_master: Option<Command>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_backup: Option<Command>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_fault: Option<Command>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_stop: Option<Command>,
+    /// Called as `<cmd> INSTANCE <name> <STATE> <priority>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<Command>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub garp_master_repeat: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub garp_master_delay: Option<Dur>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub garp_master_refresh: Option<Dur>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum VirtualIp {
+    Short(String),
+    Full(VirtualIpFull),
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VirtualIpFull {
+    pub address: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Authentication {
+    /// `PASS` (v2 only). keepalived's `AH` is not supported.
+    pub auth_type: String,
+    pub auth_pass: String,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum TrackInterface {
+    Name(String),
+    Weighted { name: String, weight: i32 },
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum TrackScript {
+    Name(String),
+    Weighted { name: String, weight: i32 },
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrackService {
+    /// `address:port/protocol` of a virtual server, e.g. `10.0.0.100:80/tcp`.
+    pub service: String,
+    /// Added to the priority while the service is below quorum (negative), 0 = FAULT.
+    pub weight: i32,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SyncGroup {
+    pub name: String,
+    pub group: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_master: Option<Command>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_backup: Option<Command>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_fault: Option<Command>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<Command>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VirtualServer {
+    /// The VIP.
+    pub address: Ipv4Addr,
+    pub port: u16,
+    /// `tcp` (default) or `udp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    /// Where the XDP program attaches for this service.
+    pub interface: String,
+    /// `maglev` (default; weighted consistent hashing of the 5-tuple) or `source_hash`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<String>,
+    /// Client affinity: a client stays on its real until idle this long (`persistence_timeout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistence_timeout: Option<Dur>,
+    /// Maglev table size for this service (prime). Default `global_defs.maglev_table_size`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_size: Option<u32>,
+    /// Health-check interval (default 5s, with ±10 % jitter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_loop: Option<Dur>,
+    /// Consecutive successes to come back (default 1) and failures to go down (default 1;
+    /// keepalived's `retry` maps to `fall`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rise: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fall: Option<u32>,
+    /// Checks applied to every real that has none of its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<Check>,
+    /// Used when no real is up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sorry_server: Option<SorryServer>,
+    /// Minimum healthy weight... keepalived: sum of weights of live reals; below it the
+    /// service is down (`quorum_down`), back at `quorum + hysteresis` (`quorum_up`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hysteresis: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum_up: Option<Command>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum_down: Option<Command>,
+    pub real_servers: Vec<RealServer>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SorryServer {
+    pub address: Ipv4Addr,
+    pub port: u16,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RealServer {
+    pub address: Ipv4Addr,
+    pub port: u16,
+    /// Default 1. 0 = takes no new flows (drained).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+    /// On failure, drain (weight 0, established flows stay) instead of removing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inhibit_on_failure: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_up: Option<Command>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_down: Option<Command>,
+    /// Overrides the service's `checks` for this real (`[]` = no check: always up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checks: Option<Vec<Check>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_loop: Option<Dur>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rise: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fall: Option<u32>,
+}
+
+/// One checker. Several may be combined: a real is healthy only if all pass.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Check {
+    /// keepalived TCP_CHECK.
+    Tcp(TcpCheck),
+    /// keepalived HTTP_GET.
+    Http(HttpCheck),
+    /// keepalived SSL_GET.
+    Https(HttpCheck),
+    /// keepalived MISC_CHECK.
+    Script(ScriptCheck),
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TcpCheck {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout: Option<Dur>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind_to: Option<Ipv4Addr>,
+    /// Probe the VIP through the real (catches a real that lost its loopback VIP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_vip: Option<bool>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpCheck {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub virtualhost: Option<String>,
+    /// Accepted codes: `[200, "300-399"]`. Default 200-299.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub status_code: Vec<StatusCode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout: Option<Dur>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Dur>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind_to: Option<Ipv4Addr>,
+    /// https only: verify the certificate (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<bool>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum StatusCode {
+    Code(u16),
+    Range(String),
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptCheck {
+    pub script: Command,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Dur>,
+    /// Exit codes 2..255 set the weight to code - 2 (keepalived `misc_dynamic`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dynamic: Option<bool>,
+}

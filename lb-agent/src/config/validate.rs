@@ -1,0 +1,901 @@
+//! Schema -> model: fills defaults, checks ranges and cross-references, and reports every
+//! problem at once, each naming the key by its path (`virtual_servers[0].real_servers[1].port`)
+//! so `load` can point at its line.
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::Ipv4Addr,
+    path::PathBuf,
+    time::Duration,
+};
+
+use lb_common::maps as caps;
+
+use super::{
+    duration::format_duration,
+    model::*,
+    schema::{self, Check, StatusCode, TrackInterface, TrackScript, VirtualIp},
+};
+
+/// One problem, at `path` (dotted keys and `[index]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+const DEFAULT_ROUTER_ID: &str = "lb";
+const DEFAULT_DELAY_LOOP: Duration = Duration::from_secs(5);
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_SCRIPT_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_ADVERT_INT: Duration = Duration::from_secs(1);
+
+pub fn validate(file: &schema::File) -> Result<Config, Vec<Problem>> {
+    let mut p = Problems::default();
+    let g = &file.global_defs;
+
+    let router_id = g
+        .router_id
+        .clone()
+        .unwrap_or_else(|| DEFAULT_ROUTER_ID.into());
+    if router_id.is_empty()
+        || !router_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        || router_id.len() > 64
+    {
+        p.add(
+            "global_defs.router_id",
+            "must be 1-64 characters of letters, digits, '-', '_' or '.' (it names files)",
+        );
+    }
+    let pin_path = g
+        .bpf_pin_path
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("/sys/fs/bpf/lb/{router_id}")));
+    if !pin_path.is_absolute() {
+        p.add("global_defs.bpf_pin_path", "must be an absolute path");
+    }
+    let control_socket = g
+        .control_socket
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("/run/lb-agent/{router_id}.sock")));
+    if !control_socket.is_absolute() {
+        p.add("global_defs.control_socket", "must be an absolute path");
+    }
+    let metrics_listen = g.metrics_listen.as_ref().and_then(|m| match m.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            p.add(
+                "global_defs.metrics_listen",
+                format!("`{m}` is not an address:port (e.g. 127.0.0.1:9469)"),
+            );
+            None
+        }
+    });
+    let xdp_mode = match g.xdp_mode.as_deref().unwrap_or("auto") {
+        "auto" => XdpMode::Auto,
+        "native" | "driver" => XdpMode::Native,
+        "generic" | "skb" => XdpMode::Generic,
+        other => {
+            p.add(
+                "global_defs.xdp_mode",
+                format!("`{other}`: expected auto, native or generic"),
+            );
+            XdpMode::Auto
+        }
+    };
+    let ring_size = g.maglev_table_size.unwrap_or(caps::DEFAULT_RING_SIZE);
+    check_table_size(&mut p, "global_defs.maglev_table_size", ring_size);
+    let capacity = Capacity {
+        max_services: g.max_services.unwrap_or(caps::DEFAULT_MAX_SERVICES),
+        max_reals: g.max_reals.unwrap_or(caps::DEFAULT_MAX_REALS),
+        ring_size,
+        conntrack: g.conntrack_size.unwrap_or(caps::DEFAULT_FLOWS),
+        affinity: caps::DEFAULT_AFFINITY,
+    };
+    range(
+        &mut p,
+        "global_defs.max_services",
+        capacity.max_services,
+        1,
+        65_536,
+    );
+    range(
+        &mut p,
+        "global_defs.max_reals",
+        capacity.max_reals,
+        1,
+        1 << 20,
+    );
+    range(
+        &mut p,
+        "global_defs.conntrack_size",
+        capacity.conntrack,
+        1024,
+        1 << 28,
+    );
+    let slots = capacity.max_services as u64 * 2 * ring_size as u64;
+    if slots > u32::MAX as u64 / 2 {
+        p.add(
+            "global_defs.max_services",
+            format!(
+                "max_services x 2 x maglev_table_size = {slots} table slots; keep it under {}",
+                u32::MAX / 2
+            ),
+        );
+    }
+    let mcast_group = g.vrrp_mcast_group4.unwrap_or(Ipv4Addr::new(224, 0, 0, 18));
+    if !mcast_group.is_multicast() {
+        p.add(
+            "global_defs.vrrp_mcast_group4",
+            "must be a multicast address",
+        );
+    }
+    let garp = Garp {
+        repeat: g.vrrp_garp_master_repeat.unwrap_or(5),
+        delay: g
+            .vrrp_garp_master_delay
+            .map_or(Duration::from_secs(5), |d| d.0),
+        refresh: g
+            .vrrp_garp_master_refresh
+            .map(|d| d.0)
+            .filter(|d| !d.is_zero()),
+        interval: g.vrrp_garp_interval.map_or(Duration::ZERO, |d| d.0),
+    };
+    range(
+        &mut p,
+        "global_defs.vrrp_garp_master_repeat",
+        garp.repeat,
+        0,
+        100,
+    );
+
+    let services = services(&mut p, &file.virtual_servers, ring_size);
+    let scripts = scripts(&mut p, &file.vrrp_scripts);
+    let instances = instances(
+        &mut p,
+        &file.vrrp_instances,
+        &scripts,
+        &services,
+        mcast_group,
+        &garp,
+    );
+    let sync_groups = sync_groups(&mut p, &file.vrrp_sync_groups, &instances);
+
+    if capacity.max_services < services.len() as u32 {
+        p.add(
+            "global_defs.max_services",
+            format!(
+                "{} virtual servers are configured but max_services is {}",
+                services.len(),
+                capacity.max_services
+            ),
+        );
+    }
+    let reals: usize = services
+        .iter()
+        .map(|s| s.reals.len() + usize::from(s.sorry.is_some()))
+        .sum();
+    if (capacity.max_reals as usize) < reals {
+        p.add(
+            "global_defs.max_reals",
+            format!(
+                "{reals} real servers are configured but max_reals is {}",
+                capacity.max_reals
+            ),
+        );
+    }
+
+    if !p.0.is_empty() {
+        return Err(p.0);
+    }
+    Ok(Config {
+        router_id,
+        pin_path,
+        control_socket,
+        metrics_listen,
+        xdp_mode,
+        capacity,
+        mcast_group,
+        script_security: g.enable_script_security.unwrap_or(true),
+        scripts,
+        instances,
+        sync_groups,
+        services,
+    })
+}
+
+fn range(p: &mut Problems, path: &str, v: u32, lo: u32, hi: u32) {
+    if v < lo || v > hi {
+        p.add(path, format!("{v} is out of range {lo}..={hi}"));
+    }
+}
+
+fn is_prime(n: u32) -> bool {
+    if n < 2 {
+        return false;
+    }
+    let mut d = 2u32;
+    while d.saturating_mul(d) <= n {
+        if n % d == 0 {
+            return false;
+        }
+        d += 1;
+    }
+    true
+}
+
+fn check_table_size(p: &mut Problems, path: &str, n: u32) {
+    if !(caps::MIN_RING_SIZE..=caps::MAX_RING_SIZE).contains(&n) || !is_prime(n) {
+        p.add(
+            path,
+            format!(
+                "{n}: a Maglev table size must be a prime between {} and {} (e.g. 65537, 131071)",
+                caps::MIN_RING_SIZE,
+                caps::MAX_RING_SIZE
+            ),
+        );
+    }
+}
+
+fn argv(p: &mut Problems, path: &str, c: &Option<schema::Command>) -> Option<Vec<String>> {
+    let argv = c.as_ref()?.argv();
+    if argv.is_empty() {
+        p.add(path, "empty command");
+        return None;
+    }
+    if !argv[0].starts_with('/') {
+        p.add(
+            path,
+            format!(
+                "`{}`: give the absolute path of the program (no shell, no PATH lookup)",
+                argv[0]
+            ),
+        );
+    }
+    Some(argv)
+}
+
+fn positive(p: &mut Problems, path: &str, v: Option<u32>, default: u32) -> u32 {
+    let v = v.unwrap_or(default);
+    if v == 0 {
+        p.add(path, "must be at least 1");
+        return default;
+    }
+    v
+}
+
+fn services(p: &mut Problems, list: &[schema::VirtualServer], ring_size: u32) -> Vec<ServiceCfg> {
+    let mut seen = HashMap::new();
+    let mut out = Vec::new();
+    for (i, vs) in list.iter().enumerate() {
+        let at = format!("virtual_servers[{i}]");
+        let proto = match vs.protocol.as_deref().unwrap_or("tcp") {
+            "tcp" | "TCP" => Proto::Tcp,
+            "udp" | "UDP" => Proto::Udp,
+            other => {
+                p.add(
+                    format!("{at}.protocol"),
+                    format!("`{other}`: expected tcp or udp"),
+                );
+                Proto::Tcp
+            }
+        };
+        if vs.port == 0 {
+            p.add(format!("{at}.port"), "must be 1..=65535");
+        }
+        if vs.address.is_unspecified() || vs.address.is_multicast() || vs.address.is_broadcast() {
+            p.add(format!("{at}.address"), "must be a unicast IPv4 address");
+        }
+        if let Some(first) = seen.insert((vs.address, vs.port, proto), i) {
+            p.add(
+                format!("{at}.address"),
+                format!(
+                    "{}:{}/{} is already defined at virtual_servers[{first}]",
+                    vs.address,
+                    vs.port,
+                    proto.name()
+                ),
+            );
+        }
+        if vs.interface.is_empty() {
+            p.add(format!("{at}.interface"), "must name an interface");
+        }
+        let scheduler = match vs.scheduler.as_deref().unwrap_or("maglev") {
+            "maglev" | "mh" => Scheduler::Maglev,
+            "source_hash" | "sh" => Scheduler::SourceHash,
+            other => {
+                p.add(
+                    format!("{at}.scheduler"),
+                    format!("`{other}`: expected maglev or source_hash"),
+                );
+                Scheduler::Maglev
+            }
+        };
+        let table_size = vs.table_size.unwrap_or(ring_size);
+        if vs.table_size.is_some() {
+            check_table_size(p, &format!("{at}.table_size"), table_size);
+            if table_size > ring_size {
+                p.add(
+                    format!("{at}.table_size"),
+                    format!(
+                        "{table_size} is larger than global_defs.maglev_table_size ({ring_size})"
+                    ),
+                );
+            }
+        }
+        let persistence = vs.persistence_timeout.map(|d| d.0);
+        if let Some(t) = persistence {
+            if t < Duration::from_secs(1) || t > Duration::from_secs(86_400 * 31) {
+                p.add(
+                    format!("{at}.persistence_timeout"),
+                    "must be between 1s and 31 days",
+                );
+            }
+        }
+        let interval = vs.delay_loop.map_or(DEFAULT_DELAY_LOOP, |d| d.0);
+        check_interval(p, &format!("{at}.delay_loop"), interval);
+        let rise = positive(p, &format!("{at}.rise"), vs.rise, 1);
+        let fall = positive(p, &format!("{at}.fall"), vs.fall, 1);
+        let default_checks: Vec<CheckCfg> = vs
+            .checks
+            .iter()
+            .enumerate()
+            .filter_map(|(j, c)| check(p, &format!("{at}.checks[{j}]"), c, vs.port, vs.address))
+            .collect();
+
+        let mut real_seen = HashSet::new();
+        let mut reals = Vec::new();
+        if vs.real_servers.is_empty() && vs.sorry_server.is_none() {
+            p.add(
+                format!("{at}.real_servers"),
+                "a virtual server needs at least one real server (or a sorry_server)",
+            );
+        }
+        for (j, rs) in vs.real_servers.iter().enumerate() {
+            let rat = format!("{at}.real_servers[{j}]");
+            if rs.port != vs.port {
+                p.add(
+                    format!("{rat}.port"),
+                    format!(
+                        "{}: direct routing cannot change the port; the real must listen on the \
+                         virtual port {}",
+                        rs.port, vs.port
+                    ),
+                );
+            }
+            if rs.address.is_unspecified()
+                || rs.address.is_multicast()
+                || rs.address.is_broadcast()
+                || rs.address.is_loopback()
+            {
+                p.add(format!("{rat}.address"), "must be a unicast IPv4 address");
+            }
+            if rs.address == vs.address {
+                p.add(
+                    format!("{rat}.address"),
+                    "a real server cannot be the VIP itself",
+                );
+            }
+            if !real_seen.insert((rs.address, rs.port)) {
+                p.add(
+                    format!("{rat}.address"),
+                    format!("{}:{} is listed twice", rs.address, rs.port),
+                );
+            }
+            let weight = rs.weight.unwrap_or(1);
+            range(p, &format!("{rat}.weight"), weight, 0, 65_535);
+            let interval = rs.delay_loop.map_or(interval, |d| d.0);
+            check_interval(p, &format!("{rat}.delay_loop"), interval);
+            let checks = match &rs.checks {
+                Some(list) => list
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(k, c)| {
+                        check(p, &format!("{rat}.checks[{k}]"), c, rs.port, vs.address)
+                    })
+                    .collect(),
+                None => default_checks.clone(),
+            };
+            reals.push(RealCfg {
+                addr: rs.address,
+                port: rs.port,
+                weight,
+                inhibit_on_failure: rs.inhibit_on_failure.unwrap_or(false),
+                notify_up: argv(p, &format!("{rat}.notify_up"), &rs.notify_up),
+                notify_down: argv(p, &format!("{rat}.notify_down"), &rs.notify_down),
+                checks,
+                interval,
+                rise: positive(p, &format!("{rat}.rise"), rs.rise, rise),
+                fall: positive(p, &format!("{rat}.fall"), rs.fall, fall),
+            });
+        }
+        let sorry = vs.sorry_server.as_ref().map(|s| {
+            if s.port != vs.port {
+                p.add(
+                    format!("{at}.sorry_server.port"),
+                    "direct routing cannot change the port",
+                );
+            }
+            (s.address, s.port)
+        });
+        let total: u32 = reals.iter().map(|r| r.weight).sum();
+        let quorum = vs.quorum.unwrap_or(1);
+        if quorum > total.max(1) {
+            p.add(
+                format!("{at}.quorum"),
+                format!("{quorum} exceeds the total weight of the real servers ({total})"),
+            );
+        }
+        out.push(ServiceCfg {
+            addr: vs.address,
+            port: vs.port,
+            proto,
+            interface: vs.interface.clone(),
+            scheduler,
+            persistence,
+            table_size,
+            sorry,
+            quorum,
+            hysteresis: vs.hysteresis.unwrap_or(0),
+            quorum_up: argv(p, &format!("{at}.quorum_up"), &vs.quorum_up),
+            quorum_down: argv(p, &format!("{at}.quorum_down"), &vs.quorum_down),
+            reals,
+        });
+    }
+    out
+}
+
+fn check_interval(p: &mut Problems, path: &str, d: Duration) {
+    if d < Duration::from_millis(10) || d > Duration::from_secs(3600) {
+        p.add(
+            path,
+            format!("{}: must be between 10ms and 1h", format_duration(d)),
+        );
+    }
+}
+
+fn check(p: &mut Problems, at: &str, c: &Check, port: u16, vip: Ipv4Addr) -> Option<CheckCfg> {
+    let out = match c {
+        Check::Tcp(t) => CheckCfg::Tcp {
+            port: t.connect_port.unwrap_or(port),
+            connect_timeout: t.connect_timeout.map_or(DEFAULT_CONNECT_TIMEOUT, |d| d.0),
+            bind_to: t.bind_to,
+            probe_vip: t.probe_vip.unwrap_or(false).then_some(vip),
+        },
+        Check::Http(h) | Check::Https(h) => {
+            let tls = matches!(c, Check::Https(_));
+            let kind = if tls { "https" } else { "http" };
+            let path = h.path.clone().unwrap_or_else(|| "/".into());
+            if !path.starts_with('/') || path.chars().any(|c| c.is_control() || c == ' ') {
+                p.add(
+                    format!("{at}.{kind}.path"),
+                    "must start with '/' and contain no spaces or control characters",
+                );
+            }
+            if let Some(v) = &h.virtualhost {
+                if v.is_empty() || v.chars().any(|c| c.is_control() || c == ' ') {
+                    p.add(format!("{at}.{kind}.virtualhost"), "not a valid host name");
+                }
+            }
+            let mut status = Vec::new();
+            for (k, s) in h.status_code.iter().enumerate() {
+                match status_range(s) {
+                    Some(r) => status.push(r),
+                    None => p.add(
+                        format!("{at}.{kind}.status_code[{k}]"),
+                        "expected a code 100..599 or a range like \"200-299\"",
+                    ),
+                }
+            }
+            if status.is_empty() {
+                status.push((200, 299));
+            }
+            if let Some(re) = &h.regex {
+                if let Err(e) = regex_check(re) {
+                    p.add(format!("{at}.{kind}.regex"), e);
+                }
+            }
+            let connect_timeout = h.connect_timeout.map_or(DEFAULT_CONNECT_TIMEOUT, |d| d.0);
+            CheckCfg::Http {
+                tls,
+                port: h.connect_port.unwrap_or(port),
+                path,
+                virtualhost: h.virtualhost.clone(),
+                status,
+                regex: h.regex.clone(),
+                connect_timeout,
+                timeout: h.timeout.map_or(connect_timeout * 2, |d| d.0),
+                bind_to: h.bind_to,
+                verify: h.verify.unwrap_or(true),
+            }
+        }
+        Check::Script(s) => CheckCfg::Script {
+            argv: argv(p, &format!("{at}.script.script"), &Some(s.script.clone()))?,
+            timeout: s.timeout.map_or(DEFAULT_SCRIPT_TIMEOUT, |d| d.0),
+            dynamic: s.dynamic.unwrap_or(false),
+        },
+    };
+    Some(out)
+}
+
+/// Validates a body regex without compiling it into the config (the checker compiles it).
+fn regex_check(re: &str) -> Result<(), String> {
+    if re.len() > 4096 {
+        return Err("regex longer than 4096 characters".into());
+    }
+    crate::health::validate_regex(re)
+}
+
+fn status_range(s: &StatusCode) -> Option<(u16, u16)> {
+    let (lo, hi) = match s {
+        StatusCode::Code(c) => (*c, *c),
+        StatusCode::Range(r) => match r.split_once('-') {
+            Some((a, b)) => (a.trim().parse().ok()?, b.trim().parse().ok()?),
+            None => {
+                let c = r.trim().parse().ok()?;
+                (c, c)
+            }
+        },
+    };
+    ((100..=599).contains(&lo) && (100..=599).contains(&hi) && lo <= hi).then_some((lo, hi))
+}
+
+fn scripts(p: &mut Problems, list: &[schema::VrrpScript]) -> Vec<ScriptCfg> {
+    let mut names = HashSet::new();
+    let mut out = Vec::new();
+    for (i, s) in list.iter().enumerate() {
+        let at = format!("vrrp_scripts[{i}]");
+        if !names.insert(s.name.clone()) {
+            p.add(
+                format!("{at}.name"),
+                format!("`{}` is defined twice", s.name),
+            );
+        }
+        let interval = s.interval.map_or(Duration::from_secs(1), |d| d.0);
+        check_interval(p, &format!("{at}.interval"), interval);
+        let weight = s.weight.unwrap_or(0);
+        if !(-253..=253).contains(&weight) {
+            p.add(format!("{at}.weight"), "must be between -253 and 253");
+        }
+        out.push(ScriptCfg {
+            name: s.name.clone(),
+            argv: argv(p, &format!("{at}.script"), &Some(s.script.clone())).unwrap_or_default(),
+            interval,
+            timeout: s.timeout.map_or(interval, |d| d.0),
+            weight,
+            rise: positive(p, &format!("{at}.rise"), s.rise, 1),
+            fall: positive(p, &format!("{at}.fall"), s.fall, 1),
+        });
+    }
+    out
+}
+
+fn parse_vip(p: &mut Problems, at: &str, v: &VirtualIp, iface: &str) -> Option<Vip> {
+    let (text, dev, label) = match v {
+        VirtualIp::Short(s) => (s.as_str(), None, None),
+        VirtualIp::Full(f) => (f.address.as_str(), f.dev.clone(), f.label.clone()),
+    };
+    let (addr, prefix) = match text.split_once('/') {
+        Some((a, l)) => (a, l.parse::<u8>().ok()),
+        None => (text, Some(32)),
+    };
+    let (Ok(addr), Some(prefix)) = (addr.parse::<Ipv4Addr>(), prefix) else {
+        p.add(
+            at,
+            format!("`{text}` is not an IPv4 address with optional /prefix"),
+        );
+        return None;
+    };
+    if prefix > 32 || addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() {
+        p.add(
+            at,
+            format!("`{text}` is not a usable unicast address/prefix"),
+        );
+        return None;
+    }
+    if let Some(l) = &label {
+        if l.len() > 15 {
+            p.add(at, format!("label `{l}` is longer than 15 characters"));
+        }
+    }
+    Some(Vip {
+        addr,
+        prefix,
+        dev: dev.unwrap_or_else(|| iface.to_owned()),
+        label,
+    })
+}
+
+fn instances(
+    p: &mut Problems,
+    list: &[schema::VrrpInstance],
+    scripts: &[ScriptCfg],
+    services: &[ServiceCfg],
+    mcast_default: Ipv4Addr,
+    garp: &Garp,
+) -> Vec<InstanceCfg> {
+    let mut names = HashSet::new();
+    let mut vrids = HashMap::new();
+    let mut vip_owner: HashMap<Ipv4Addr, String> = HashMap::new();
+    let mut out = Vec::new();
+    for (i, vi) in list.iter().enumerate() {
+        let at = format!("vrrp_instances[{i}]");
+        if !names.insert(vi.name.clone()) {
+            p.add(
+                format!("{at}.name"),
+                format!("`{}` is defined twice", vi.name),
+            );
+        }
+        if let Some(s) = &vi.state {
+            if !matches!(s.as_str(), "MASTER" | "BACKUP" | "master" | "backup") {
+                p.add(format!("{at}.state"), "expected MASTER or BACKUP");
+            }
+        }
+        range(
+            p,
+            &format!("{at}.virtual_router_id"),
+            vi.virtual_router_id,
+            1,
+            255,
+        );
+        range(p, &format!("{at}.priority"), vi.priority, 1, 255);
+        if let Some(first) = vrids.insert((vi.interface.clone(), vi.virtual_router_id), i) {
+            p.add(
+                format!("{at}.virtual_router_id"),
+                format!(
+                    "VRID {} on {} is already used by vrrp_instances[{first}]",
+                    vi.virtual_router_id, vi.interface
+                ),
+            );
+        }
+        let version = match vi.version.unwrap_or(3) {
+            2 => VrrpVersion::V2,
+            3 => VrrpVersion::V3,
+            v => {
+                p.add(format!("{at}.version"), format!("{v}: expected 2 or 3"));
+                VrrpVersion::V3
+            }
+        };
+        let advert_int = vi.advert_int.map_or(DEFAULT_ADVERT_INT, |d| d.0);
+        match version {
+            VrrpVersion::V2 => {
+                if advert_int.subsec_nanos() != 0
+                    || advert_int < Duration::from_secs(1)
+                    || advert_int > Duration::from_secs(255)
+                {
+                    p.add(
+                        format!("{at}.advert_int"),
+                        format!(
+                            "{}: VRRPv2 intervals are whole seconds, 1s..=255s (use version: 3 for \
+                             sub-second)",
+                            format_duration(advert_int)
+                        ),
+                    );
+                }
+            }
+            VrrpVersion::V3 => {
+                if advert_int.as_nanos() % 10_000_000 != 0
+                    || advert_int < Duration::from_millis(10)
+                    || advert_int > Duration::from_millis(40_950)
+                {
+                    p.add(
+                        format!("{at}.advert_int"),
+                        format!(
+                            "{}: VRRPv3 intervals are 10ms..=40.95s in steps of 10ms",
+                            format_duration(advert_int)
+                        ),
+                    );
+                }
+            }
+        }
+        let preempt = match (vi.preempt, vi.nopreempt) {
+            (Some(a), Some(b)) if a == b => {
+                p.add(
+                    format!("{at}.nopreempt"),
+                    "contradicts `preempt`; give only one of them",
+                );
+                a
+            }
+            (Some(a), _) => a,
+            (None, Some(b)) => !b,
+            (None, None) => true,
+        };
+        if vi.virtual_ipaddresses.is_empty() {
+            p.add(
+                format!("{at}.virtual_ipaddresses"),
+                "an instance needs at least one virtual IP address",
+            );
+        }
+        let mut vips = Vec::new();
+        for (j, v) in vi.virtual_ipaddresses.iter().enumerate() {
+            let vat = format!("{at}.virtual_ipaddresses[{j}]");
+            if let Some(vip) = parse_vip(p, &vat, v, &vi.interface) {
+                if let Some(other) = vip_owner.insert(vip.addr, vi.name.clone()) {
+                    p.add(
+                        vat,
+                        format!("{} is already a VIP of instance `{other}`", vip.addr),
+                    );
+                }
+                vips.push(vip);
+            }
+        }
+        let auth_pass = vi.authentication.as_ref().and_then(|a| {
+            if a.auth_type != "PASS" {
+                p.add(
+                    format!("{at}.authentication.auth_type"),
+                    format!(
+                        "`{}`: only PASS is supported (AH was removed in RFC 3768)",
+                        a.auth_type
+                    ),
+                );
+                return None;
+            }
+            if version != VrrpVersion::V2 {
+                p.add(
+                    format!("{at}.authentication"),
+                    "VRRPv3 has no authentication (RFC 5798 §9); use version: 2 or remove it",
+                );
+            }
+            let bytes = a.auth_pass.as_bytes();
+            if bytes.is_empty() || bytes.len() > 8 {
+                p.add(
+                    format!("{at}.authentication.auth_pass"),
+                    "must be 1 to 8 bytes (keepalived truncates longer ones; we refuse)",
+                );
+                return None;
+            }
+            let mut out = [0u8; 8];
+            out[..bytes.len()].copy_from_slice(bytes);
+            Some(out)
+        });
+        if !vi.unicast_peers.is_empty() && !vi.allowed_peers.is_empty() {
+            p.add(
+                format!("{at}.allowed_peers"),
+                "unicast_peers already restricts who is heard; allowed_peers is for multicast",
+            );
+        }
+        let mcast_group = vi.mcast_group4.unwrap_or(mcast_default);
+        if !mcast_group.is_multicast() {
+            p.add(format!("{at}.mcast_group4"), "must be a multicast address");
+        }
+        let v3_checksum = match vi.v3_checksum.as_deref().unwrap_or("keepalived") {
+            "keepalived" => V3Checksum::Keepalived,
+            "rfc9568" => V3Checksum::Rfc9568,
+            other => {
+                p.add(
+                    format!("{at}.v3_checksum"),
+                    format!("`{other}`: expected keepalived or rfc9568"),
+                );
+                V3Checksum::Keepalived
+            }
+        };
+        let track_interfaces = vi
+            .track_interfaces
+            .iter()
+            .map(|t| match t {
+                TrackInterface::Name(n) => (n.clone(), 0),
+                TrackInterface::Weighted { name, weight } => (name.clone(), *weight),
+            })
+            .collect();
+        let mut track_scripts = Vec::new();
+        for (j, t) in vi.track_scripts.iter().enumerate() {
+            let (name, weight) = match t {
+                TrackScript::Name(n) => (n, None),
+                TrackScript::Weighted { name, weight } => (name, Some(*weight)),
+            };
+            match scripts.iter().position(|s| &s.name == name) {
+                Some(k) => track_scripts.push((k, weight.unwrap_or(scripts[k].weight))),
+                None => p.add(
+                    format!("{at}.track_scripts[{j}]"),
+                    format!("`{name}` is not defined in vrrp_scripts"),
+                ),
+            }
+        }
+        let mut track_services = Vec::new();
+        for (j, t) in vi.track_services.iter().enumerate() {
+            match services.iter().position(|s| s.label() == t.service) {
+                Some(k) => track_services.push((k, t.weight)),
+                None => p.add(
+                    format!("{at}.track_services[{j}].service"),
+                    format!(
+                        "`{}` is not a virtual server (write it as address:port/protocol)",
+                        t.service
+                    ),
+                ),
+            }
+        }
+        let notify = Notify {
+            master: argv(p, &format!("{at}.notify_master"), &vi.notify_master),
+            backup: argv(p, &format!("{at}.notify_backup"), &vi.notify_backup),
+            fault: argv(p, &format!("{at}.notify_fault"), &vi.notify_fault),
+            stop: argv(p, &format!("{at}.notify_stop"), &vi.notify_stop),
+            any: argv(p, &format!("{at}.notify"), &vi.notify),
+        };
+        out.push(InstanceCfg {
+            name: vi.name.clone(),
+            interface: vi.interface.clone(),
+            vrid: vi.virtual_router_id.clamp(1, 255) as u8,
+            priority: vi.priority.clamp(1, 255) as u8,
+            version,
+            advert_int,
+            preempt,
+            preempt_delay: vi.preempt_delay.map_or(Duration::ZERO, |d| d.0),
+            vips,
+            auth_pass,
+            unicast_src_ip: vi.unicast_src_ip,
+            unicast_peers: vi.unicast_peers.clone(),
+            allowed_peers: vi.allowed_peers.clone(),
+            mcast_group,
+            v3_checksum,
+            track_interfaces,
+            track_scripts,
+            track_services,
+            notify,
+            garp: Garp {
+                repeat: vi.garp_master_repeat.unwrap_or(garp.repeat),
+                delay: vi.garp_master_delay.map_or(garp.delay, |d| d.0),
+                refresh: vi
+                    .garp_master_refresh
+                    .map_or(garp.refresh, |d| Some(d.0).filter(|d| !d.is_zero())),
+                interval: garp.interval,
+            },
+        });
+    }
+    out
+}
+
+fn sync_groups(
+    p: &mut Problems,
+    list: &[schema::SyncGroup],
+    instances: &[InstanceCfg],
+) -> Vec<SyncGroupCfg> {
+    let mut member_of: HashMap<usize, String> = HashMap::new();
+    let mut out = Vec::new();
+    for (i, g) in list.iter().enumerate() {
+        let at = format!("vrrp_sync_groups[{i}]");
+        let mut members = Vec::new();
+        for (j, name) in g.group.iter().enumerate() {
+            match instances.iter().position(|x| &x.name == name) {
+                Some(k) => {
+                    if let Some(other) = member_of.insert(k, g.name.clone()) {
+                        p.add(
+                            format!("{at}.group[{j}]"),
+                            format!("`{name}` is already in sync group `{other}`"),
+                        );
+                    }
+                    members.push(k);
+                }
+                None => p.add(
+                    format!("{at}.group[{j}]"),
+                    format!("`{name}` is not a vrrp_instance"),
+                ),
+            }
+        }
+        out.push(SyncGroupCfg {
+            name: g.name.clone(),
+            members,
+            notify: Notify {
+                master: argv(p, &format!("{at}.notify_master"), &g.notify_master),
+                backup: argv(p, &format!("{at}.notify_backup"), &g.notify_backup),
+                fault: argv(p, &format!("{at}.notify_fault"), &g.notify_fault),
+                stop: None,
+                any: argv(p, &format!("{at}.notify"), &g.notify),
+            },
+        });
+    }
+    out
+}

@@ -1,0 +1,41 @@
+//! What the data path should hold, computed from config + health + neighbour state. Pure data:
+//! `sync` turns it into map writes.
+
+use std::net::Ipv4Addr;
+
+use lb_common::ServiceKey;
+
+/// Layer-2 path to a real: everything the data path writes into the Ethernet header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct L2 {
+    pub dst_mac: [u8; 6],
+    pub src_mac: [u8; 6],
+    pub ifindex: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredReal {
+    pub addr: Ipv4Addr,
+    pub port: u16,
+    /// Share of new flows; 0 = none (down, drained or configured 0).
+    pub weight: u32,
+    /// Established flows may stay (healthy, or draining with `inhibit_on_failure`).
+    pub keep_flows: bool,
+    /// None while the MAC is unknown: the real is then not used at all.
+    pub l2: Option<L2>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredService {
+    pub key: ServiceKey,
+    /// False while another node is master for this service's VIP: the entry is withdrawn
+    /// (traffic passes to the kernel) but ids and tables are kept for a quick return.
+    pub active: bool,
+    /// `SVC_F_*`.
+    pub flags: u32,
+    pub affinity_timeout_s: u32,
+    pub table_size: u32,
+    pub reals: Vec<DesiredReal>,
+    /// Takes all new flows when no real can.
+    pub sorry: Option<DesiredReal>,
+}

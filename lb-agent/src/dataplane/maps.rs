@@ -1,0 +1,51 @@
+//! Typed handles on the data-path maps, taken out of the loaded object.
+
+use std::os::fd::AsFd as _;
+
+use anyhow::{anyhow, Context as _, Result};
+use aya::{
+    maps::{Array, HashMap, MapData, PerCpuArray},
+    Ebpf,
+};
+use lb_common::{
+    maps as names, AffinityKey, AffinityValue, Counters, FlowKey, FlowValue, Real, Service,
+    ServiceKey,
+};
+
+use super::rings::Rings;
+
+pub struct Maps {
+    pub services: HashMap<MapData, ServiceKey, Service>,
+    pub rings: Rings,
+    pub reals: Array<MapData, Real>,
+    pub flows: HashMap<MapData, FlowKey, FlowValue>,
+    pub affinity: HashMap<MapData, AffinityKey, AffinityValue>,
+    pub stats: PerCpuArray<MapData, u64>,
+    pub svc_stats: PerCpuArray<MapData, Counters>,
+    pub real_stats: PerCpuArray<MapData, Counters>,
+}
+
+fn take(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map> {
+    ebpf.take_map(name)
+        .ok_or_else(|| anyhow!("map {name} missing from the XDP object"))
+}
+
+impl Maps {
+    pub fn take(ebpf: &mut Ebpf, ring_entries: u32) -> Result<Maps> {
+        let aya::maps::Map::Array(rings_map) = take(ebpf, names::RINGS)? else {
+            return Err(anyhow!("{} is not an array map", names::RINGS));
+        };
+        let rings = Rings::map(rings_map.fd().as_fd(), ring_entries)
+            .context("mapping LB_RINGS (needs BPF_F_MMAPABLE, kernel 5.5+)")?;
+        Ok(Maps {
+            services: take(ebpf, names::SERVICES)?.try_into()?,
+            rings,
+            reals: take(ebpf, names::REALS)?.try_into()?,
+            flows: take(ebpf, names::FLOWS)?.try_into()?,
+            affinity: take(ebpf, names::AFFINITY)?.try_into()?,
+            stats: take(ebpf, names::STATS)?.try_into()?,
+            svc_stats: take(ebpf, names::SVC_STATS)?.try_into()?,
+            real_stats: take(ebpf, names::REAL_STATS)?.try_into()?,
+        })
+    }
+}

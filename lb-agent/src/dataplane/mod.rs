@@ -1,0 +1,102 @@
+//! The data path from user space: load the object, keep its maps equal to the desired state,
+//! attach it where this node forwards.
+
+pub mod attach;
+pub mod counters;
+pub mod desired;
+pub mod loader;
+pub mod maglev;
+pub mod maps;
+pub mod object;
+pub mod pins;
+pub mod rings;
+pub mod sync;
+pub mod testrun;
+
+use std::{collections::BTreeMap, path::Path};
+
+use anyhow::Result;
+use aya::programs::XdpMode;
+
+pub use desired::{DesiredReal, DesiredService, L2};
+
+use crate::config::Capacity;
+
+pub struct Dataplane {
+    pub loaded: loader::Loaded,
+    pub programmer: sync::Programmer,
+    attached: BTreeMap<String, attach::Attachment>,
+    modes: &'static [XdpMode],
+}
+
+impl Dataplane {
+    /// Loads the object (reusing pinned maps under `pin_dir`) and reads back their state.
+    pub fn open(
+        cap: &Capacity,
+        pin_dir: Option<&Path>,
+        mode: crate::config::XdpMode,
+    ) -> Result<Self> {
+        let loaded = loader::load(cap, pin_dir)?;
+        let programmer =
+            sync::Programmer::recover(&loaded.maps, cap.max_services, cap.max_reals, cap.ring_size);
+        Ok(Dataplane {
+            loaded,
+            programmer,
+            attached: BTreeMap::new(),
+            modes: loader::xdp_modes(mode),
+        })
+    }
+
+    pub fn apply(&mut self, desired: &[DesiredService]) -> Result<sync::Report> {
+        self.programmer.apply(&mut self.loaded.maps, desired)
+    }
+
+    pub fn is_attached(&self, ifname: &str) -> bool {
+        self.attached.contains_key(ifname)
+    }
+
+    pub fn attached(&self) -> impl Iterator<Item = &str> {
+        self.attached.keys().map(String::as_str)
+    }
+
+    /// Attaches to `ifname` unless already attached.
+    pub fn attach(&mut self, ifname: &str) -> Result<()> {
+        if self.attached.contains_key(ifname) {
+            return Ok(());
+        }
+        let pin = self.loaded.pin_dir.clone();
+        let modes = self.modes;
+        let prog = self.loaded.program()?;
+        let a = attach::attach(prog, ifname, modes, pin.as_deref())?;
+        self.attached.insert(ifname.to_owned(), a);
+        Ok(())
+    }
+
+    pub fn detach(&mut self, ifname: &str) {
+        if let Some(a) = self.attached.remove(ifname) {
+            a.detach();
+        }
+    }
+
+    pub fn detach_all(&mut self) {
+        let names: Vec<String> = self.attached.keys().cloned().collect();
+        for n in names {
+            self.detach(&n);
+        }
+    }
+
+    /// Links pinned by an earlier run that this run did not take over.
+    pub fn release_stale_links(&mut self, keep: &[&str]) {
+        if let Some(dir) = self.loaded.pin_dir.clone() {
+            for ifname in attach::pinned_links(&dir) {
+                if !keep.contains(&ifname.as_str()) && !self.attached.contains_key(&ifname) {
+                    attach::release_stale(&dir, &ifname);
+                }
+            }
+        }
+    }
+
+    pub fn counters(&self, svc_ids: &[u32], real_ids: &[u32]) -> Result<counters::Snapshot> {
+        counters::read(&self.loaded.maps, svc_ids, real_ids)
+    }
+}

@@ -1,0 +1,382 @@
+//! Desired state -> map writes, keeping the data path consistent at every instant:
+//! - a real's entry is written before any table names it, and cleared only after none does;
+//! - a service's new Maglev table goes into its standby half (only the slots that differ),
+//!   then one update of the service entry flips to it: never an empty or half-written table;
+//! - ids are stable: a real keeps its id (and so its flows) across reloads and restarts; an id
+//!   given to another real gets a new generation, so stale flow entries are not followed.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    hash::{Hash, Hasher},
+    net::Ipv4Addr,
+};
+
+use anyhow::{anyhow, Context as _, Result};
+use lb_common::{Real, Service, ServiceKey, REAL_F_KEEP_FLOWS, REAL_NONE};
+use tracing::debug;
+
+use super::{
+    desired::{DesiredReal, DesiredService},
+    maglev::{self, Backend},
+    maps::Maps,
+};
+
+type RealKey = (u32, Ipv4Addr, u16);
+
+struct SvcState {
+    id: u32,
+    entry: Service,
+    /// The entry is in LB_SERVICES (false while the service is withdrawn).
+    in_map: bool,
+    /// Hash of what the active table was built from; equal => nothing to rebuild.
+    table_sig: u64,
+}
+
+struct RealState {
+    id: u32,
+    entry: Real,
+}
+
+/// What one `apply` changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub services_added: usize,
+    pub services_removed: usize,
+    pub tables_flipped: usize,
+    pub slots_written: usize,
+    pub reals_written: usize,
+    pub reals_removed: usize,
+}
+
+impl Report {
+    pub fn is_noop(&self) -> bool {
+        *self == Report::default()
+    }
+}
+
+pub struct Programmer {
+    stride: u32,
+    services: HashMap<ServiceKey, SvcState>,
+    reals: HashMap<RealKey, RealState>,
+    free_svc: BTreeSet<u32>,
+    free_real: BTreeSet<u32>,
+    /// Last generation handed out per real id.
+    gens: Vec<u32>,
+}
+
+fn ring_base(stride: u32, svc_id: u32, half: u32) -> u32 {
+    (svc_id * 2 + half) * stride
+}
+
+impl Programmer {
+    /// Reads back what a previous run left in (pinned) maps, so ids and tables carry over.
+    pub fn recover(maps: &Maps, max_services: u32, max_reals: u32, stride: u32) -> Programmer {
+        let mut services = HashMap::new();
+        for item in maps.services.iter() {
+            let Ok((key, entry)) = item else { continue };
+            if entry.id < max_services {
+                services.insert(
+                    key,
+                    SvcState {
+                        id: entry.id,
+                        entry,
+                        in_map: true,
+                        table_sig: 0,
+                    },
+                );
+            }
+        }
+        let mut reals = HashMap::new();
+        let mut gens = vec![0u32; max_reals as usize];
+        for id in 0..max_reals {
+            let Ok(entry) = maps.reals.get(&id, 0) else {
+                continue;
+            };
+            gens[id as usize] = entry.gen;
+            let live = services.values().any(|s| s.id == entry.svc_id);
+            if entry.gen != 0 && entry.addr_be != 0 && live {
+                let addr = Ipv4Addr::from(entry.addr_be.to_ne_bytes());
+                reals.insert(
+                    (entry.svc_id, addr, u16::from_be(entry.port_be)),
+                    RealState { id, entry },
+                );
+            }
+        }
+        let used_svc: BTreeSet<u32> = services.values().map(|s| s.id).collect();
+        let used_real: BTreeSet<u32> = reals.values().map(|r| r.id).collect();
+        Programmer {
+            stride,
+            free_svc: (0..max_services)
+                .filter(|i| !used_svc.contains(i))
+                .collect(),
+            free_real: (0..max_reals).filter(|i| !used_real.contains(i)).collect(),
+            services,
+            reals,
+            gens,
+        }
+    }
+
+    pub fn service_id(&self, key: &ServiceKey) -> Option<u32> {
+        self.services.get(key).map(|s| s.id)
+    }
+
+    pub fn real_id(&self, svc: &ServiceKey, addr: Ipv4Addr, port: u16) -> Option<u32> {
+        let sid = self.service_id(svc)?;
+        self.reals.get(&(sid, addr, port)).map(|r| r.id)
+    }
+
+    /// Makes the maps hold `desired` (all services; absent ones are removed).
+    pub fn apply(&mut self, maps: &mut Maps, desired: &[DesiredService]) -> Result<Report> {
+        let mut report = Report::default();
+        let mut wanted_reals: HashMap<RealKey, ()> = HashMap::new();
+
+        for svc in desired {
+            let sid = match self.services.get(&svc.key) {
+                Some(s) => s.id,
+                None => {
+                    let id = self.free_svc.pop_first().ok_or_else(|| {
+                        anyhow!("out of service slots (global_defs.max_services)")
+                    })?;
+                    self.services.insert(
+                        svc.key,
+                        SvcState {
+                            id,
+                            entry: Service {
+                                id,
+                                ring_base: u32::MAX,
+                                ..Default::default()
+                            },
+                            in_map: false,
+                            table_sig: 0,
+                        },
+                    );
+                    report.services_added += 1;
+                    id
+                }
+            };
+
+            // 1. Real entries first, so the table below never names an unwritten real.
+            let mut table_reals: Vec<(Backend, u32)> = Vec::new();
+            let mut sorry_id = None;
+            for (r, is_sorry) in svc
+                .reals
+                .iter()
+                .map(|r| (r, false))
+                .chain(svc.sorry.iter().map(|r| (r, true)))
+            {
+                let rk = (sid, r.addr, r.port);
+                wanted_reals.insert(rk, ());
+                let id = self.write_real(maps, rk, r, &mut report)?;
+                if r.l2.is_none() {
+                    continue;
+                }
+                if is_sorry {
+                    sorry_id = Some(id);
+                } else if r.weight > 0 {
+                    table_reals.push((
+                        Backend {
+                            addr: r.addr,
+                            port: r.port,
+                            weight: r.weight,
+                        },
+                        id,
+                    ));
+                }
+            }
+
+            // 2. The table, into the standby half, then flip.
+            self.write_table(maps, svc, sid, &table_reals, sorry_id, &mut report)?;
+        }
+
+        // 3. Services no longer wanted: remove the entry (traffic to them passes to the
+        //    kernel), then their reals below.
+        let gone: Vec<ServiceKey> = self
+            .services
+            .keys()
+            .filter(|k| !desired.iter().any(|d| d.key == **k))
+            .copied()
+            .collect();
+        for key in gone {
+            if let Some(s) = self.services.remove(&key) {
+                if s.in_map {
+                    match maps.services.remove(&key) {
+                        Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                        Err(e) => return Err(e).context("removing a service"),
+                    }
+                }
+                self.free_svc.insert(s.id);
+                report.services_removed += 1;
+            }
+        }
+
+        // 4. Reals no longer wanted: clear the entry (flows on it move), free the id.
+        let gone: Vec<RealKey> = self
+            .reals
+            .keys()
+            .filter(|k| !wanted_reals.contains_key(*k))
+            .copied()
+            .collect();
+        for rk in gone {
+            if let Some(r) = self.reals.remove(&rk) {
+                let cleared = Real {
+                    gen: r.entry.gen,
+                    ..Default::default()
+                };
+                maps.reals
+                    .set(r.id, cleared, 0)
+                    .context("clearing a real")?;
+                self.free_real.insert(r.id);
+                report.reals_removed += 1;
+            }
+        }
+        if !report.is_noop() {
+            debug!(?report, "data path updated");
+        }
+        Ok(report)
+    }
+
+    fn write_real(
+        &mut self,
+        maps: &mut Maps,
+        rk: RealKey,
+        r: &DesiredReal,
+        report: &mut Report,
+    ) -> Result<u32> {
+        let (id, gen) = match self.reals.get(&rk) {
+            Some(s) => (s.id, s.entry.gen),
+            None => {
+                let id = self
+                    .free_real
+                    .pop_first()
+                    .ok_or_else(|| anyhow!("out of real server slots (global_defs.max_reals)"))?;
+                let g = self.gens.get(id as usize).copied().unwrap_or(0);
+                let gen = g.wrapping_add(1).max(1);
+                if let Some(slot) = self.gens.get_mut(id as usize) {
+                    *slot = gen;
+                }
+                (id, gen)
+            }
+        };
+        let l2 = r.l2.unwrap_or(super::desired::L2 {
+            dst_mac: [0; 6],
+            src_mac: [0; 6],
+            ifindex: 0,
+        });
+        let entry = Real {
+            dst_mac: l2.dst_mac,
+            src_mac: l2.src_mac,
+            ifindex: l2.ifindex,
+            gen,
+            flags: if r.keep_flows && r.l2.is_some() {
+                REAL_F_KEEP_FLOWS
+            } else {
+                0
+            },
+            svc_id: rk.0,
+            addr_be: u32::from_ne_bytes(rk.1.octets()),
+            port_be: rk.2.to_be(),
+            _pad: [0; 2],
+        };
+        let unchanged = self.reals.get(&rk).is_some_and(|s| s.entry == entry);
+        if !unchanged {
+            maps.reals.set(id, entry, 0).context("writing a real")?;
+            report.reals_written += 1;
+            self.reals.insert(rk, RealState { id, entry });
+        }
+        Ok(id)
+    }
+
+    fn write_table(
+        &mut self,
+        maps: &mut Maps,
+        svc: &DesiredService,
+        sid: u32,
+        backends: &[(Backend, u32)],
+        sorry_id: Option<u32>,
+        report: &mut Report,
+    ) -> Result<()> {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        svc.table_size.hash(&mut h);
+        for (b, id) in backends {
+            (b, id).hash(&mut h);
+        }
+        sorry_id.hash(&mut h);
+        let sig = h.finish();
+
+        let stride = self.stride;
+        let state = self
+            .services
+            .get_mut(&svc.key)
+            .ok_or_else(|| anyhow!("service state vanished"))?;
+        let size = svc.table_size.min(stride);
+        let want_meta = Service {
+            id: sid,
+            ring_base: state.entry.ring_base,
+            ring_size: size,
+            flags: svc.flags,
+            affinity_timeout_s: svc.affinity_timeout_s,
+        };
+        let live = state.entry.ring_base != u32::MAX;
+        if !svc.active {
+            if state.in_map {
+                match maps.services.remove(&svc.key) {
+                    Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                    Err(e) => return Err(e).context("withdrawing a service"),
+                }
+                state.in_map = false;
+                report.services_removed += 1;
+            }
+            return Ok(());
+        }
+        if live && state.in_map && state.table_sig == sig && state.entry == want_meta {
+            return Ok(());
+        }
+
+        let table: Vec<u32> = {
+            let list: Vec<Backend> = backends.iter().map(|(b, _)| *b).collect();
+            match maglev::build(&list, size) {
+                Some(t) => t.into_iter().map(|i| backends[i as usize].1).collect(),
+                None => vec![sorry_id.unwrap_or(REAL_NONE); size as usize],
+            }
+        };
+
+        // The active half already holds exactly this (restart, or a service coming back):
+        // just (re)publish the entry.
+        if live && maps.rings.equals(state.entry.ring_base as usize, &table) {
+            if !state.in_map || state.entry != want_meta {
+                maps.services
+                    .insert(svc.key, want_meta, 0)
+                    .context("publishing a service")?;
+                state.entry = want_meta;
+                state.in_map = true;
+                report.tables_flipped += 1;
+            }
+            state.table_sig = sig;
+            return Ok(());
+        }
+
+        let active_half = if live && state.entry.ring_base == ring_base(stride, sid, 1) {
+            1
+        } else {
+            0
+        };
+        let standby = ring_base(stride, sid, 1 - active_half);
+        let written = maps
+            .rings
+            .write_diff(standby as usize, &table)
+            .ok_or_else(|| anyhow!("Maglev table outside LB_RINGS (capacity mismatch)"))?;
+        let entry = Service {
+            ring_base: standby,
+            ..want_meta
+        };
+        maps.services
+            .insert(svc.key, entry, 0)
+            .context("flipping a service to its new table")?;
+        state.entry = entry;
+        state.in_map = true;
+        state.table_sig = sig;
+        report.tables_flipped += 1;
+        report.slots_written += written;
+        Ok(())
+    }
+}

@@ -1,0 +1,10 @@
+//! lb-agent: the user-space half of lb, an XDP direct-routing load balancer with a built-in,
+//! keepalived-compatible VRRP agent.
+//!
+//! Data flows one way: config + health + VRRP state -> desired data-path state -> map writes.
+
+pub mod agent;
+pub mod config;
+pub mod dataplane;
+pub mod health;
+pub mod netlink;

@@ -1,0 +1,73 @@
+//! The VIPs: added on becoming master, removed on leaving, found and removed when stale.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use anyhow::{Context as _, Result};
+use futures::TryStreamExt as _;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+
+use super::Netlink;
+
+fn has_addr(m: &AddressMessage, ip: Ipv4Addr) -> bool {
+    m.attributes.iter().any(|a| {
+        matches!(a, AddressAttribute::Local(IpAddr::V4(x)) | AddressAttribute::Address(IpAddr::V4(x)) if *x == ip)
+    })
+}
+
+impl Netlink {
+    async fn find(&self, ifindex: u32, ip: Ipv4Addr) -> Result<Option<AddressMessage>> {
+        let mut s = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(ifindex)
+            .execute();
+        while let Some(m) = s.try_next().await? {
+            if m.header.index == ifindex && has_addr(&m, ip) {
+                return Ok(Some(m));
+            }
+        }
+        Ok(None)
+    }
+
+    pub async fn has_address(&self, ifindex: u32, ip: Ipv4Addr) -> Result<bool> {
+        Ok(self.find(ifindex, ip).await?.is_some())
+    }
+
+    /// Adds `ip/prefix` (with an optional label) unless it is there already.
+    pub async fn add_address(
+        &self,
+        ifindex: u32,
+        ip: Ipv4Addr,
+        prefix: u8,
+        label: Option<&str>,
+    ) -> Result<bool> {
+        if self.find(ifindex, ip).await?.is_some() {
+            return Ok(false);
+        }
+        let mut req = self.handle.address().add(ifindex, ip.into(), prefix);
+        if let Some(l) = label {
+            req.message_mut()
+                .attributes
+                .push(AddressAttribute::Label(l.to_owned()));
+        }
+        req.execute()
+            .await
+            .with_context(|| format!("adding {ip}/{prefix}"))?;
+        Ok(true)
+    }
+
+    /// Removes `ip` from the interface if present. Returns whether it was there.
+    pub async fn del_address(&self, ifindex: u32, ip: Ipv4Addr) -> Result<bool> {
+        let Some(m) = self.find(ifindex, ip).await? else {
+            return Ok(false);
+        };
+        self.handle
+            .address()
+            .del(m)
+            .execute()
+            .await
+            .with_context(|| format!("removing {ip}"))?;
+        Ok(true)
+    }
+}

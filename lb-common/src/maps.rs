@@ -1,0 +1,42 @@
+//! Map names and default capacities, used by both sides. The XDP object declares each map with
+//! a placeholder size; the agent sets the real capacity at load time from its configuration.
+
+/// `ServiceKey -> Service`. No-prealloc hash: a replaced entry is freed after RCU, so the data
+/// path never reads a recycled element while the agent flips a table.
+pub const SERVICES: &str = "LB_SERVICES";
+/// Flat array of real ids: two Maglev tables (active and standby) per service slot.
+pub const RINGS: &str = "LB_RINGS";
+/// `real id -> Real`.
+pub const REALS: &str = "LB_REALS";
+/// The connection table: LRU `FlowKey -> FlowValue`.
+pub const FLOWS: &str = "LB_FLOWS";
+/// Client affinity: LRU `AffinityKey -> AffinityValue`.
+pub const AFFINITY: &str = "LB_AFFINITY";
+/// Per-CPU `u64` counters indexed by `stats::*`.
+pub const STATS: &str = "LB_STATS";
+/// Per-CPU `Counters` per service id.
+pub const SVC_STATS: &str = "LB_SVC_STATS";
+/// Per-CPU `Counters` per real id.
+pub const REAL_STATS: &str = "LB_REAL_STATS";
+
+/// Every map the data path uses, in a stable order (pinning, compatibility checks).
+pub const ALL: [&str; 8] = [
+    SERVICES, RINGS, REALS, FLOWS, AFFINITY, STATS, SVC_STATS, REAL_STATS,
+];
+
+/// Names of the XDP programs in the object.
+pub const PROG_LB: &str = "lb_xdp";
+/// Passes everything: put on the far end of a veth so native XDP_TX frames are delivered.
+pub const PROG_PASS: &str = "lb_pass";
+/// Swaps the Ethernet addresses and transmits: the floor the benchmarks compare against.
+pub const PROG_MACSWAP: &str = "lb_macswap";
+
+pub const DEFAULT_MAX_SERVICES: u32 = 64;
+pub const DEFAULT_MAX_REALS: u32 = 4096;
+pub const DEFAULT_RING_SIZE: u32 = 65537;
+pub const DEFAULT_FLOWS: u32 = 1 << 20;
+pub const DEFAULT_AFFINITY: u32 = 1 << 16;
+/// A table must have at least this many slots (and be prime).
+pub const MIN_RING_SIZE: u32 = 13;
+/// Upper bound on a table, so `ring_base + slot` never overflows with the largest capacities.
+pub const MAX_RING_SIZE: u32 = 1 << 20;

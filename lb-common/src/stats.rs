@@ -1,0 +1,69 @@
+//! Indices of `LB_STATS`: every decision the data path makes is counted under one of these.
+//! Each packet is counted once under exactly one verdict (`PASS_*`, `DROP_*`, `TX`, `REDIRECT`);
+//! the `INFO_*` counters describe how it was handled and may add up to more than the packets.
+
+macro_rules! stats {
+    ($($(#[$doc:meta])* $name:ident = $idx:expr, $label:expr;)*) => {
+        $($(#[$doc])* pub const $name: u32 = $idx;)*
+        /// Number of counters.
+        pub const COUNT: u32 = [$($idx),*].len() as u32;
+        /// Stable label of each counter (metrics, status), indexed like the counters.
+        pub const NAMES: [&str; COUNT as usize] = [$($label),*];
+    };
+}
+
+stats! {
+    /// Not IPv4 (ARP, IPv6, LLDP, ...). Passed untouched.
+    PASS_NOT_IPV4 = 0, "pass_not_ipv4";
+    /// Frame shorter than an Ethernet header.
+    PASS_TRUNCATED_ETH = 1, "pass_truncated_eth";
+    /// 802.1Q tag cut short.
+    PASS_TRUNCATED_VLAN = 2, "pass_truncated_vlan";
+    /// More than one VLAN tag (QinQ); not balanced.
+    PASS_VLAN_STACKED = 3, "pass_vlan_stacked";
+    /// IPv4 header cut short.
+    PASS_TRUNCATED_IP = 4, "pass_truncated_ip";
+    /// IPv4 version field not 4, header length below 20 bytes, or total length inconsistent
+    /// with the header or longer than the frame. The kernel drops these itself.
+    PASS_BAD_IP_HEADER = 5, "pass_bad_ip_header";
+    /// A fragment (first or not). Fragments carry no reliable ports, so they are never
+    /// balanced: the kernel reassembles what is addressed to it.
+    PASS_FRAGMENT = 6, "pass_fragment";
+    /// Neither TCP nor UDP.
+    PASS_OTHER_PROTO = 7, "pass_other_proto";
+    /// TCP or UDP header cut short.
+    PASS_TRUNCATED_L4 = 8, "pass_truncated_l4";
+    /// No virtual service for (destination, port, protocol).
+    PASS_NO_SERVICE = 9, "pass_no_service";
+    /// The service has no usable real (all down and no sorry server). The local stack answers
+    /// with a reset or port-unreachable, as IPVS does, so clients fail fast.
+    PASS_NO_REAL = 10, "pass_no_real";
+    /// A map the data path relies on was missing an entry (agent mid-update). Never expected.
+    PASS_INTERNAL = 11, "pass_internal";
+    /// To a virtual service from a broadcast, multicast, zero or loopback source, or from a
+    /// multicast Ethernet source: spoofed, dropped.
+    DROP_BAD_SOURCE = 12, "drop_bad_source";
+    /// Forwarded to a real with XDP_TX.
+    TX = 13, "tx";
+    /// Forwarded to a real through another interface with XDP_REDIRECT.
+    REDIRECT = 14, "redirect";
+    /// Connection-table hit on a usable real.
+    INFO_FLOW_HIT = 15, "flow_hit";
+    /// New flow: real chosen from the Maglev table and remembered.
+    INFO_FLOW_NEW = 16, "flow_new";
+    /// A flow's remembered real failed or was removed: chosen again from the table.
+    INFO_FLOW_RESELECT = 17, "flow_reselect";
+    /// The connection table refused an insert (forwarded anyway, by the Maglev choice).
+    INFO_FLOW_INSERT_FAILED = 18, "flow_insert_failed";
+    /// The real was chosen by client affinity (`persistence_timeout`).
+    INFO_AFFINITY_HIT = 19, "affinity_hit";
+    /// Packet had IPv4 options (balanced normally).
+    INFO_IP_OPTIONS = 20, "ip_options";
+    /// Packet had one 802.1Q tag (balanced normally, tag kept).
+    INFO_VLAN = 21, "vlan";
+}
+
+/// True for the counters that are verdicts (each packet lands in exactly one).
+pub const fn is_verdict(idx: u32) -> bool {
+    idx <= REDIRECT
+}

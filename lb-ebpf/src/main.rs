@@ -1,0 +1,119 @@
+//! The lb data path. `lb_xdp` balances TCP and UDP packets addressed to a virtual service to
+//! a real server in direct-routing mode: only the Ethernet addresses change. Everything else
+//! passes to the kernel untouched. Each packet is counted under exactly one verdict.
+#![no_std]
+#![no_main]
+
+mod counters;
+mod frame;
+mod maps;
+mod parse;
+mod select;
+
+use aya_ebpf::{
+    bindings::xdp_action::{XDP_DROP, XDP_PASS, XDP_TX},
+    helpers::bpf_redirect,
+    macros::xdp,
+    programs::XdpContext,
+};
+use lb_common::{stats, ServiceKey};
+
+use crate::{
+    counters::{count, count_forward},
+    frame::Frame,
+    maps::LB_SERVICES,
+};
+
+#[xdp]
+pub fn lb_xdp(ctx: XdpContext) -> u32 {
+    let (stat, action) = match try_lb(&ctx) {
+        Ok(done) => done,
+        Err(reason) if reason == stats::DROP_BAD_SOURCE => (reason, XDP_DROP),
+        Err(reason) => (reason, XDP_PASS),
+    };
+    count(stat);
+    action
+}
+
+/// `Ok((verdict counter, action))` for a forwarded packet, `Err(reason)` otherwise.
+#[inline(always)]
+fn try_lb(ctx: &XdpContext) -> Result<(u32, u32), u32> {
+    let frame = Frame::new(ctx);
+    let pkt = parse::parse(&frame)?;
+
+    let key = ServiceKey {
+        addr_be: pkt.daddr_be,
+        port_be: pkt.dport_be,
+        proto: pkt.proto,
+        _pad: 0,
+    };
+    // SAFETY: copied at once; the map is no-prealloc, so a replaced entry is not recycled
+    // under us.
+    let svc = unsafe { LB_SERVICES.get(&key) }
+        .copied()
+        .ok_or(stats::PASS_NO_SERVICE)?;
+    if pkt.eth_src_multicast || parse::bogus_source(pkt.saddr_be) {
+        return Err(stats::DROP_BAD_SOURCE);
+    }
+    if pkt.vlan {
+        count(stats::INFO_VLAN);
+    }
+    if pkt.ip_options {
+        count(stats::INFO_IP_OPTIONS);
+    }
+
+    let choice = select::choose(&svc, &pkt)?;
+
+    // Rewrite only the Ethernet addresses: the real holds the VIP on its loopback.
+    let macs = frame.ptr::<[u8; 12]>(0).ok_or(stats::PASS_INTERNAL)?;
+    let mut new = [0u8; 12];
+    new[..6].copy_from_slice(&choice.real.dst_mac);
+    new[6..].copy_from_slice(&choice.real.src_mac);
+    // SAFETY: `ptr` checked the 12 bytes are inside the packet.
+    unsafe { core::ptr::write_unaligned(macs, new) };
+
+    count_forward(svc.id, choice.real_id, pkt.ip_len as u64, choice.new_flow);
+
+    let ifindex = choice.real.ifindex;
+    if ifindex == 0 || ifindex as usize == ctx.ingress_ifindex() {
+        Ok((stats::TX, XDP_TX))
+    } else {
+        // SAFETY: plain helper call; returns XDP_REDIRECT or XDP_ABORTED.
+        let action = unsafe { bpf_redirect(ifindex, 0) } as u32;
+        Ok((stats::REDIRECT, action))
+    }
+}
+
+/// Passes everything. Lives on the far end of a veth so native XDP_TX frames get delivered.
+#[xdp]
+pub fn lb_pass(_ctx: XdpContext) -> u32 {
+    XDP_PASS
+}
+
+/// Swaps source and destination MAC and transmits: the cheapest useful XDP program, the floor
+/// the benchmarks measure the data path against.
+#[xdp]
+pub fn lb_macswap(ctx: XdpContext) -> u32 {
+    let frame = Frame::new(&ctx);
+    match frame.ptr::<[[u8; 6]; 2]>(0) {
+        Some(p) => {
+            // SAFETY: bounds checked by `ptr`.
+            unsafe {
+                let [dst, src] = core::ptr::read_unaligned(p);
+                core::ptr::write_unaligned(p, [src, dst]);
+            }
+            XDP_TX
+        }
+        None => XDP_PASS,
+    }
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[link_section = "license"]
+#[no_mangle]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,38 @@
+//! The maps. Capacities here are placeholders: the agent sets the real ones at load time
+//! (`EbpfLoader::map_max_entries`) from its configuration.
+
+use aya_ebpf::{
+    bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC},
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+};
+use lb_common::{
+    stats, AffinityKey, AffinityValue, Counters, FlowKey, FlowValue, Real, Service, ServiceKey,
+};
+
+#[map]
+pub static LB_SERVICES: HashMap<ServiceKey, Service> =
+    HashMap::with_max_entries(64, BPF_F_NO_PREALLOC);
+
+/// Real ids; mmap-able so the agent writes a whole Maglev table without a syscall per slot.
+#[map]
+pub static LB_RINGS: Array<u32> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+
+#[map]
+pub static LB_REALS: Array<Real> = Array::with_max_entries(1, 0);
+
+#[map]
+pub static LB_FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(1024, 0);
+
+#[map]
+pub static LB_AFFINITY: LruHashMap<AffinityKey, AffinityValue> =
+    LruHashMap::with_max_entries(1024, 0);
+
+#[map]
+pub static LB_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stats::COUNT, 0);
+
+#[map]
+pub static LB_SVC_STATS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+pub static LB_REAL_STATS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0);
