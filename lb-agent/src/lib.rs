@@ -4,6 +4,7 @@
 //! Data flows one way: config + health + VRRP state -> desired data-path state -> map writes.
 
 pub mod agent;
+pub mod cli;
 pub mod config;
 pub mod dataplane;
 pub mod health;

@@ -4,7 +4,8 @@
 /// `ServiceKey -> Service`. No-prealloc hash: a replaced entry is freed after RCU, so the data
 /// path never reads a recycled element while the agent flips a table.
 pub const SERVICES: &str = "LB_SERVICES";
-/// Flat array of real ids: two Maglev tables (active and standby) per service slot.
+/// Flat array of real ids, two per element (`[u32; 2]`): two Maglev tables (active and
+/// standby) per service slot. Slot `i` is element `i / 2`, lane `i % 2`.
 pub const RINGS: &str = "LB_RINGS";
 /// `real id -> Real`.
 pub const REALS: &str = "LB_REALS";

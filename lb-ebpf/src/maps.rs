@@ -14,9 +14,11 @@ use lb_common::{
 pub static LB_SERVICES: HashMap<ServiceKey, Service> =
     HashMap::with_max_entries(64, BPF_F_NO_PREALLOC);
 
-/// Real ids; mmap-able so the agent writes a whole Maglev table without a syscall per slot.
+/// Real ids, two per element: the kernel rounds array elements up to 8 bytes, so a plain `u32`
+/// array would waste half its memory and not be a flat `u32` array when the agent maps it
+/// (mmap-able, so a whole Maglev table is written without a syscall per slot).
 #[map]
-pub static LB_RINGS: Array<u32> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+pub static LB_RINGS: Array<[u32; 2]> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 
 #[map]
 pub static LB_REALS: Array<Real> = Array::with_max_entries(1, 0);

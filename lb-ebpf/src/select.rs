@@ -97,9 +97,9 @@ fn by_table(svc: &Service, hash: u32) -> Result<(u32, Real), u32> {
     let slot = hash
         .checked_rem(svc.ring_size)
         .ok_or(stats::PASS_INTERNAL)?;
-    let id = *LB_RINGS
-        .get(svc.ring_base.wrapping_add(slot))
-        .ok_or(stats::PASS_INTERNAL)?;
+    let idx = svc.ring_base.wrapping_add(slot);
+    let pair = LB_RINGS.get(idx >> 1).ok_or(stats::PASS_INTERNAL)?;
+    let id = pair[(idx & 1) as usize];
     if id == REAL_NONE {
         return Err(stats::PASS_NO_REAL);
     }

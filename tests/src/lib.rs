@@ -1,3 +1,8 @@
 //! Shared helpers of lb's integration tests and of the lab (`cargo xtask build-and-run`).
 
+pub mod agent;
+pub mod capture;
+pub mod client;
 pub mod frames;
+pub mod netns;
+pub mod topology;

@@ -1,1 +1,72 @@
-fn main() {}
+//! `cargo xtask`: set up a machine, build, test, run the lab, benchmark.
+
+mod run;
+mod setup;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Build, test and demo lb")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what the project needs (idempotent): Debian packages, the nightly's rust-src,
+    /// and bpf-linker built against the nightly's own LLVM.
+    Setup,
+    /// Build the release agent: one self-contained binary, target/release/lb-agent.
+    Build,
+    /// Run every test: unit tests, BPF_PROG_TEST_RUN fixtures, network-namespace topologies,
+    /// keepalived interop (needs root; CI runs as root).
+    Test {
+        /// Only tests whose name contains this.
+        filter: Option<String>,
+    },
+    /// With no arguments: build, then run the lab (network namespaces: client, load
+    /// balancers, real servers) and show it working. With `-- ARGS`: run `lb-agent ARGS` on
+    /// this host instead.
+    BuildAndRun {
+        /// Run the lab's scripted tour without pauses; exit 0 only if every step did what it
+        /// announced.
+        #[arg(long)]
+        script: bool,
+        /// Keep the lab running until Ctrl-C instead of touring it.
+        #[arg(long)]
+        no_tour: bool,
+        /// Arguments for lb-agent (after `--`).
+        #[arg(last = true)]
+        agent_args: Vec<String>,
+    },
+}
+
+fn workspace_root() -> PathBuf {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    here.parent().map(PathBuf::from).unwrap_or(here)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    let result = match cli.cmd {
+        Cmd::Setup => setup::setup().map(|_| ()),
+        Cmd::Build => run::build(&root),
+        Cmd::Test { filter } => run::test(&root, filter.as_deref()),
+        Cmd::BuildAndRun {
+            script,
+            no_tour,
+            agent_args,
+        } => run::build_and_run(&root, script, no_tour, &agent_args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

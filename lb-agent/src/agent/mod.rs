@@ -4,11 +4,7 @@
 pub mod neighbours;
 pub mod state;
 
-use std::{
-    collections::{BTreeSet, HashMap},
-    path::PathBuf,
-    time::Duration,
-};
+use std::{collections::BTreeSet, path::PathBuf, time::Duration};
 
 use anyhow::{Context as _, Result};
 use tokio::signal::unix::{signal, SignalKind};
@@ -105,6 +101,60 @@ impl Core {
         }
     }
 
+    /// SIGHUP / `lb-agent reload`: validate first (a bad file changes nothing), then apply
+    /// only the difference. Reals that stay keep their health, MAC and flows; new reals start
+    /// unchecked (no traffic until their first check passes); XDP stays attached.
+    async fn reload(&mut self) -> Result<()> {
+        let new = config::load(&self.cfg_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+        if let Some(why) = restart_needed(&self.cfg, &new) {
+            anyhow::bail!("{why} changed: that needs a restart; the running config stays");
+        }
+        let mut services = Vec::with_capacity(new.services.len());
+        for scfg in &new.services {
+            let mut rt = ServiceRt::new(scfg.clone());
+            if let Some(old) = self.services.iter().find(|o| o.cfg.key() == scfg.key()) {
+                for r in &mut rt.reals {
+                    if let Some(o) = old
+                        .reals
+                        .iter()
+                        .find(|o| o.cfg.addr == r.cfg.addr && o.cfg.port == r.cfg.port)
+                    {
+                        // Same real: keep what we know about it unless its checks changed.
+                        r.l2 = o.l2;
+                        if o.cfg.checks == r.cfg.checks {
+                            r.health = o.health;
+                            r.dynamic_weight = o.dynamic_weight;
+                            r.last_result.clone_from(&o.last_result);
+                        }
+                    }
+                }
+                rt.sorry_l2 = old.sorry_l2;
+            }
+            services.push(rt);
+        }
+        let (added, removed) = (
+            new.services
+                .iter()
+                .filter(|n| !self.services.iter().any(|o| o.cfg.key() == n.key()))
+                .count(),
+            self.services
+                .iter()
+                .filter(|o| !new.services.iter().any(|n| n.key() == o.cfg.key()))
+                .count(),
+        );
+        self.services = services;
+        self.cfg = new;
+        self.update_active();
+        self.refresh_l2().await?;
+        self.sync()?;
+        info!(
+            services_added = added,
+            services_removed = removed,
+            "configuration reloaded"
+        );
+        Ok(())
+    }
+
     fn shutdown(&mut self) {
         self.dp.detach_all();
     }
@@ -147,16 +197,35 @@ pub async fn run(opts: Options) -> Result<()> {
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
     let mut refresh = tokio::time::interval(REFRESH);
-    let _ = HashMap::<(), ()>::new();
     loop {
         tokio::select! {
             _ = refresh.tick() => core.tick().await,
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => info!("SIGHUP: reload is not implemented yet"),
+            _ = hup.recv() => {
+                info!(config = %core.cfg_path.display(), "SIGHUP: reloading");
+                if let Err(e) = core.reload().await {
+                    error!(error = %format!("{e:#}"), "reload failed");
+                }
+            }
         }
     }
     info!("stopping");
     core.shutdown();
     Ok(())
+}
+
+/// Settings that size or place the maps: changing them means recreating the data path.
+fn restart_needed(old: &Config, new: &Config) -> Option<&'static str> {
+    if old.capacity != new.capacity {
+        Some("a map capacity (max_services, max_reals, maglev_table_size, conntrack_size)")
+    } else if old.pin_path != new.pin_path {
+        Some("global_defs.bpf_pin_path")
+    } else if old.router_id != new.router_id {
+        Some("global_defs.router_id")
+    } else if old.xdp_mode != new.xdp_mode {
+        Some("global_defs.xdp_mode")
+    } else {
+        None
+    }
 }

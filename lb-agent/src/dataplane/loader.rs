@@ -22,11 +22,16 @@ use super::{
 };
 use crate::config::Capacity;
 
-/// Entries of `LB_RINGS`: two tables (active and standby) per service slot.
-pub fn ring_entries(cap: &Capacity) -> u32 {
+/// Table slots in `LB_RINGS`: two tables (active and standby) per service slot.
+pub fn ring_slots(cap: &Capacity) -> u32 {
     cap.max_services
         .saturating_mul(2)
         .saturating_mul(cap.ring_size)
+}
+
+/// `LB_RINGS` elements: two slots each.
+pub fn ring_elements(cap: &Capacity) -> u32 {
+    ring_slots(cap).div_ceil(2)
 }
 
 fn size<T>() -> u32 {
@@ -50,7 +55,7 @@ pub fn expected(cap: &Capacity) -> [Expect; 8] {
             size::<Service>(),
             cap.max_services,
         ),
-        e(names::RINGS, MapType::Array, 4, 4, ring_entries(cap)),
+        e(names::RINGS, MapType::Array, 4, 8, ring_elements(cap)),
         e(
             names::REALS,
             MapType::Array,
@@ -146,7 +151,7 @@ pub fn load(cap: &Capacity, pin_dir: Option<&Path>) -> Result<Loaded> {
             .load()
             .with_context(|| format!("the kernel verifier rejected {name}"))?;
     }
-    let maps = Maps::take(&mut ebpf, ring_entries(cap))?;
+    let maps = Maps::take(&mut ebpf, ring_slots(cap))?;
     if !reused.is_empty() {
         info!(maps = ?reused, "reusing pinned maps from a previous run");
     }

@@ -31,11 +31,11 @@ fn take(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map> {
 }
 
 impl Maps {
-    pub fn take(ebpf: &mut Ebpf, ring_entries: u32) -> Result<Maps> {
+    pub fn take(ebpf: &mut Ebpf, ring_slots: u32) -> Result<Maps> {
         let aya::maps::Map::Array(rings_map) = take(ebpf, names::RINGS)? else {
             return Err(anyhow!("{} is not an array map", names::RINGS));
         };
-        let rings = Rings::map(rings_map.fd().as_fd(), ring_entries)
+        let rings = Rings::map(rings_map.fd().as_fd(), ring_slots)
             .context("mapping LB_RINGS (needs BPF_F_MMAPABLE, kernel 5.5+)")?;
         Ok(Maps {
             services: take(ebpf, names::SERVICES)?.try_into()?,

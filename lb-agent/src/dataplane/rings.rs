@@ -19,7 +19,8 @@ unsafe impl Send for Rings {}
 unsafe impl Sync for Rings {}
 
 impl Rings {
-    /// Maps the whole array (`entries` u32 values) read-write.
+    /// Maps the whole array read-write as `entries` u32 slots (its elements are `[u32; 2]`,
+    /// exactly 8 bytes, so the mapping is a flat u32 array).
     pub fn map(fd: BorrowedFd<'_>, entries: u32) -> io::Result<Self> {
         // SAFETY: sysconf has no preconditions.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;

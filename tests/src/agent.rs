@@ -1,0 +1,91 @@
+//! Running `lb-agent` in a load balancer's namespace with a config written for the test.
+
+use std::{fs, os::unix::fs::PermissionsExt as _, path::PathBuf, process::Stdio, time::Duration};
+
+use anyhow::{Context as _, Result};
+
+use crate::{
+    netns::{Netns, Proc},
+    topology::bin_path,
+};
+
+pub struct Agent {
+    pub proc: Proc,
+    pub config: PathBuf,
+    pub log: PathBuf,
+    pub router_id: String,
+}
+
+/// A work directory for one test run, removed on drop.
+pub struct WorkDir(pub PathBuf);
+
+impl WorkDir {
+    pub fn new(prefix: &str) -> Result<WorkDir> {
+        let d = std::env::temp_dir().join(prefix);
+        fs::create_dir_all(&d)?;
+        Ok(WorkDir(d))
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Writes `yaml` to `path` with mode 0600 (the agent refuses world-writable configs).
+pub fn write_config(path: &PathBuf, yaml: &str) -> Result<()> {
+    fs::write(path, yaml)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+    Ok(())
+}
+
+impl Agent {
+    /// Starts `lb-agent run` in `ns`. The config must set `global_defs.router_id` to
+    /// `router_id` (pins and control socket are named after it).
+    pub fn start(ns: &Netns, dir: &WorkDir, router_id: &str, yaml: &str) -> Result<Agent> {
+        let bin = bin_path("lbt-agent")?;
+        let config = dir.0.join(format!("{router_id}.yaml"));
+        write_config(&config, yaml)?;
+        let log = dir.0.join(format!("{router_id}.log"));
+        let logf = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
+        let child = ns
+            .command(&bin.to_string_lossy())
+            .args(["--log-level", "info,lb_agent=debug", "run", "--config"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(logf.try_clone()?)
+            .stderr(logf)
+            .spawn()
+            .context("starting lb-agent")?;
+        Ok(Agent {
+            proc: Proc::new(child, "lb-agent"),
+            config,
+            log,
+            router_id: router_id.to_owned(),
+        })
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        crate::netns::wait_for(timeout, || self.log_text().contains(needle).then_some(())).is_some()
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn stop(&mut self) -> Result<Option<std::process::ExitStatus>> {
+        self.proc.signal(libc::SIGTERM)?;
+        self.proc.wait_timeout(Duration::from_secs(10))
+    }
+
+    pub fn reload(&self, yaml: &str) -> Result<()> {
+        write_config(&self.config, yaml)?;
+        self.proc.signal(libc::SIGHUP)
+    }
+}

@@ -1,0 +1,179 @@
+//! The standalone data path in a namespace lab: client, one load balancer, real servers with
+//! the VIP on lo. Real TCP and UDP traffic, replies straight from the reals, and a long-lived
+//! connection that survives reals being added and removed.
+
+use std::{net::SocketAddr, time::Duration};
+
+use lb_tests::{
+    agent::{Agent, WorkDir},
+    capture::Capture,
+    client::{http_many, tally, udp_many, LongConn},
+    netns::wait_for,
+    topology::{real_ip, Spec, Topology, CLIENT_IP, VIP},
+};
+
+fn config(router_id: &str, reals: &[usize]) -> String {
+    let list: String = reals
+        .iter()
+        .map(|&i| format!("      - {{ address: {}, port: 80 }}\n", real_ip(i)))
+        .collect();
+    let mut y = format!(
+        "global_defs:\n  router_id: {router_id}\n  max_services: 4\n  max_reals: 32\n  conntrack_size: 65536\nvirtual_servers:\n"
+    );
+    for proto in ["tcp", "udp"] {
+        y += &format!(
+            "  - address: {VIP}\n    port: 80\n    protocol: {proto}\n    interface: eth0\n    real_servers:\n{list}"
+        );
+    }
+    y
+}
+
+fn vip() -> SocketAddr {
+    SocketAddr::from((VIP, 80))
+}
+
+#[test]
+fn standalone_dr_forwards_tcp_and_udp_to_every_real() {
+    let mut t = Topology::build(
+        "lbf",
+        Spec {
+            lbs: 1,
+            reals: 4,
+            native_xdp: true,
+        },
+    )
+    .expect("topology");
+    t.lbs[0]
+        .ns
+        .ip(&["addr", "add", &format!("{VIP}/24"), "dev", "eth0"])
+        .expect("vip");
+    t.start_all_servers().expect("servers");
+    let dir = WorkDir::new(&t.prefix).expect("workdir");
+    let rid = t.router_id(0);
+    let mut agent =
+        Agent::start(&t.lbs[0].ns, &dir, &rid, &config(&rid, &[0, 1, 2])).expect("agent");
+
+    // Ready when a request through the VIP gets an answer (MACs resolved, XDP attached).
+    let ready = wait_for(Duration::from_secs(15), || {
+        http_many(&t.client.ns, vip(), 1).ok()?.pop()?.ok()
+    });
+    assert!(
+        ready.is_some(),
+        "no answer through the VIP; agent log:\n{}",
+        agent.log_text()
+    );
+    assert!(t.xdp_attached(0).expect("ip link"), "XDP not attached");
+
+    // Replies must not come back through the load balancer.
+    let cap = Capture::start(&t.lbs[0].ns, "eth0").expect("capture");
+
+    let tcp = http_many(&t.client.ns, vip(), 90).expect("tcp");
+    let counts = tally(&tcp);
+    assert_eq!(counts.get("error"), None, "TCP errors: {tcp:?}");
+    for r in ["r1", "r2", "r3"] {
+        assert!(
+            counts.get(r).copied().unwrap_or(0) >= 10,
+            "{r} got too few: {counts:?}"
+        );
+    }
+    assert_eq!(counts.get("r4"), None, "r4 is not configured: {counts:?}");
+
+    let udp = udp_many(&t.client.ns, vip(), 90).expect("udp");
+    let counts = tally(&udp);
+    assert_eq!(counts.get("error"), None, "UDP errors: {udp:?}");
+    for r in ["r1", "r2", "r3"] {
+        assert!(
+            counts.get(r).copied().unwrap_or(0) >= 10,
+            "{r} got too few UDP: {counts:?}"
+        );
+    }
+
+    // Control: the capture does see what the LB's own stack receives (pings to its address).
+    t.client
+        .ns
+        .exec("ping", &["-c", "3", "-i", "0.05", "-W", "1", "10.99.0.3"])
+        .expect("ping lb");
+    let reals: Vec<_> = (0..4).map(real_ip).collect();
+    let via_lb = cap.count(|s, d| reals.contains(&s) && d == CLIENT_IP);
+    let pings = cap.count(|s, d| s == CLIENT_IP && d == std::net::Ipv4Addr::new(10, 99, 0, 3));
+    assert_eq!(via_lb, 0, "real->client frames reached the load balancer");
+    let _ = pings;
+
+    agent.stop().expect("stop");
+    assert!(
+        !t.xdp_attached(0).expect("ip link"),
+        "XDP still attached after a clean stop"
+    );
+}
+
+#[test]
+fn long_lived_connection_survives_reals_added_and_removed() {
+    let mut t = Topology::build(
+        "lbl",
+        Spec {
+            lbs: 1,
+            reals: 4,
+            native_xdp: true,
+        },
+    )
+    .expect("topology");
+    t.lbs[0]
+        .ns
+        .ip(&["addr", "add", &format!("{VIP}/24"), "dev", "eth0"])
+        .expect("vip");
+    t.start_all_servers().expect("servers");
+    let dir = WorkDir::new(&t.prefix).expect("workdir");
+    let rid = t.router_id(0);
+    let agent = Agent::start(&t.lbs[0].ns, &dir, &rid, &config(&rid, &[0, 1, 2])).expect("agent");
+    let ready = wait_for(Duration::from_secs(15), || {
+        http_many(&t.client.ns, vip(), 1).ok()?.pop()?.ok()
+    });
+    assert!(ready.is_some(), "no answer; log:\n{}", agent.log_text());
+
+    let mut conn = LongConn::open(&t.client.ns, vip()).expect("connect");
+    let mine: usize = conn.real[1..].parse::<usize>().expect("real name") - 1;
+    let mut seq = 1;
+    let mut ping = |conn: &mut LongConn| {
+        for _ in 0..20 {
+            let r = conn.ping(seq).expect("long-lived connection broke");
+            assert_eq!(r, conn.real, "the connection moved to another real");
+            seq += 1;
+        }
+    };
+    ping(&mut conn);
+
+    // Add r4: every Maglev table changes, the connection table keeps this flow where it is.
+    agent.reload(&config(&rid, &[0, 1, 2, 3])).expect("reload");
+    assert!(
+        agent.wait_log("configuration reloaded", Duration::from_secs(10)),
+        "{}",
+        agent.log_text()
+    );
+    ping(&mut conn);
+    let served = wait_for(Duration::from_secs(10), || {
+        let c = tally(&http_many(&t.client.ns, vip(), 40).ok()?);
+        c.contains_key("r4").then_some(c)
+    });
+    assert!(served.is_some(), "the added real never got traffic");
+
+    // Remove two reals that are not this connection's.
+    let keep: Vec<usize> = (0..4)
+        .filter(|&i| i == mine || i == (mine + 1) % 4)
+        .collect();
+    agent.reload(&config(&rid, &keep)).expect("reload");
+    assert!(wait_for(Duration::from_secs(10), || (agent
+        .log_text()
+        .matches("configuration reloaded")
+        .count()
+        >= 2)
+        .then_some(()))
+    .is_some());
+    ping(&mut conn);
+    let counts = tally(&http_many(&t.client.ns, vip(), 40).expect("tcp"));
+    assert_eq!(counts.get("error"), None, "{counts:?}");
+    assert_eq!(
+        counts.len(),
+        2,
+        "only the two remaining reals may serve: {counts:?}"
+    );
+}
