@@ -28,6 +28,7 @@ pub const PACKAGES: &[&str] = &[
     "tshark",
     "curl",
     "procps",
+    "openssl",
 ];
 
 pub fn step<T>(name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {

@@ -1,6 +1,8 @@
 //! The running agent: one task owns all state (config, health, VRRP, data path) and changes it
 //! only in response to events, so there are no locks and no races between decisions.
 
+pub mod checks;
+pub mod hooks;
 pub mod neighbours;
 pub mod state;
 
@@ -13,9 +15,10 @@ use tracing::{error, info, warn};
 use crate::{
     config::{self, Config},
     dataplane::{pins::PinLock, Dataplane},
+    health::{self, Scheduler, SchedulerConfig},
     netlink::Netlink,
 };
-use state::ServiceRt;
+use state::{Health, ServiceRt};
 
 /// How often neighbours (reals' MACs) and links are re-read.
 const REFRESH: Duration = Duration::from_secs(1);
@@ -31,6 +34,8 @@ pub struct Core {
     pub nl: Netlink,
     pub services: Vec<ServiceRt>,
     resolver: neighbours::Resolver,
+    sched: Scheduler,
+    checks: checks::Registry,
 }
 
 impl Core {
@@ -144,6 +149,7 @@ impl Core {
         );
         self.services = services;
         self.cfg = new;
+        self.reconcile_checks();
         self.update_active();
         self.refresh_l2().await?;
         self.sync()?;
@@ -153,6 +159,89 @@ impl Core {
             "configuration reloaded"
         );
         Ok(())
+    }
+
+    /// Tells the health scheduler which reals to check (after start and each reload).
+    fn reconcile_checks(&mut self) {
+        let wanted: Vec<_> = self
+            .services
+            .iter()
+            .flat_map(|s| s.reals.iter().map(move |r| (s.cfg.key(), &r.cfg)))
+            .collect();
+        self.checks.reconcile(&self.sched, &wanted);
+    }
+
+    /// Reals found in the (pinned) maps at startup keep serving until their first check, so
+    /// restarting the agent does not take healthy reals out for a check interval.
+    fn adopt_recovered(&mut self) {
+        for s in &mut self.services {
+            let key = s.cfg.key();
+            for r in &mut s.reals {
+                if r.health == Health::Unknown
+                    && self
+                        .dp
+                        .programmer
+                        .real_serving(&key, r.cfg.addr, r.cfg.port)
+                {
+                    r.health = Health::Assumed;
+                }
+            }
+        }
+    }
+
+    fn on_health(&mut self, ev: health::Event) {
+        let (id, changed) = match &ev {
+            health::Event::Health(e) => (e.real, true),
+            health::Event::Weight(e) => (e.real, true),
+            health::Event::ProbeDone(e) => (e.real, false),
+        };
+        let Some(key) = self.checks.key(id).copied() else {
+            return;
+        };
+        let Some(svc) = self.services.iter_mut().find(|s| s.cfg.key() == key.0) else {
+            return;
+        };
+        let label = svc.cfg.label();
+        let Some(real) = svc
+            .reals
+            .iter_mut()
+            .find(|r| r.cfg.addr == key.1 && r.cfg.port == key.2)
+        else {
+            return;
+        };
+        match ev {
+            health::Event::Health(e) => {
+                let up = e.state == health::State::Up;
+                real.health = if up { Health::Up } else { Health::Down };
+                real.dynamic_weight = e.weight.or(real.dynamic_weight);
+                real.last_result.clone_from(&e.reason);
+                real.transitions += 1;
+                if up {
+                    info!(service = %label, real = %format!("{}:{}", key.1, key.2), reason = %e.reason, "real server UP");
+                    if let Some(h) = &real.cfg.notify_up {
+                        hooks::spawn(format!("notify_up {}", key.1), h, &[]);
+                    }
+                } else {
+                    warn!(service = %label, real = %format!("{}:{}", key.1, key.2), reason = %e.reason, "real server DOWN");
+                    if let Some(h) = &real.cfg.notify_down {
+                        hooks::spawn(format!("notify_down {}", key.1), h, &[]);
+                    }
+                }
+            }
+            health::Event::Weight(e) => {
+                info!(service = %label, real = %key.1, weight = e.weight, reason = %e.reason, "dynamic weight");
+                real.dynamic_weight = Some(e.weight);
+            }
+            health::Event::ProbeDone(e) => {
+                real.last_result = e.outcome.reason.clone();
+                real.last_latency = Some(e.outcome.latency);
+            }
+        }
+        if changed {
+            if let Err(e) = self.sync() {
+                error!(error = %format!("{e:#}"), "updating the data path failed");
+            }
+        }
     }
 
     fn shutdown(&mut self) {
@@ -168,6 +257,7 @@ pub async fn run(opts: Options) -> Result<()> {
         .context("loading the data path")?;
     let nl = Netlink::connect()?;
     let services = cfg.services.iter().cloned().map(ServiceRt::new).collect();
+    let (sched, mut health_rx) = Scheduler::new(SchedulerConfig::default());
     let mut core = Core {
         cfg,
         cfg_path: opts.config,
@@ -175,6 +265,8 @@ pub async fn run(opts: Options) -> Result<()> {
         nl,
         services,
         resolver: neighbours::Resolver::default(),
+        sched,
+        checks: checks::Registry::default(),
     };
     info!(
         router_id = %core.cfg.router_id,
@@ -182,6 +274,8 @@ pub async fn run(opts: Options) -> Result<()> {
         instances = core.cfg.instances.len(),
         "lb-agent starting"
     );
+    core.adopt_recovered();
+    core.reconcile_checks();
     core.update_active();
     let keep: Vec<String> = core
         .services
@@ -200,6 +294,7 @@ pub async fn run(opts: Options) -> Result<()> {
     loop {
         tokio::select! {
             _ = refresh.tick() => core.tick().await,
+            Some(ev) = health_rx.recv() => core.on_health(ev),
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {

@@ -39,6 +39,9 @@ pub struct RealRt {
     /// Weight set by a dynamic script check (`misc_dynamic`).
     pub dynamic_weight: Option<u32>,
     pub last_result: String,
+    pub last_latency: Option<std::time::Duration>,
+    /// Health transitions since the agent started.
+    pub transitions: u64,
     pub l2: Option<L2>,
 }
 
@@ -54,6 +57,8 @@ impl RealRt {
             health,
             dynamic_weight: None,
             last_result: String::new(),
+            last_latency: None,
+            transitions: 0,
             l2: None,
         }
     }

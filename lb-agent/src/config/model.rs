@@ -14,7 +14,6 @@ pub struct Config {
     pub xdp_mode: XdpMode,
     pub capacity: Capacity,
     pub mcast_group: Ipv4Addr,
-    pub script_security: bool,
     pub scripts: Vec<ScriptCfg>,
     pub instances: Vec<InstanceCfg>,
     pub sync_groups: Vec<SyncGroupCfg>,

@@ -63,9 +63,6 @@ pub struct GlobalDefs {
     /// Spacing between the GARPs of one burst (default 0: back to back).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vrrp_garp_interval: Option<Dur>,
-    /// Refuse scripts writable by non-root (keepalived `enable_script_security`). Default true.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub enable_script_security: Option<bool>,
 }
 
 /// keepalived `vrrp_script`.
@@ -316,18 +313,23 @@ pub struct RealServer {
     pub fall: Option<u32>,
 }
 
-/// One checker. Several may be combined: a real is healthy only if all pass.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum Check {
+/// One checker, written as a one-key map (`- tcp: {...}`). Several may be combined: a real
+/// is healthy only if all pass.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
     /// keepalived TCP_CHECK.
-    Tcp(TcpCheck),
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<TcpCheck>,
     /// keepalived HTTP_GET.
-    Http(HttpCheck),
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpCheck>,
     /// keepalived SSL_GET.
-    Https(HttpCheck),
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub https: Option<HttpCheck>,
     /// keepalived MISC_CHECK.
-    Script(ScriptCheck),
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<ScriptCheck>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]

@@ -210,7 +210,6 @@ pub fn validate(file: &schema::File) -> Result<Config, Vec<Problem>> {
         xdp_mode,
         capacity,
         mcast_group,
-        script_security: g.enable_script_security.unwrap_or(true),
         scripts,
         instances,
         sync_groups,
@@ -469,15 +468,29 @@ fn check_interval(p: &mut Problems, path: &str, d: Duration) {
 }
 
 fn check(p: &mut Problems, at: &str, c: &Check, port: u16, vip: Ipv4Addr) -> Option<CheckCfg> {
-    let out = match c {
-        Check::Tcp(t) => CheckCfg::Tcp {
+    let kinds = [
+        c.tcp.is_some(),
+        c.http.is_some(),
+        c.https.is_some(),
+        c.script.is_some(),
+    ];
+    if kinds.iter().filter(|k| **k).count() != 1 {
+        p.add(
+            at,
+            "give exactly one of tcp, http, https, script per list item",
+        );
+        return None;
+    }
+    let out = if let Some(t) = &c.tcp {
+        CheckCfg::Tcp {
             port: t.connect_port.unwrap_or(port),
             connect_timeout: t.connect_timeout.map_or(DEFAULT_CONNECT_TIMEOUT, |d| d.0),
             bind_to: t.bind_to,
             probe_vip: t.probe_vip.unwrap_or(false).then_some(vip),
-        },
-        Check::Http(h) | Check::Https(h) => {
-            let tls = matches!(c, Check::Https(_));
+        }
+    } else if let Some(h) = c.http.as_ref().or(c.https.as_ref()) {
+        {
+            let tls = c.https.is_some();
             let kind = if tls { "https" } else { "http" };
             let path = h.path.clone().unwrap_or_else(|| "/".into());
             if !path.starts_with('/') || path.chars().any(|c| c.is_control() || c == ' ') {
@@ -523,11 +536,13 @@ fn check(p: &mut Problems, at: &str, c: &Check, port: u16, vip: Ipv4Addr) -> Opt
                 verify: h.verify.unwrap_or(true),
             }
         }
-        Check::Script(s) => CheckCfg::Script {
+    } else {
+        let s = c.script.as_ref()?;
+        CheckCfg::Script {
             argv: argv(p, &format!("{at}.script.script"), &Some(s.script.clone()))?,
             timeout: s.timeout.map_or(DEFAULT_SCRIPT_TIMEOUT, |d| d.0),
             dynamic: s.dynamic.unwrap_or(false),
-        },
+        }
     };
     Some(out)
 }

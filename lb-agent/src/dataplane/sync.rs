@@ -120,6 +120,13 @@ impl Programmer {
         self.services.get(key).map(|s| s.id)
     }
 
+    /// Whether the maps hold this real as usable (recovered from a previous run).
+    pub fn real_serving(&self, svc: &ServiceKey, addr: Ipv4Addr, port: u16) -> bool {
+        self.service_id(svc)
+            .and_then(|sid| self.reals.get(&(sid, addr, port)))
+            .is_some_and(|r| r.entry.flags & REAL_F_KEEP_FLOWS != 0)
+    }
+
     pub fn real_id(&self, svc: &ServiceKey, addr: Ipv4Addr, port: u16) -> Option<u32> {
         let sid = self.service_id(svc)?;
         self.reals.get(&(sid, addr, port)).map(|r| r.id)

@@ -1,0 +1,352 @@
+//! Health checks against real servers that really stop and start, in a namespace lab.
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use lb_tests::{
+    agent::{Agent, WorkDir},
+    client::{http_many, tally, LongConn},
+    netns::wait_for,
+    topology::{real_ip, Spec, Topology, VIP},
+};
+
+fn vip() -> SocketAddr {
+    SocketAddr::from((VIP, 80))
+}
+
+/// A one-service config; `checks` is the YAML list under the service, `extra` extra service keys.
+fn config(rid: &str, n_reals: usize, checks: &str, extra: &str, real_extra: &str) -> String {
+    let mut y = format!(
+        "global_defs:\n  router_id: {rid}\n  max_services: 2\n  max_reals: 16\n  conntrack_size: 65536\n\
+         virtual_servers:\n  - address: {VIP}\n    port: 80\n    interface: eth0\n    delay_loop: 300ms\n    rise: 2\n    fall: 2\n{extra}    checks:\n{checks}    real_servers:\n"
+    );
+    for i in 0..n_reals {
+        y += &format!(
+            "      - {{ address: {}, port: 80{real_extra} }}\n",
+            real_ip(i)
+        );
+    }
+    y
+}
+
+struct Lab {
+    t: Topology,
+    _dir: WorkDir,
+    agent: Agent,
+    dir_path: std::path::PathBuf,
+}
+
+fn lab(tag: &str, n: usize, cfg: impl Fn(&str) -> String, start_servers: bool) -> Lab {
+    let mut t = Topology::build(
+        tag,
+        Spec {
+            lbs: 1,
+            reals: n,
+            native_xdp: true,
+        },
+    )
+    .expect("topology");
+    t.lbs[0]
+        .ns
+        .ip(&["addr", "add", &format!("{VIP}/24"), "dev", "eth0"])
+        .expect("vip");
+    if start_servers {
+        t.start_all_servers().expect("servers");
+    }
+    let dir = WorkDir::new(&t.prefix).expect("workdir");
+    let rid = t.router_id(0);
+    let agent = Agent::start(&t.lbs[0].ns, &dir, &rid, &cfg(&rid)).expect("agent");
+    let dir_path = dir.0.clone();
+    Lab {
+        t,
+        _dir: dir,
+        agent,
+        dir_path,
+    }
+}
+
+/// Waits until every one of `want` reals serves and nothing fails.
+fn wait_serving(l: &Lab, want: &[&str], timeout: Duration) -> Option<Duration> {
+    let t0 = Instant::now();
+    wait_for(timeout, || {
+        let c = tally(&http_many(&l.t.client.ns, vip(), 30).ok()?);
+        let ok = c.get("error").is_none()
+            && want.iter().all(|r| c.contains_key(*r))
+            && c.len() == want.len();
+        ok.then(|| t0.elapsed())
+    })
+}
+
+const TCP_CHECK: &str = "      - tcp: { connect_timeout: 300ms }\n";
+
+#[test]
+fn stopped_real_leaves_within_fall_intervals_and_returns_after_rise() {
+    let mut l = lab("lbh", 3, |rid| config(rid, 3, TCP_CHECK, "", ""), true);
+    let all = ["r1", "r2", "r3"];
+    assert!(
+        wait_serving(&l, &all, Duration::from_secs(15)).is_some(),
+        "{}",
+        l.agent.log_text()
+    );
+
+    // Stop r2. Bound: fall x delay_loop (+10% jitter) + connect timeout + margin for the
+    // agent's update and this client's polling.
+    let bound = Duration::from_millis(2 * 330 + 300 + 700);
+    l.t.stop_server(1);
+    let gone = wait_serving(&l, &["r1", "r3"], Duration::from_secs(10));
+    let gone = gone.expect("r2 never left the table");
+    assert!(gone <= bound, "r2 took {gone:?} to leave (bound {bound:?})");
+    assert!(
+        l.agent.log_text().contains("real server DOWN"),
+        "{}",
+        l.agent.log_text()
+    );
+    // Traffic to the others continues without errors and never reaches r2.
+    let c = tally(&http_many(&l.t.client.ns, vip(), 60).expect("traffic"));
+    assert_eq!(c.get("error"), None, "{c:?}");
+    assert_eq!(c.get("r2"), None, "{c:?}");
+
+    // Restart: back after `rise` (2) successful checks.
+    l.t.start_server(1, &[]).expect("restart r2");
+    let back = wait_serving(&l, &all, Duration::from_secs(10)).expect("r2 never came back");
+    let bound = Duration::from_millis(2 * 330 + 700);
+    assert!(
+        back <= bound,
+        "r2 took {back:?} to come back (bound {bound:?})"
+    );
+    eprintln!("measured: detection {gone:?}, rejoin {back:?}");
+}
+
+#[test]
+fn http_status_and_body_checks() {
+    let checks = "      - http: { path: /, status_code: [200], regex: \"^r[0-9]\", connect_timeout: 300ms }\n";
+    let mut l = lab("lbhh", 3, |rid| config(rid, 3, checks, "", ""), false);
+    l.t.start_server(0, &[]).expect("r1");
+    l.t.start_server(1, &["--status", "500"]).expect("r2 500");
+    l.t.start_server(2, &["--body", "maintenance\n"])
+        .expect("r3 wrong body");
+    assert!(
+        wait_serving(&l, &["r1"], Duration::from_secs(15)).is_some(),
+        "{}",
+        l.agent.log_text()
+    );
+    let log = l.agent.log_text();
+    assert!(log.contains("HTTP 500"), "reason for r2 not logged:\n{log}");
+    assert!(
+        log.contains("body did not match"),
+        "reason for r3 not logged:\n{log}"
+    );
+    // Fix r2: it comes back.
+    l.t.stop_server(1);
+    l.t.start_server(1, &[]).expect("r2 ok");
+    assert!(wait_serving(&l, &["r1", "r2"], Duration::from_secs(10)).is_some());
+}
+
+#[test]
+fn https_check_with_self_signed_real() {
+    let checks = "      - https: { path: /, verify: false, connect_port: 443, connect_timeout: 500ms, timeout: 1s }\n";
+    let mut l = lab("lbhs", 2, |rid| config(rid, 2, checks, "", ""), true);
+    // Only r1 runs a TLS server; r2 has nothing on 443 and stays out.
+    let key = l.dir_path.join("key.pem");
+    let cert = l.dir_path.join("cert.pem");
+    lb_tests::netns::run(std::process::Command::new("openssl").args([
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=r1",
+        "-keyout",
+        &key.to_string_lossy(),
+        "-out",
+        &cert.to_string_lossy(),
+    ]))
+    .expect("openssl req");
+    let _tls = l.t.reals[0]
+        .ns
+        .spawn(
+            "openssl",
+            &[
+                "s_server",
+                "-quiet",
+                "-www",
+                "-accept",
+                "443",
+                "-cert",
+                &cert.to_string_lossy(),
+                "-key",
+                &key.to_string_lossy(),
+            ],
+        )
+        .expect("s_server");
+    assert!(
+        wait_serving(&l, &["r1"], Duration::from_secs(15)).is_some(),
+        "{}",
+        l.agent.log_text()
+    );
+}
+
+#[test]
+fn script_check_and_dynamic_weight() {
+    let dir = std::env::temp_dir().join(format!("lbhsc{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let script = dir.join("check.sh");
+    let state = dir.join("state");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\nexit $(cat {})\n", state.display()),
+    )
+    .expect("script");
+    std::fs::write(&state, "0").expect("state");
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let checks = format!(
+        "      - script: {{ script: \"{}\", timeout: 1s, dynamic: true }}\n",
+        script.display()
+    );
+    // r1 checked by the script; r2 without checks (always up), weight 1.
+    let cfg = |rid: &str| {
+        let mut y = config(rid, 1, "", "", "");
+        y = y.replace("    checks:\n", "");
+        y.replace(
+            &format!("      - {{ address: {}, port: 80 }}\n", real_ip(0)),
+            &format!(
+                "      - {{ address: {}, port: 80, checks: [{{ script: {{ script: \"{}\", timeout: 1s, dynamic: true }} }}] }}\n      - {{ address: {}, port: 80, checks: [] }}\n",
+                real_ip(0), script.display(), real_ip(1)
+            ),
+        )
+    };
+    let _ = checks;
+    let l = lab("lbhd", 2, cfg, true);
+    assert!(
+        wait_serving(&l, &["r1", "r2"], Duration::from_secs(15)).is_some(),
+        "{}",
+        l.agent.log_text()
+    );
+    // Exit 1: down.
+    std::fs::write(&state, "1").expect("state");
+    assert!(
+        wait_serving(&l, &["r2"], Duration::from_secs(10)).is_some(),
+        "script failure ignored:\n{}",
+        l.agent.log_text()
+    );
+    // Exit 12: up with weight 10 against r2's 1: r1 takes about 10/11 of new flows.
+    std::fs::write(&state, "12").expect("state");
+    assert!(wait_serving(&l, &["r1", "r2"], Duration::from_secs(10)).is_some());
+    let c = tally(&http_many(&l.t.client.ns, vip(), 200).expect("traffic"));
+    let r1 = c.get("r1").copied().unwrap_or(0);
+    assert!(
+        r1 >= 160,
+        "weight 10 vs 1 should give r1 ~180 of 200, got {c:?}"
+    );
+    // Exit 2: weight 0: drained, no new flows.
+    std::fs::write(&state, "2").expect("state");
+    assert!(
+        wait_serving(&l, &["r2"], Duration::from_secs(10)).is_some(),
+        "weight 0 ignored:\n{}",
+        l.agent.log_text()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn flapping_real_changes_state_no_faster_than_rise_and_fall_allow() {
+    // r1's server flips every 150 ms (half the 300 ms interval): with rise = fall = 2, a
+    // state change needs two equal results in a row, which a flip every half interval
+    // rarely gives; the number of transitions is bounded by rounds / 2 in any case.
+    let mut l = lab("lbhf", 2, |rid| config(rid, 2, TCP_CHECK, "", ""), true);
+    assert!(
+        wait_serving(&l, &["r1", "r2"], Duration::from_secs(15)).is_some(),
+        "{}",
+        l.agent.log_text()
+    );
+    let t0 = Instant::now();
+    let mut up = true;
+    while t0.elapsed() < Duration::from_secs(6) {
+        std::thread::sleep(Duration::from_millis(150));
+        if up {
+            l.t.stop_server(0);
+        } else {
+            l.t.start_server(0, &[]).expect("restart");
+        }
+        up = !up;
+    }
+    let log = l.agent.log_text();
+    let changes = log.matches("real server DOWN").count() + log.matches("real server UP").count();
+    // 6 s / 300 ms = 20 rounds; each change needs 2 rounds: at most 10 (+1 for the first).
+    assert!(changes <= 11, "{changes} transitions in 6 s:\n{log}");
+}
+
+#[test]
+fn inhibit_on_failure_drains_established_flows() {
+    let mut l = lab(
+        "lbhi",
+        2,
+        |rid| config(rid, 2, TCP_CHECK, "", ", inhibit_on_failure: true"),
+        true,
+    );
+    assert!(
+        wait_serving(&l, &["r1", "r2"], Duration::from_secs(15)).is_some(),
+        "{}",
+        l.agent.log_text()
+    );
+    // An established connection on some real...
+    let mut conn = LongConn::open(&l.t.client.ns, vip()).expect("connect");
+    let idx: usize = conn.real[1..].parse::<usize>().expect("name") - 1;
+    let other = if idx == 0 { "r2" } else { "r1" };
+    // ...whose health check starts failing while the connection itself stays fine: block the
+    // check's SYNs to port 80 from the LB only for new connections (the established one keeps
+    // its state), using nftables on the real.
+    let ns = &l.t.reals[idx].ns;
+    ns.exec("nft", &["add", "table", "inet", "t"]).expect("nft");
+    ns.exec(
+        "nft",
+        &[
+            "add",
+            "chain",
+            "inet",
+            "t",
+            "in",
+            "{ type filter hook input priority 0 ; }",
+        ],
+    )
+    .expect("nft");
+    ns.exec(
+        "nft",
+        &[
+            "add",
+            "rule",
+            "inet",
+            "t",
+            "in",
+            "ip",
+            "saddr",
+            "10.99.0.3",
+            "tcp",
+            "dport",
+            "80",
+            "ct",
+            "state",
+            "new",
+            "drop",
+        ],
+    )
+    .expect("nft");
+    assert!(
+        l.agent.wait_log("real server DOWN", Duration::from_secs(5)),
+        "{}",
+        l.agent.log_text()
+    );
+    // New flows avoid it...
+    assert!(wait_serving(&l, &[other], Duration::from_secs(5)).is_some());
+    // ...the established one keeps its real.
+    for seq in 1..20 {
+        let r = conn.ping(seq).expect("drained connection broke");
+        assert_eq!(r, conn.real);
+    }
+}
