@@ -147,7 +147,7 @@ fn http_status_and_body_checks() {
 #[test]
 fn https_check_with_self_signed_real() {
     let checks = "      - https: { path: /, verify: false, connect_port: 443, connect_timeout: 500ms, timeout: 1s }\n";
-    let mut l = lab("lbhs", 2, |rid| config(rid, 2, checks, "", ""), true);
+    let l = lab("lbhs", 2, |rid| config(rid, 2, checks, "", ""), true);
     // Only r1 runs a TLS server; r2 has nothing on 443 and stays out.
     let key = l.dir_path.join("key.pem");
     let cert = l.dir_path.join("cert.pem");
@@ -284,7 +284,7 @@ fn flapping_real_changes_state_no_faster_than_rise_and_fall_allow() {
 
 #[test]
 fn inhibit_on_failure_drains_established_flows() {
-    let mut l = lab(
+    let l = lab(
         "lbhi",
         2,
         |rid| config(rid, 2, TCP_CHECK, "", ", inhibit_on_failure: true"),
