@@ -1,64 +1,374 @@
-//! BPF_PROG_TEST_RUN fixtures against the real object: for each frame, the verdict and the
-//! frame the program leaves. Needs root (CI runs as root).
+//! BPF_PROG_TEST_RUN fixtures against the real object: for each frame, the verdict, the frame
+//! the program leaves and the counter it moves. Needs root (CI runs as root).
 
 use std::net::Ipv4Addr;
 
+use aya::programs::Xdp;
 use lb_agent::{
-    config::Capacity,
+    config::{Capacity, XdpMode},
     dataplane::{loader, testrun, Dataplane, DesiredReal, DesiredService, L2},
 };
-use lb_common::{stats, ServiceKey};
-use lb_tests::frames::Frame;
+use lb_common::{flow_hash, maps::PROG_LB, stats, ServiceKey};
+use lb_tests::frames::{Frame, ETH_P_ARP};
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
 const XDP_TX: u32 = 3;
+const XDP_REDIRECT: u32 = 4;
+
+const VIP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 100);
+const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 2);
+const LB_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x01];
+const TABLE: u32 = 251;
 
 fn cap() -> Capacity {
-    Capacity {
-        max_services: 8,
-        max_reals: 64,
-        ring_size: 251,
-        conntrack: 4096,
-        affinity: 1024,
+    Capacity { max_services: 8, max_reals: 64, ring_size: TABLE, conntrack: 4096, affinity: 1024 }
+}
+
+fn real(i: u8) -> DesiredReal {
+    DesiredReal {
+        addr: Ipv4Addr::new(10, 99, 0, 10 + i),
+        port: 80,
+        weight: 1,
+        keep_flows: true,
+        l2: Some(L2 { dst_mac: real_mac(i), src_mac: LB_MAC, ifindex: 0 }),
+    }
+}
+
+fn real_mac(i: u8) -> [u8; 6] {
+    [2, 0, 0, 0, 0, 0x10 + i]
+}
+
+fn service(port: u16, proto: u8, reals: Vec<DesiredReal>) -> DesiredService {
+    DesiredService {
+        key: ServiceKey::new(VIP, port, proto),
+        active: true,
+        flags: 0,
+        affinity_timeout_s: 0,
+        table_size: TABLE,
+        reals: reals.into_iter().map(|mut r| { r.port = port; r }).collect(),
+        sorry: None,
+    }
+}
+
+struct Fx {
+    dp: Dataplane,
+}
+
+impl Fx {
+    fn new(services: &[DesiredService]) -> Fx {
+        let mut dp = Dataplane::open(&cap(), None, XdpMode::Auto).expect("load the XDP object (root?)");
+        dp.apply(services).expect("apply");
+        Fx { dp }
+    }
+
+    fn prog(&mut self) -> &mut Xdp {
+        loader::program(&mut self.dp.loaded.ebpf, PROG_LB).expect("program")
+    }
+
+    fn stat(&self, idx: u32) -> u64 {
+        self.dp.counters(&[], &[]).expect("counters").get(idx)
+    }
+
+    /// Runs one frame; checks the verdict and that exactly `counter` moved among verdicts.
+    fn run(&mut self, what: &str, frame: &[u8], action: u32, counter: u32) -> Vec<u8> {
+        let before: Vec<u64> = (0..stats::COUNT).map(|i| self.stat(i)).collect();
+        let out = testrun::run(self.prog(), frame, 1, 0).expect("test run");
+        assert_eq!(out.action, action, "{what}: verdict");
+        for i in 0..stats::COUNT {
+            if !stats::is_verdict(i) {
+                continue;
+            }
+            let delta = self.stat(i) - before[i as usize];
+            let want = u64::from(i == counter);
+            assert_eq!(delta, want, "{what}: counter {} moved by {delta}", stats::NAMES[i as usize]);
+        }
+        if action == XDP_PASS || action == XDP_DROP {
+            assert_eq!(out.frame, frame, "{what}: a passed or dropped frame must be untouched");
+        }
+        out.frame
+    }
+
+    fn apply(&mut self, services: &[DesiredService]) {
+        self.dp.apply(services).expect("apply");
+    }
+}
+
+fn tcp(sport: u16, dport: u16) -> Frame {
+    Frame::tcp(CLIENT, sport, VIP, dport)
+}
+
+/// The real MAC a forwarded frame was sent to.
+fn forwarded_to(out: &[u8], input: &[u8]) -> [u8; 6] {
+    assert_eq!(&out[6..12], &LB_MAC, "source MAC must be the LB interface's");
+    assert_eq!(&out[12..], &input[12..], "only the Ethernet addresses may change");
+    let mut m = [0u8; 6];
+    m.copy_from_slice(&out[0..6]);
+    m
+}
+
+fn basic() -> Vec<DesiredService> {
+    vec![
+        service(80, 6, vec![real(1), real(2)]),
+        service(53, 17, vec![real(1)]),
+        service(81, 6, vec![DesiredReal { l2: None, ..real(1) }]),
+        DesiredService { sorry: Some(DesiredReal { port: 82, ..real(9) }), ..service(82, 6, vec![DesiredReal { weight: 0, keep_flows: false, ..real(1) }]) },
+    ]
+}
+
+#[test]
+fn hits_are_forwarded_with_only_the_ethernet_header_rewritten() {
+    let mut fx = Fx::new(&basic());
+    let f = tcp(40000, 80).bytes();
+    let out = fx.run("tcp hit", &f, XDP_TX, stats::TX);
+    let to = forwarded_to(&out, &f);
+    assert!(to == real_mac(1) || to == real_mac(2));
+
+    let u = Frame::udp(CLIENT, 5353, VIP, 53).bytes();
+    let out = fx.run("udp hit", &u, XDP_TX, stats::TX);
+    assert_eq!(forwarded_to(&out, &u), real_mac(1));
+
+    let mut v = tcp(40001, 80);
+    v.vlans = vec![42];
+    let vb = v.bytes();
+    let out = fx.run("tcp hit with one 802.1Q tag", &vb, XDP_TX, stats::TX);
+    forwarded_to(&out, &vb);
+    assert_eq!(&out[12..16], &[0x81, 0x00, 0x00, 42], "the tag is kept");
+
+    let mut o = tcp(40002, 80);
+    o.ip_options = vec![1, 1, 1, 0]; // NOP NOP NOP EOL
+    let ob = o.bytes();
+    let before = fx.stat(stats::INFO_IP_OPTIONS);
+    let out = fx.run("tcp hit with IP options", &ob, XDP_TX, stats::TX);
+    forwarded_to(&out, &ob);
+    assert_eq!(fx.stat(stats::INFO_IP_OPTIONS), before + 1);
+
+    let s = tcp(40003, 82).bytes();
+    let out = fx.run("all reals down: the sorry server", &s, XDP_TX, stats::TX);
+    assert_eq!(forwarded_to(&out, &s), real_mac(9));
+}
+
+#[test]
+fn everything_else_passes_untouched() {
+    let mut fx = Fx::new(&basic());
+    fx.run("port without a service", &tcp(40000, 8080).bytes(), XDP_PASS, stats::PASS_NO_SERVICE);
+    fx.run("address without a service", &Frame::tcp(CLIENT, 1, Ipv4Addr::new(10, 99, 0, 3), 80).bytes(), XDP_PASS, stats::PASS_NO_SERVICE);
+    fx.run("udp to a tcp-only port", &Frame::udp(CLIENT, 1, VIP, 80).bytes(), XDP_PASS, stats::PASS_NO_SERVICE);
+    let mut arp = tcp(1, 80);
+    arp.ethertype = ETH_P_ARP;
+    fx.run("ARP", &arp.bytes(), XDP_PASS, stats::PASS_NOT_IPV4);
+    let mut v6 = tcp(1, 80);
+    v6.ethertype = 0x86dd;
+    fx.run("IPv6", &v6.bytes(), XDP_PASS, stats::PASS_NOT_IPV4);
+    let mut icmp = tcp(1, 80);
+    icmp.proto = 1;
+    fx.run("ICMP to the VIP", &icmp.bytes(), XDP_PASS, stats::PASS_OTHER_PROTO);
+    fx.run("service whose reals have no MAC", &tcp(40000, 81).bytes(), XDP_PASS, stats::PASS_NO_REAL);
+}
+
+#[test]
+fn fragments_are_never_balanced() {
+    let mut fx = Fx::new(&basic());
+    let mut first = tcp(40000, 80);
+    first.frag = 0x2000; // MF, offset 0
+    fx.run("first fragment", &first.bytes(), XDP_PASS, stats::PASS_FRAGMENT);
+    let mut later = tcp(40000, 80);
+    later.frag = 0x0010; // offset 128 bytes
+    fx.run("non-first fragment", &later.bytes(), XDP_PASS, stats::PASS_FRAGMENT);
+    let mut last = tcp(40000, 80);
+    last.frag = 0x0003;
+    fx.run("last fragment", &last.bytes(), XDP_PASS, stats::PASS_FRAGMENT);
+}
+
+#[test]
+fn truncated_and_malformed_frames_pass_untouched() {
+    let mut fx = Fx::new(&basic());
+    let full = tcp(40000, 80).bytes();
+    // BPF_PROG_TEST_RUN needs at least an Ethernet header's worth of bytes.
+    for len in 14..full.len() {
+        let f = &full[..len];
+        let counter = if len < 34 {
+            stats::PASS_TRUNCATED_IP
+        } else if len < 54 {
+            stats::PASS_TRUNCATED_L4
+        } else {
+            stats::PASS_BAD_IP_HEADER // total length beyond the frame
+        };
+        fx.run(&format!("truncated to {len} bytes"), f, XDP_PASS, counter);
+    }
+    let mut vlan = tcp(40000, 80);
+    vlan.vlans = vec![7];
+    let vb = vlan.bytes();
+    for len in 14..18 {
+        fx.run(&format!("802.1Q cut at {len}"), &vb[..len], XDP_PASS, stats::PASS_TRUNCATED_VLAN);
+    }
+    let mut qinq = tcp(40000, 80);
+    qinq.vlans = vec![7, 8];
+    fx.run("two VLAN tags", &qinq.bytes(), XDP_PASS, stats::PASS_VLAN_STACKED);
+
+    let mut f = full.clone();
+    f[14] = 0x44; // IHL 4 (16 bytes)
+    fx.run("IHL below 5", &f, XDP_PASS, stats::PASS_BAD_IP_HEADER);
+    let mut f = full.clone();
+    f[14] = 0x65; // version 6 in an IPv4 ethertype
+    fx.run("version 6", &f, XDP_PASS, stats::PASS_BAD_IP_HEADER);
+    let mut f = full.clone();
+    f[16..18].copy_from_slice(&1500u16.to_be_bytes());
+    fx.run("total length beyond the frame", &f, XDP_PASS, stats::PASS_BAD_IP_HEADER);
+    let mut f = full.clone();
+    f[16..18].copy_from_slice(&10u16.to_be_bytes());
+    fx.run("total length below the header", &f, XDP_PASS, stats::PASS_BAD_IP_HEADER);
+    let mut f = full.clone();
+    f[16..18].copy_from_slice(&30u16.to_be_bytes());
+    fx.run("total length cuts the TCP header", &f, XDP_PASS, stats::PASS_TRUNCATED_L4);
+    let mut f = full.clone();
+    f[14] = 0x4f; // IHL 15: 60-byte header, longer than what follows
+    fx.run("IHL beyond the frame", &f, XDP_PASS, stats::PASS_TRUNCATED_L4);
+}
+
+#[test]
+fn spoofed_sources_to_a_vip_are_dropped() {
+    let mut fx = Fx::new(&basic());
+    for src in [
+        Ipv4Addr::new(224, 0, 0, 1),
+        Ipv4Addr::new(239, 1, 2, 3),
+        Ipv4Addr::BROADCAST,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::new(127, 0, 0, 1),
+        Ipv4Addr::new(240, 0, 0, 1),
+    ] {
+        fx.run(&format!("from {src}"), &Frame::tcp(src, 1000, VIP, 80).bytes(), XDP_DROP, stats::DROP_BAD_SOURCE);
+    }
+    let mut m = tcp(1000, 80);
+    m.src_mac = [0x01, 0x00, 0x5e, 0, 0, 1];
+    fx.run("from a multicast MAC", &m.bytes(), XDP_DROP, stats::DROP_BAD_SOURCE);
+    // The same sources to a non-VIP are not ours to judge.
+    fx.run("broadcast source, not a VIP", &Frame::tcp(Ipv4Addr::BROADCAST, 1, Ipv4Addr::new(10, 99, 0, 3), 80).bytes(), XDP_PASS, stats::PASS_NO_SERVICE);
+}
+
+#[test]
+fn redirect_when_the_real_is_behind_another_interface() {
+    let mut r = real(1);
+    if let Some(l2) = r.l2.as_mut() {
+        l2.ifindex = 7777; // test runs arrive on lo (ifindex 1)
+    }
+    let mut fx = Fx::new(&[service(80, 6, vec![r])]);
+    let f = tcp(40000, 80).bytes();
+    let out = fx.run("real behind ifindex 7777", &f, XDP_REDIRECT, stats::REDIRECT);
+    assert_eq!(forwarded_to(&out, &f), real_mac(1));
+}
+
+/// Which real id the table names for this flow now.
+fn table_real(fx: &Fx, key: &ServiceKey, sport: u16) -> u32 {
+    let svc = fx.dp.loaded.maps.services.get(key, 0).expect("service entry");
+    let h = flow_hash(u32::from_ne_bytes(CLIENT.octets()), key.addr_be, sport.to_be(), key.port_be, key.proto);
+    fx.dp.loaded.maps.rings.get((svc.ring_base + h % svc.ring_size) as usize).expect("slot")
+}
+
+#[test]
+fn connection_table_keeps_flows_when_the_table_changes() {
+    let two = vec![service(80, 6, vec![real(1), real(2)])];
+    let mut fx = Fx::new(&two);
+    let key = ServiceKey::new(VIP, 80, 6);
+    // Establish 40 flows.
+    let mut first = Vec::new();
+    for p in 0..40u16 {
+        let f = tcp(30000 + p, 80).bytes();
+        first.push(forwarded_to(&fx.run("new flow", &f, XDP_TX, stats::TX), &f));
+    }
+    // Add six reals: many flows' table slots now name another real.
+    let eight = vec![service(80, 6, (1..=8).map(real).collect())];
+    fx.apply(&eight);
+    let r1 = fx.dp.programmer.real_id(&key, real(1).addr, 80).expect("id");
+    let r2 = fx.dp.programmer.real_id(&key, real(2).addr, 80).expect("id");
+    let mut moved_in_table = 0;
+    for p in 0..40u16 {
+        let t = table_real(&fx, &key, 30000 + p);
+        if t != r1 && t != r2 {
+            moved_in_table += 1;
+        }
+        let f = tcp(30000 + p, 80).bytes();
+        let hits = fx.stat(stats::INFO_FLOW_HIT);
+        let to = forwarded_to(&fx.run("established flow", &f, XDP_TX, stats::TX), &f);
+        assert_eq!(to, first[p as usize], "flow {p} moved although it is in the connection table");
+        assert_eq!(fx.stat(stats::INFO_FLOW_HIT), hits + 1);
+    }
+    assert!(moved_in_table >= 10, "precondition: the table must have changed for many flows ({moved_in_table})");
+    // A new flow follows the new table.
+    let mut new_on_new_reals = 0;
+    for p in 0..40u16 {
+        let f = tcp(50000 + p, 80).bytes();
+        let to = forwarded_to(&fx.run("new flow", &f, XDP_TX, stats::TX), &f);
+        if to != real_mac(1) && to != real_mac(2) {
+            new_on_new_reals += 1;
+        }
+    }
+    assert!(new_on_new_reals > 0);
+}
+
+#[test]
+fn failed_real_moves_its_flows_and_draining_real_keeps_them() {
+    let mut fx = Fx::new(&[service(80, 6, vec![real(1), real(2)])]);
+    // Find flows on r1.
+    let on_r1: Vec<u16> = (0..60u16)
+        .filter(|p| {
+            let f = tcp(20000 + p, 80).bytes();
+            let out = fx.run("new flow", &f, XDP_TX, stats::TX);
+            forwarded_to(&out, &f) == real_mac(1)
+        })
+        .collect();
+    assert!(!on_r1.is_empty());
+
+    // Draining (inhibit_on_failure): weight 0 but flows kept.
+    let drain = DesiredReal { weight: 0, keep_flows: true, ..real(1) };
+    fx.apply(&[service(80, 6, vec![drain, real(2)])]);
+    for p in &on_r1 {
+        let f = tcp(20000 + p, 80).bytes();
+        assert_eq!(forwarded_to(&fx.run("draining", &f, XDP_TX, stats::TX), &f), real_mac(1));
+    }
+    let f = tcp(1, 80).bytes();
+    assert_eq!(forwarded_to(&fx.run("new flow while draining", &f, XDP_TX, stats::TX), &f), real_mac(2));
+
+    // Failed: flows move to the live real.
+    let down = DesiredReal { weight: 0, keep_flows: false, ..real(1) };
+    fx.apply(&[service(80, 6, vec![down, real(2)])]);
+    for p in &on_r1 {
+        let f = tcp(20000 + p, 80).bytes();
+        let before = fx.stat(stats::INFO_FLOW_RESELECT);
+        assert_eq!(forwarded_to(&fx.run("failed real's flow", &f, XDP_TX, stats::TX), &f), real_mac(2));
+        assert_eq!(fx.stat(stats::INFO_FLOW_RESELECT), before + 1);
     }
 }
 
 #[test]
-fn loads_and_forwards_a_vip_hit() {
-    let mut dp = Dataplane::open(&cap(), None, lb_agent::config::XdpMode::Auto).expect("load");
-    let vip = Ipv4Addr::new(10, 99, 0, 100);
-    let l2 = L2 {
-        dst_mac: [2, 0, 0, 0, 0, 0x11],
-        src_mac: [2, 0, 0, 0, 0, 0x01],
-        ifindex: 0,
-    };
-    let d = DesiredService {
-        key: ServiceKey::new(vip, 80, 6),
-        active: true,
-        flags: 0,
-        affinity_timeout_s: 0,
-        table_size: 251,
-        reals: vec![DesiredReal {
-            addr: Ipv4Addr::new(10, 99, 0, 11),
-            port: 80,
-            weight: 1,
-            keep_flows: true,
-            l2: Some(l2),
-        }],
-        sorry: None,
-    };
-    dp.apply(&[d]).expect("apply");
-    let prog = loader::program(&mut dp.loaded.ebpf, lb_common::maps::PROG_LB).expect("prog");
-    let f = Frame::tcp(Ipv4Addr::new(10, 99, 0, 2), 40000, vip, 80).bytes();
-    let out = testrun::run(prog, &f, 1, 0).expect("run");
-    assert_eq!(out.action, XDP_TX);
-    assert_eq!(&out.frame[0..6], &l2.dst_mac);
-    assert_eq!(&out.frame[6..12], &l2.src_mac);
-    assert_eq!(&out.frame[12..], &f[12..]);
-    let miss = Frame::tcp(Ipv4Addr::new(10, 99, 0, 2), 40000, vip, 81).bytes();
-    let out = testrun::run(prog, &miss, 1, 0).expect("run");
-    assert_eq!(out.action, XDP_PASS);
-    assert_eq!(out.frame, miss);
-    let _ = (XDP_DROP, stats::TX);
+fn counters_per_service_and_real() {
+    let mut fx = Fx::new(&[service(80, 6, vec![real(1)])]);
+    let key = ServiceKey::new(VIP, 80, 6);
+    let f = tcp(40000, 80);
+    let bytes = f.bytes();
+    let ip_len = (bytes.len() - 14) as u64;
+    for _ in 0..3 {
+        fx.run("hit", &bytes, XDP_TX, stats::TX);
+    }
+    let sid = fx.dp.programmer.service_id(&key).expect("sid");
+    let rid = fx.dp.programmer.real_id(&key, real(1).addr, 80).expect("rid");
+    let snap = fx.dp.counters(&[sid], &[rid]).expect("counters");
+    let s = snap.services[&sid];
+    let r = snap.reals[&rid];
+    assert_eq!((s.packets, s.bytes, s.flows), (3, 3 * ip_len, 1));
+    assert_eq!((r.packets, r.bytes, r.flows), (3, 3 * ip_len, 1));
+}
+
+#[test]
+fn withdrawn_service_passes() {
+    let mut fx = Fx::new(&[service(80, 6, vec![real(1)])]);
+    let f = tcp(40000, 80).bytes();
+    fx.run("active", &f, XDP_TX, stats::TX);
+    let mut s = service(80, 6, vec![real(1)]);
+    s.active = false;
+    fx.apply(&[s.clone()]);
+    fx.run("withdrawn (this node is backup)", &f, XDP_PASS, stats::PASS_NO_SERVICE);
+    s.active = true;
+    fx.apply(&[s]);
+    fx.run("active again", &f, XDP_TX, stats::TX);
 }
