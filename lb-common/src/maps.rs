@@ -1,6 +1,8 @@
 //! Map names and default capacities, used by both sides. The XDP object declares each map with
 //! a placeholder size; the agent sets the real capacity at load time from its configuration.
 
+/// `[u64; FILTER_WORDS]`: bits of active service keys (see `types::filter_bit`).
+pub const FILTER: &str = "LB_FILTER";
 /// `ServiceKey -> Service`. No-prealloc hash: a replaced entry is freed after RCU, so the data
 /// path never reads a recycled element while the agent flips a table.
 pub const SERVICES: &str = "LB_SERVICES";
@@ -15,14 +17,13 @@ pub const FLOWS: &str = "LB_FLOWS";
 pub const AFFINITY: &str = "LB_AFFINITY";
 /// Per-CPU `u64` counters indexed by `stats::*`.
 pub const STATS: &str = "LB_STATS";
-/// Per-CPU `Counters` per service id.
-pub const SVC_STATS: &str = "LB_SVC_STATS";
-/// Per-CPU `Counters` per real id.
+/// Per-CPU `Counters` per real id. Each real id belongs to one service, so the agent sums a
+/// service's counters from its reals' (the data path updates one counter per packet).
 pub const REAL_STATS: &str = "LB_REAL_STATS";
 
 /// Every map the data path uses, in a stable order (pinning, compatibility checks).
 pub const ALL: [&str; 8] = [
-    SERVICES, RINGS, REALS, FLOWS, AFFINITY, STATS, SVC_STATS, REAL_STATS,
+    FILTER, SERVICES, RINGS, REALS, FLOWS, AFFINITY, STATS, REAL_STATS,
 ];
 
 /// Names of the XDP programs in the object.

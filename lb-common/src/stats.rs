@@ -47,20 +47,19 @@ stats! {
     TX = 13, "tx";
     /// Forwarded to a real through another interface with XDP_REDIRECT.
     REDIRECT = 14, "redirect";
-    /// Connection-table hit on a usable real.
-    INFO_FLOW_HIT = 15, "flow_hit";
-    /// New flow: real chosen from the Maglev table and remembered.
-    INFO_FLOW_NEW = 16, "flow_new";
-    /// A flow's remembered real failed or was removed: chosen again from the table.
-    INFO_FLOW_RESELECT = 17, "flow_reselect";
+    /// New flow: real chosen (table or affinity) and remembered. Connection-table hits are
+    /// not counted separately: they are `TX + REDIRECT - INFO_FLOW_NEW`.
+    INFO_FLOW_NEW = 15, "flow_new";
+    /// Of the new flows: the remembered real had failed or was removed, so chosen again.
+    INFO_FLOW_RESELECT = 16, "flow_reselect";
     /// The connection table refused an insert (forwarded anyway, by the Maglev choice).
-    INFO_FLOW_INSERT_FAILED = 18, "flow_insert_failed";
+    INFO_FLOW_INSERT_FAILED = 17, "flow_insert_failed";
     /// The real was chosen by client affinity (`persistence_timeout`).
-    INFO_AFFINITY_HIT = 19, "affinity_hit";
-    /// Packet had IPv4 options (balanced normally).
-    INFO_IP_OPTIONS = 20, "ip_options";
-    /// Packet had one 802.1Q tag (balanced normally, tag kept).
-    INFO_VLAN = 21, "vlan";
+    INFO_AFFINITY_HIT = 18, "affinity_hit";
+    /// New flow with IPv4 options (balanced normally).
+    INFO_IP_OPTIONS = 19, "ip_options";
+    /// New flow with one 802.1Q tag (balanced normally, tag kept).
+    INFO_VLAN = 20, "vlan";
 }
 
 /// True for the counters that are verdicts (each packet lands in exactly one).

@@ -19,6 +19,18 @@ pub const SVC_F_AFFINITY: u32 = 1 << 1;
 /// the data path move its flows to the real the Maglev table now names.
 pub const REAL_F_KEEP_FLOWS: u32 = 1 << 0;
 
+/// Words in `LB_FILTER`: a 65536-bit filter of (VIP, port, protocol) hashes. A clear bit means
+/// "certainly not a service": traffic to the load balancer itself passes after one array read
+/// instead of a hash-map lookup.
+pub const FILTER_WORDS: u32 = 1024;
+
+/// The filter bit of a service key: (word, bit).
+#[inline(always)]
+pub const fn filter_bit(addr_be: u32, port_be: u16, proto: u8) -> (u32, u32) {
+    let h = crate::hash::mix32(addr_be ^ ((port_be as u32) << 8) ^ ((proto as u32) << 24));
+    ((h >> 6) % FILTER_WORDS, h & 63)
+}
+
 /// Key of `LB_SERVICES`: what a packet must match to be balanced.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -88,7 +100,8 @@ pub struct Real {
     pub _pad: [u8; 2],
 }
 
-/// Key of `LB_FLOWS`, the connection table.
+/// Key of `LB_FLOWS`, the connection table. `proto` is widened to 32 bits so the key has no
+/// padding to zero on the hot path.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FlowKey {
@@ -96,8 +109,7 @@ pub struct FlowKey {
     pub dst_be: u32,
     pub sport_be: u16,
     pub dport_be: u16,
-    pub proto: u8,
-    pub _pad: [u8; 3],
+    pub proto: u32,
 }
 
 /// Value of `LB_FLOWS`.

@@ -2,7 +2,7 @@
 
 use lb_common::Counters;
 
-use crate::maps::{LB_REAL_STATS, LB_STATS, LB_SVC_STATS};
+use crate::maps::{LB_REAL_STATS, LB_STATS};
 
 #[inline(always)]
 pub fn count(stat: u32) {
@@ -12,10 +12,11 @@ pub fn count(stat: u32) {
     }
 }
 
+/// A forwarded packet: its real's counters (a service's are the sum of its reals').
 #[inline(always)]
-fn add(c: Option<*mut Counters>, bytes: u64, new_flow: bool) {
-    if let Some(c) = c {
-        // SAFETY: as above.
+pub fn count_forward(real_id: u32, bytes: u64, new_flow: bool) {
+    if let Some(c) = LB_REAL_STATS.get_ptr_mut(real_id) {
+        // SAFETY: per-CPU value of this CPU; nothing else writes it while we run.
         unsafe {
             (*c).packets += 1;
             (*c).bytes += bytes;
@@ -24,10 +25,4 @@ fn add(c: Option<*mut Counters>, bytes: u64, new_flow: bool) {
             }
         }
     }
-}
-
-#[inline(always)]
-pub fn count_forward(svc_id: u32, real_id: u32, bytes: u64, new_flow: bool) {
-    add(LB_SVC_STATS.get_ptr_mut(svc_id), bytes, new_flow);
-    add(LB_REAL_STATS.get_ptr_mut(real_id), bytes, new_flow);
 }

@@ -16,12 +16,12 @@ use aya_ebpf::{
     macros::xdp,
     programs::XdpContext,
 };
-use lb_common::{stats, ServiceKey};
+use lb_common::{filter_bit, stats, FlowKey, ServiceKey};
 
 use crate::{
     counters::{count, count_forward},
     frame::Frame,
-    maps::LB_SERVICES,
+    maps::{LB_FILTER, LB_SERVICES},
 };
 
 #[xdp]
@@ -41,38 +41,61 @@ fn try_lb(ctx: &XdpContext) -> Result<(u32, u32), u32> {
     let frame = Frame::new(ctx);
     let pkt = parse::parse(&frame)?;
 
-    let key = ServiceKey {
-        addr_be: pkt.daddr_be,
-        port_be: pkt.dport_be,
-        proto: pkt.proto,
-        _pad: 0,
-    };
-    // SAFETY: copied at once; the map is no-prealloc, so a replaced entry is not recycled
-    // under us.
-    let svc = unsafe { LB_SERVICES.get(&key) }
-        .copied()
-        .ok_or(stats::PASS_NO_SERVICE)?;
-    if pkt.eth_src_multicast || parse::bogus_source(pkt.saddr_be) {
-        return Err(stats::DROP_BAD_SOURCE);
-    }
-    if pkt.vlan {
-        count(stats::INFO_VLAN);
-    }
-    if pkt.ip_options {
-        count(stats::INFO_IP_OPTIONS);
+    // One array read tells most traffic that is not for a service to go.
+    let (word, bit) = filter_bit(pkt.daddr_be, pkt.dport_be, pkt.proto);
+    match LB_FILTER.get(word) {
+        Some(w) if *w & (1u64 << bit) != 0 => {}
+        _ => return Err(stats::PASS_NO_SERVICE),
     }
 
-    let choice = select::choose(&svc, &pkt)?;
+    let key = FlowKey {
+        src_be: pkt.saddr_be,
+        dst_be: pkt.daddr_be,
+        sport_be: pkt.sport_be,
+        dport_be: pkt.dport_be,
+        proto: pkt.proto as u32,
+    };
+    // Hot path: an established flow on a usable real needs nothing else. (Its source was
+    // checked, and its service looked up, when the entry was made; a removed or withdrawn
+    // service has its reals' flag cleared, which sends the flow down the slow path.)
+    let (choice, new_flow) = match select::remembered(&key) {
+        select::Remembered::Usable(c) => (c, false),
+        other => {
+            let skey = ServiceKey {
+                addr_be: pkt.daddr_be,
+                port_be: pkt.dport_be,
+                proto: pkt.proto,
+                _pad: 0,
+            };
+            // SAFETY: copied at once; the map is no-prealloc, so a replaced entry is not
+            // recycled under us.
+            let svc = unsafe { LB_SERVICES.get(&skey) }
+                .copied()
+                .ok_or(stats::PASS_NO_SERVICE)?;
+            if pkt.eth_src_multicast || parse::bogus_source(pkt.saddr_be) {
+                return Err(stats::DROP_BAD_SOURCE);
+            }
+            if matches!(other, select::Remembered::Stale) {
+                count(stats::INFO_FLOW_RESELECT);
+            }
+            if pkt.vlan {
+                count(stats::INFO_VLAN);
+            }
+            if pkt.ip_options {
+                count(stats::INFO_IP_OPTIONS);
+            }
+            (select::choose_new(&svc, &pkt, &key)?, true)
+        }
+    };
 
     // Rewrite only the Ethernet addresses: the real holds the VIP on its loopback.
-    let macs = frame.ptr::<[u8; 12]>(0).ok_or(stats::PASS_INTERNAL)?;
-    let mut new = [0u8; 12];
-    new[..6].copy_from_slice(&choice.real.dst_mac);
-    new[6..].copy_from_slice(&choice.real.src_mac);
-    // SAFETY: `ptr` checked the 12 bytes are inside the packet.
-    unsafe { core::ptr::write_unaligned(macs, new) };
+    let macs = frame.ptr::<[u16; 6]>(0).ok_or(stats::PASS_INTERNAL)?;
+    let new: [[u8; 6]; 2] = [choice.real.dst_mac, choice.real.src_mac];
+    // SAFETY: `ptr` checked the 12 bytes are inside the packet (2-byte aligned); the transmute
+    // only reinterprets 12 bytes as six words.
+    unsafe { core::ptr::write(macs, core::mem::transmute::<[[u8; 6]; 2], [u16; 6]>(new)) };
 
-    count_forward(svc.id, choice.real_id, pkt.ip_len as u64, choice.new_flow);
+    count_forward(choice.real_id, pkt.ip_len as u64, new_flow);
 
     let ifindex = choice.real.ifindex;
     if ifindex == 0 || ifindex as usize == ctx.ingress_ifindex() {
@@ -95,12 +118,12 @@ pub fn lb_pass(_ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn lb_macswap(ctx: XdpContext) -> u32 {
     let frame = Frame::new(&ctx);
-    match frame.ptr::<[[u8; 6]; 2]>(0) {
+    match frame.ptr::<[u16; 6]>(0) {
         Some(p) => {
-            // SAFETY: bounds checked by `ptr`.
+            // SAFETY: bounds checked by `ptr`; 2-byte aligned like every frame start.
             unsafe {
-                let [dst, src] = core::ptr::read_unaligned(p);
-                core::ptr::write_unaligned(p, [src, dst]);
+                let [a, b, c, d, e, f] = core::ptr::read(p);
+                core::ptr::write(p, [d, e, f, a, b, c]);
             }
             XDP_TX
         }

@@ -8,7 +8,12 @@ use aya_ebpf::{
 };
 use lb_common::{
     stats, AffinityKey, AffinityValue, Counters, FlowKey, FlowValue, Real, Service, ServiceKey,
+    FILTER_WORDS,
 };
+
+/// Bits of active service keys: most traffic that is not for a service leaves after one read.
+#[map]
+pub static LB_FILTER: Array<u64> = Array::with_max_entries(FILTER_WORDS, 0);
 
 #[map]
 pub static LB_SERVICES: HashMap<ServiceKey, Service> =
@@ -32,9 +37,6 @@ pub static LB_AFFINITY: LruHashMap<AffinityKey, AffinityValue> =
 
 #[map]
 pub static LB_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stats::COUNT, 0);
-
-#[map]
-pub static LB_SVC_STATS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0);
 
 #[map]
 pub static LB_REAL_STATS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0);

@@ -3,7 +3,7 @@
 
 use lb_common::{stats, IPPROTO_TCP, IPPROTO_UDP};
 
-use crate::frame::Frame;
+use crate::frame::{join, Frame};
 
 const ETH_HLEN: usize = 14;
 const VLAN_HLEN: usize = 4;
@@ -32,12 +32,16 @@ pub struct Packet {
 
 #[inline(always)]
 pub fn parse(frame: &Frame) -> Result<Packet, u32> {
-    let eth_src0: u8 = frame.read(6).ok_or(stats::PASS_TRUNCATED_ETH)?;
-    let mut ethertype = u16::from_be(frame.read::<u16>(12).ok_or(stats::PASS_TRUNCATED_ETH)?);
+    let [_, _, _, src01, _, _, ty] = frame.words::<7>(0).ok_or(stats::PASS_TRUNCATED_ETH)?;
+    let eth_src_multicast = src01.to_ne_bytes()[0] & 1 != 0;
+    let mut ethertype = u16::from_be(ty);
     let mut l3 = ETH_HLEN;
     let vlan = ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD;
     if vlan {
-        ethertype = u16::from_be(frame.read::<u16>(16).ok_or(stats::PASS_TRUNCATED_VLAN)?);
+        let [_, inner] = frame
+            .words::<2>(ETH_HLEN)
+            .ok_or(stats::PASS_TRUNCATED_VLAN)?;
+        ethertype = u16::from_be(inner);
         if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
             return Err(stats::PASS_VLAN_STACKED);
         }
@@ -47,29 +51,33 @@ pub fn parse(frame: &Frame) -> Result<Packet, u32> {
         return Err(stats::PASS_NOT_IPV4);
     }
 
-    let [w0, w1, w2, saddr_be, daddr_be] =
-        frame.read::<[u32; 5]>(l3).ok_or(stats::PASS_TRUNCATED_IP)?;
-    let w0 = u32::from_be(w0);
-    let ver_ihl = (w0 >> 24) as u8;
+    let ip = frame.words::<10>(l3).ok_or(stats::PASS_TRUNCATED_IP)?;
+    let [ver_ihl, _tos] = ip[0].to_ne_bytes();
     let ihl = ((ver_ihl & 0x0f) as usize) * 4;
     if ver_ihl >> 4 != 4 || ihl < IPV4_MIN_HLEN {
         return Err(stats::PASS_BAD_IP_HEADER);
     }
-    let ip_len = (w0 & 0xffff) as u16;
-    if (u32::from_be(w1) & IP_MF_OFFSET_MASK as u32) != 0 {
+    let ip_len = u16::from_be(ip[1]);
+    if u16::from_be(ip[3]) & IP_MF_OFFSET_MASK != 0 {
         return Err(stats::PASS_FRAGMENT);
     }
-    let proto = (u32::from_be(w2) >> 16) as u8;
+    let proto = ip[4].to_ne_bytes()[1];
+    let saddr_be = join(ip[6], ip[7]);
+    let daddr_be = join(ip[8], ip[9]);
     let l4 = l3 + ihl;
     // Packet bounds first: were the datagram-length checks below done first, the compiler
     // could prove this check redundant and drop it, and the verifier cannot follow that proof.
     let ports: [u16; 2] = match proto {
         IPPROTO_TCP => {
-            let h: [u16; TCP_HLEN / 2] = frame.read(l4).ok_or(stats::PASS_TRUNCATED_L4)?;
+            let h = frame
+                .words::<{ TCP_HLEN / 2 }>(l4)
+                .ok_or(stats::PASS_TRUNCATED_L4)?;
             [h[0], h[1]]
         }
         IPPROTO_UDP => {
-            let h: [u16; UDP_HLEN / 2] = frame.read(l4).ok_or(stats::PASS_TRUNCATED_L4)?;
+            let h = frame
+                .words::<{ UDP_HLEN / 2 }>(l4)
+                .ok_or(stats::PASS_TRUNCATED_L4)?;
             [h[0], h[1]]
         }
         _ => return Err(stats::PASS_OTHER_PROTO),
@@ -94,7 +102,7 @@ pub fn parse(frame: &Frame) -> Result<Packet, u32> {
         dport_be: ports[1],
         proto,
         ip_len,
-        eth_src_multicast: eth_src0 & 1 != 0,
+        eth_src_multicast,
         vlan,
         ip_options: ihl > IPV4_MIN_HLEN,
     })

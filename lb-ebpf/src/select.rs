@@ -1,5 +1,6 @@
-//! Which real gets the packet: the connection table first, then client affinity, then the
-//! service's Maglev table. All tables are computed by the agent; this only looks things up.
+//! Which real gets the packet: the connection table first (the hot path: one lookup, no
+//! service lookup), then for a new flow client affinity or the service's Maglev table. All
+//! tables are computed by the agent; this only looks things up.
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use lb_common::{
@@ -16,8 +17,6 @@ use crate::{
 pub struct Choice {
     pub real_id: u32,
     pub real: Real,
-    /// The flow was assigned to this real just now.
-    pub new_flow: bool,
 }
 
 const NS_PER_SEC: u64 = 1_000_000_000;
@@ -27,7 +26,9 @@ fn real(id: u32) -> Option<Real> {
     LB_REALS.get(id).copied()
 }
 
-/// A remembered real is usable if it is still the same real (generation) and still keeps flows.
+/// A remembered real is usable if it is still the same real (generation) and still keeps flows
+/// (the agent clears that flag when the real fails, leaves the config, or its service is not
+/// served by this node any more).
 #[inline(always)]
 fn usable(id: u32, gen: u32) -> Option<Real> {
     let r = real(id)?;
@@ -38,29 +39,32 @@ fn usable(id: u32, gen: u32) -> Option<Real> {
     }
 }
 
-#[inline(always)]
-pub fn choose(svc: &Service, pkt: &Packet) -> Result<Choice, u32> {
-    let key = FlowKey {
-        src_be: pkt.saddr_be,
-        dst_be: pkt.daddr_be,
-        sport_be: pkt.sport_be,
-        dport_be: pkt.dport_be,
-        proto: pkt.proto,
-        _pad: [0; 3],
-    };
-    // SAFETY: the value is copied at once; LRU entries are only ever replaced whole.
-    if let Some(v) = unsafe { LB_FLOWS.get(&key) }.copied() {
-        if let Some(r) = usable(v.real_id, v.real_gen) {
-            count(stats::INFO_FLOW_HIT);
-            return Ok(Choice {
-                real_id: v.real_id,
-                real: r,
-                new_flow: false,
-            });
-        }
-        count(stats::INFO_FLOW_RESELECT);
-    }
+pub enum Remembered {
+    Usable(Choice),
+    /// An entry whose real cannot take it any more.
+    Stale,
+    None,
+}
 
+/// The connection table's answer for this flow.
+#[inline(always)]
+pub fn remembered(key: &FlowKey) -> Remembered {
+    // SAFETY: the value is copied at once; LRU entries are only ever replaced whole.
+    match unsafe { LB_FLOWS.get(key) }.copied() {
+        Some(v) => match usable(v.real_id, v.real_gen) {
+            Some(real) => Remembered::Usable(Choice {
+                real_id: v.real_id,
+                real,
+            }),
+            None => Remembered::Stale,
+        },
+        None => Remembered::None,
+    }
+}
+
+/// Chooses a real for a new flow and remembers it.
+#[inline(always)]
+pub fn choose_new(svc: &Service, pkt: &Packet, key: &FlowKey) -> Result<Choice, u32> {
     let (real_id, r) = if svc.flags & SVC_F_AFFINITY != 0 {
         by_affinity(svc, pkt.saddr_be)?
     } else if svc.flags & SVC_F_HASH_SRC != 0 {
@@ -75,20 +79,15 @@ pub fn choose(svc: &Service, pkt: &Packet) -> Result<Choice, u32> {
         );
         by_table(svc, hash)?
     };
-
     let value = FlowValue {
         real_id,
         real_gen: r.gen,
     };
-    if LB_FLOWS.insert(&key, &value, 0).is_err() {
+    if LB_FLOWS.insert(key, &value, 0).is_err() {
         count(stats::INFO_FLOW_INSERT_FAILED);
     }
     count(stats::INFO_FLOW_NEW);
-    Ok(Choice {
-        real_id,
-        real: r,
-        new_flow: true,
-    })
+    Ok(Choice { real_id, real: r })
 }
 
 /// The real in the service's Maglev table slot for `hash`.
@@ -115,6 +114,7 @@ fn by_affinity(svc: &Service, saddr_be: u32) -> Result<(u32, Real), u32> {
         svc_id: svc.id,
         src_be: saddr_be,
     };
+    // SAFETY: plain helper call.
     let now = unsafe { bpf_ktime_get_ns() };
     let timeout = svc.affinity_timeout_s as u64 * NS_PER_SEC;
     if let Some(v) = LB_AFFINITY.get_ptr_mut(&key) {

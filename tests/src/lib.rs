@@ -1,6 +1,7 @@
 //! Shared helpers of lb's integration tests and of the lab (`cargo xtask build-and-run`).
 
 pub mod agent;
+pub mod bench;
 pub mod capture;
 pub mod client;
 pub mod frames;

@@ -12,7 +12,6 @@ use super::maps::Maps;
 pub struct Snapshot {
     /// Indexed by `lb_common::stats::*`.
     pub verdicts: Vec<u64>,
-    pub services: HashMap<u32, Counters>,
     pub reals: HashMap<u32, Counters>,
 }
 
@@ -22,30 +21,24 @@ impl Snapshot {
     }
 }
 
-pub fn read(maps: &Maps, svc_ids: &[u32], real_ids: &[u32]) -> Result<Snapshot> {
+/// One real's counters summed over the CPUs.
+pub fn real(maps: &Maps, id: u32) -> Result<Counters> {
+    let mut c = Counters::default();
+    for x in maps.real_stats.get(&id, 0)?.iter() {
+        c.add(x);
+    }
+    Ok(c)
+}
+
+pub fn read(maps: &Maps, real_ids: &[u32]) -> Result<Snapshot> {
     let mut verdicts = Vec::with_capacity(stats::COUNT as usize);
     for i in 0..stats::COUNT {
         let per_cpu = maps.stats.get(&i, 0)?;
         verdicts.push(per_cpu.iter().fold(0u64, |a, v| a.wrapping_add(*v)));
     }
-    let sum = |v: aya::maps::PerCpuValues<Counters>| {
-        let mut c = Counters::default();
-        for x in v.iter() {
-            c.add(x);
-        }
-        c
-    };
-    let mut services = HashMap::new();
-    for &id in svc_ids {
-        services.insert(id, sum(maps.svc_stats.get(&id, 0)?));
-    }
     let mut reals = HashMap::new();
     for &id in real_ids {
-        reals.insert(id, sum(maps.real_stats.get(&id, 0)?));
+        reals.insert(id, real(maps, id)?);
     }
-    Ok(Snapshot {
-        verdicts,
-        services,
-        reals,
-    })
+    Ok(Snapshot { verdicts, reals })
 }

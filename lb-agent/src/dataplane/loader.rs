@@ -48,6 +48,7 @@ pub fn expected(cap: &Capacity) -> [Expect; 8] {
         max_entries,
     };
     [
+        e(names::FILTER, MapType::Array, 4, 8, lb_common::FILTER_WORDS),
         e(
             names::SERVICES,
             MapType::Hash,
@@ -78,13 +79,6 @@ pub fn expected(cap: &Capacity) -> [Expect; 8] {
             cap.affinity,
         ),
         e(names::STATS, MapType::PerCpuArray, 4, 8, stats::COUNT),
-        e(
-            names::SVC_STATS,
-            MapType::PerCpuArray,
-            4,
-            size::<Counters>(),
-            cap.max_services,
-        ),
         e(
             names::REAL_STATS,
             MapType::PerCpuArray,

@@ -15,13 +15,13 @@ use lb_common::{
 use super::rings::Rings;
 
 pub struct Maps {
+    pub filter: Array<MapData, u64>,
     pub services: HashMap<MapData, ServiceKey, Service>,
     pub rings: Rings,
     pub reals: Array<MapData, Real>,
     pub flows: HashMap<MapData, FlowKey, FlowValue>,
     pub affinity: HashMap<MapData, AffinityKey, AffinityValue>,
     pub stats: PerCpuArray<MapData, u64>,
-    pub svc_stats: PerCpuArray<MapData, Counters>,
     pub real_stats: PerCpuArray<MapData, Counters>,
 }
 
@@ -38,13 +38,13 @@ impl Maps {
         let rings = Rings::map(rings_map.fd().as_fd(), ring_slots)
             .context("mapping LB_RINGS (needs BPF_F_MMAPABLE, kernel 5.5+)")?;
         Ok(Maps {
+            filter: take(ebpf, names::FILTER)?.try_into()?,
             services: take(ebpf, names::SERVICES)?.try_into()?,
             rings,
             reals: take(ebpf, names::REALS)?.try_into()?,
             flows: take(ebpf, names::FLOWS)?.try_into()?,
             affinity: take(ebpf, names::AFFINITY)?.try_into()?,
             stats: take(ebpf, names::STATS)?.try_into()?,
-            svc_stats: take(ebpf, names::SVC_STATS)?.try_into()?,
             real_stats: take(ebpf, names::REAL_STATS)?.try_into()?,
         })
     }

@@ -96,7 +96,7 @@ impl Dataplane {
         }
     }
 
-    pub fn counters(&self, svc_ids: &[u32], real_ids: &[u32]) -> Result<counters::Snapshot> {
-        counters::read(&self.loaded.maps, svc_ids, real_ids)
+    pub fn counters(&self, real_ids: &[u32]) -> Result<counters::Snapshot> {
+        counters::read(&self.loaded.maps, real_ids)
     }
 }

@@ -12,7 +12,10 @@ use std::{
 };
 
 use anyhow::{anyhow, Context as _, Result};
-use lb_common::{Real, Service, ServiceKey, REAL_F_KEEP_FLOWS, REAL_NONE};
+use aya::maps::PerCpuValues;
+use lb_common::{
+    filter_bit, Counters, Real, Service, ServiceKey, FILTER_WORDS, REAL_F_KEEP_FLOWS, REAL_NONE,
+};
 use tracing::debug;
 
 use super::{
@@ -62,6 +65,14 @@ pub struct Programmer {
     free_real: BTreeSet<u32>,
     /// Last generation handed out per real id.
     gens: Vec<u32>,
+    /// What LB_FILTER holds.
+    filter: Vec<u64>,
+    /// Counters of reals that left each service (so service totals never go backwards).
+    retired: HashMap<ServiceKey, Counters>,
+}
+
+fn nr_cpus() -> usize {
+    aya::util::nr_cpus().map(|n| n.max(1)).unwrap_or(1)
 }
 
 fn ring_base(stride: u32, svc_id: u32, half: u32) -> u32 {
@@ -102,6 +113,9 @@ impl Programmer {
                 );
             }
         }
+        let filter = (0..FILTER_WORDS)
+            .map(|i| maps.filter.get(&i, 0).unwrap_or(0))
+            .collect();
         let used_svc: BTreeSet<u32> = services.values().map(|s| s.id).collect();
         let used_real: BTreeSet<u32> = reals.values().map(|r| r.id).collect();
         Programmer {
@@ -113,7 +127,27 @@ impl Programmer {
             services,
             reals,
             gens,
+            filter,
+            retired: HashMap::new(),
         }
+    }
+
+    /// Counters of reals that were removed from `svc` while this agent ran.
+    pub fn retired(&self, svc: &ServiceKey) -> Counters {
+        self.retired.get(svc).copied().unwrap_or_default()
+    }
+
+    /// Writes the words of LB_FILTER that differ from `want`.
+    fn write_filter(&mut self, maps: &mut Maps, want: &[u64]) -> Result<()> {
+        for (i, (have, w)) in self.filter.iter_mut().zip(want).enumerate() {
+            if have != w {
+                maps.filter
+                    .set(i as u32, *w, 0)
+                    .context("writing LB_FILTER")?;
+                *have = *w;
+            }
+        }
+        Ok(())
     }
 
     pub fn service_id(&self, key: &ServiceKey) -> Option<u32> {
@@ -136,6 +170,17 @@ impl Programmer {
     pub fn apply(&mut self, maps: &mut Maps, desired: &[DesiredService]) -> Result<Report> {
         let mut report = Report::default();
         let mut wanted_reals: HashMap<RealKey, ()> = HashMap::new();
+
+        // The filter: bits of the services that will be active. Bits that go away are cleared
+        // first (before their services go), bits that appear are set last (after their
+        // services exist), so a packet that passes the filter always finds its service.
+        let mut bits = vec![0u64; FILTER_WORDS as usize];
+        for svc in desired.iter().filter(|s| s.active) {
+            let (w, b) = filter_bit(svc.key.addr_be, svc.key.port_be, svc.key.proto);
+            bits[w as usize] |= 1 << b;
+        }
+        let keep: Vec<u64> = self.filter.iter().zip(&bits).map(|(a, b)| a & b).collect();
+        self.write_filter(maps, &keep)?;
 
         for svc in desired {
             let sid = match self.services.get(&svc.key) {
@@ -173,7 +218,7 @@ impl Programmer {
             {
                 let rk = (sid, r.addr, r.port);
                 wanted_reals.insert(rk, ());
-                let id = self.write_real(maps, rk, r, &mut report)?;
+                let id = self.write_real(maps, rk, r, svc.active, &mut report)?;
                 if r.l2.is_none() {
                     continue;
                 }
@@ -225,6 +270,16 @@ impl Programmer {
             .collect();
         for rk in gone {
             if let Some(r) = self.reals.remove(&rk) {
+                if let Some(key) = self
+                    .services
+                    .iter()
+                    .find(|(_, s)| s.id == rk.0)
+                    .map(|(k, _)| *k)
+                {
+                    if let Ok(c) = super::counters::real(maps, r.id) {
+                        self.retired.entry(key).or_default().add(&c);
+                    }
+                }
                 let cleared = Real {
                     gen: r.entry.gen,
                     ..Default::default()
@@ -236,6 +291,7 @@ impl Programmer {
                 report.reals_removed += 1;
             }
         }
+        self.write_filter(maps, &bits)?;
         if !report.is_noop() {
             debug!(?report, "data path updated");
         }
@@ -247,6 +303,7 @@ impl Programmer {
         maps: &mut Maps,
         rk: RealKey,
         r: &DesiredReal,
+        active: bool,
         report: &mut Report,
     ) -> Result<u32> {
         let (id, gen) = match self.reals.get(&rk) {
@@ -261,6 +318,12 @@ impl Programmer {
                 if let Some(slot) = self.gens.get_mut(id as usize) {
                     *slot = gen;
                 }
+                // A reused id starts its counters from zero.
+                let zeros = PerCpuValues::try_from(vec![Counters::default(); nr_cpus()])
+                    .context("per-CPU zeros")?;
+                maps.real_stats
+                    .set(id, zeros, 0)
+                    .context("zeroing a real's counters")?;
                 (id, gen)
             }
         };
@@ -274,7 +337,9 @@ impl Programmer {
             src_mac: l2.src_mac,
             ifindex: l2.ifindex,
             gen,
-            flags: if r.keep_flows && r.l2.is_some() {
+            // Flows stay only while this node serves the service: a withdrawn service's flows
+            // must leave the connection-table fast path.
+            flags: if r.keep_flows && r.l2.is_some() && active {
                 REAL_F_KEEP_FLOWS
             } else {
                 0
