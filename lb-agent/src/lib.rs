@@ -9,3 +9,4 @@ pub mod config;
 pub mod dataplane;
 pub mod health;
 pub mod netlink;
+pub mod vrrp;

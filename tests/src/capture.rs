@@ -70,7 +70,7 @@ impl Capture {
                 return n;
             }
             let f = &buf[..r as usize];
-            if from.sll_pkttype == libc::PACKET_OUTGOING as u8 || f.len() < 34 {
+            if from.sll_pkttype == libc::PACKET_OUTGOING || f.len() < 34 {
                 continue;
             }
             if u16::from_be_bytes([f[12], f[13]]) != 0x0800 {

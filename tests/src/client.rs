@@ -107,3 +107,120 @@ pub fn tally(results: &[Result<String, String>]) -> std::collections::BTreeMap<S
     }
     m
 }
+
+/// Sends a UDP datagram through the VIP every `interval` from one socket (one flow), and
+/// records which were answered: lost probes are what a client would have seen.
+pub struct Prober {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    sender: Option<std::thread::JoinHandle<Vec<std::time::Instant>>>,
+    receiver: Option<std::thread::JoinHandle<Vec<(u64, std::time::Instant)>>>,
+}
+
+/// What a prober saw.
+#[derive(Debug)]
+pub struct ProbeReport {
+    pub sent: usize,
+    pub answered: usize,
+    pub lost: usize,
+    /// The longest stretch without an answer (between consecutive answered probes' sends).
+    pub longest_gap: Duration,
+    /// Send times of the probes that got no answer.
+    pub lost_at: Vec<std::time::Instant>,
+}
+
+impl Prober {
+    pub fn start(client: &Netns, addr: SocketAddr, interval: Duration) -> Result<Prober> {
+        let sock = client.enter(|| UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)))??;
+        sock.connect(addr)?;
+        sock.set_read_timeout(Some(Duration::from_millis(50)))?;
+        let rsock = sock.try_clone()?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s1 = stop.clone();
+        let sender = std::thread::spawn(move || {
+            let mut sent = Vec::new();
+            let start = std::time::Instant::now();
+            let mut seq: u64 = 0;
+            while !s1.load(std::sync::atomic::Ordering::Relaxed) {
+                let due = start + interval * seq as u32;
+                let now = std::time::Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+                let _ = sock.send(format!("probe {seq}").as_bytes());
+                sent.push(std::time::Instant::now());
+                seq += 1;
+            }
+            sent
+        });
+        let s2 = stop.clone();
+        let receiver = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 256];
+            loop {
+                match rsock.recv(&mut buf) {
+                    Ok(n) => {
+                        let text = String::from_utf8_lossy(&buf[..n]);
+                        if let Some(seq) =
+                            text.split_whitespace().nth(2).and_then(|s| s.parse().ok())
+                        {
+                            got.push((seq, std::time::Instant::now()));
+                        }
+                    }
+                    Err(_) => {
+                        if s2.load(std::sync::atomic::Ordering::Relaxed) {
+                            return got;
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Prober {
+            stop,
+            sender: Some(sender),
+            receiver: Some(receiver),
+        })
+    }
+
+    /// Stops probing; probes sent in the last 300 ms are not judged (their answers may still
+    /// be on the way when the receiver stops).
+    pub fn finish(mut self) -> ProbeReport {
+        std::thread::sleep(Duration::from_millis(300));
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let sent = self
+            .sender
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        let got = self
+            .receiver
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        let cutoff = sent.len().saturating_sub(30);
+        let answered: std::collections::BTreeSet<u64> = got
+            .iter()
+            .map(|(s, _)| *s)
+            .filter(|s| (*s as usize) < cutoff)
+            .collect();
+        let lost_at: Vec<std::time::Instant> = (0..cutoff)
+            .filter(|i| !answered.contains(&(*i as u64)))
+            .map(|i| sent[i])
+            .collect();
+        let mut longest_gap = Duration::ZERO;
+        let mut prev: Option<std::time::Instant> = None;
+        for s in &answered {
+            let t = sent[*s as usize];
+            if let Some(p) = prev {
+                longest_gap = longest_gap.max(t - p);
+            }
+            prev = Some(t);
+        }
+        ProbeReport {
+            sent: cutoff,
+            answered: answered.len(),
+            lost: cutoff - answered.len(),
+            longest_gap,
+            lost_at,
+        }
+    }
+}

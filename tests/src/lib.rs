@@ -6,4 +6,5 @@ pub mod capture;
 pub mod client;
 pub mod frames;
 pub mod netns;
+pub mod pair;
 pub mod topology;

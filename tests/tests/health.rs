@@ -72,7 +72,7 @@ fn wait_serving(l: &Lab, want: &[&str], timeout: Duration) -> Option<Duration> {
     let t0 = Instant::now();
     wait_for(timeout, || {
         let c = tally(&http_many(&l.t.client.ns, vip(), 30).ok()?);
-        let ok = c.get("error").is_none()
+        let ok = !c.contains_key("error")
             && want.iter().all(|r| c.contains_key(*r))
             && c.len() == want.len();
         ok.then(|| t0.elapsed())

@@ -132,7 +132,7 @@ fn set_mode(p: &Path, mode: u32) -> Result<()> {
 
 fn nightly_sysroot() -> Result<PathBuf> {
     let s = output(clean_env(
-        &mut Command::new("rustc").args(["+nightly", "--print", "sysroot"]),
+        Command::new("rustc").args(["+nightly", "--print", "sysroot"]),
     ))
     .context("the nightly toolchain is required (rustup toolchain list)")?;
     Ok(PathBuf::from(s.trim()))
@@ -163,9 +163,7 @@ fn data_dir() -> PathBuf {
 /// bpf-linker, built against the LLVM the nightly ships (it must match the LLVM that produced
 /// the bitcode). Rebuilt when the nightly changes.
 fn bpf_linker(sysroot: &Path) -> Result<()> {
-    let vv = output(clean_env(
-        &mut Command::new("rustc").args(["+nightly", "-vV"]),
-    ))?;
+    let vv = output(clean_env(Command::new("rustc").args(["+nightly", "-vV"])))?;
     let llvm = vv
         .lines()
         .find_map(|l| l.strip_prefix("LLVM version: "))

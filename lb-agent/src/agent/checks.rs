@@ -99,12 +99,16 @@ pub fn spec(real: &RealCfg) -> RealSpec {
     s
 }
 
-/// Which scheduled id is which real.
+/// Scheduler ids at and above this are `vrrp_scripts` (index = id - SCRIPT_BASE).
+const SCRIPT_BASE: u64 = 1 << 62;
+
+/// Which scheduled id is which real (or VRRP script).
 #[derive(Default)]
 pub struct Registry {
     ids: HashMap<RealKey, (RealId, RealSpecSig)>,
     keys: HashMap<u64, RealKey>,
     next: u64,
+    scripts: Vec<crate::config::ScriptCfg>,
 }
 
 /// What the scheduler was given for a real, to tell whether a reload changed it.
@@ -117,6 +121,37 @@ fn sig(r: &RealCfg) -> RealSpecSig {
 impl Registry {
     pub fn key(&self, id: RealId) -> Option<&RealKey> {
         self.keys.get(&id.0)
+    }
+
+    /// The `vrrp_scripts` index of a scheduler id, if it is a script.
+    pub fn script_index(&self, id: RealId) -> Option<usize> {
+        id.0.checked_sub(SCRIPT_BASE).map(|i| i as usize)
+    }
+
+    /// Runs each `vrrp_scripts` entry on its interval with rise/fall, through the same
+    /// scheduler as the real servers' checks (a script is a check without a target).
+    pub fn reconcile_scripts(&mut self, sched: &Scheduler, scripts: &[crate::config::ScriptCfg]) {
+        if self.scripts == scripts {
+            return;
+        }
+        for i in 0..self.scripts.len() {
+            sched.remove(RealId(SCRIPT_BASE + i as u64));
+        }
+        for (i, s) in scripts.iter().enumerate() {
+            let probe = Probe::Script(ScriptCheck {
+                argv: s.argv.clone(),
+                timeout: s.timeout,
+                dynamic: false,
+            });
+            let mut spec = RealSpec::new(Target::new(Ipv4Addr::LOCALHOST.into(), 0), vec![probe]);
+            spec.delay_loop = s.interval;
+            spec.rise = s.rise;
+            spec.fall = s.fall;
+            if let Err(e) = sched.add(RealId(SCRIPT_BASE + i as u64), spec) {
+                warn!(script = %s.name, error = %e, "cannot schedule vrrp_script");
+            }
+        }
+        self.scripts = scripts.to_vec();
     }
 
     /// Makes the scheduler check exactly `wanted` (reals with checks), keeping the state of

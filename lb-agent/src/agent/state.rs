@@ -93,6 +93,8 @@ pub struct ServiceRt {
     pub sorry_l2: Option<L2>,
     /// Whether this node forwards for it now (standalone, or its VRRP instance is master).
     pub active: bool,
+    /// Live weight at or above quorum (with hysteresis).
+    pub quorum_up: bool,
 }
 
 impl ServiceRt {
@@ -102,7 +104,30 @@ impl ServiceRt {
             cfg,
             sorry_l2: None,
             active: false,
+            quorum_up: true,
         }
+    }
+
+    /// keepalived quorum: the service goes down when the live weight falls below
+    /// `quorum - hysteresis` and comes back at `quorum + hysteresis`. Returns the new state
+    /// when it changed.
+    pub fn update_quorum(&mut self) -> Option<bool> {
+        let live = self.live_weight();
+        let q = self.cfg.quorum;
+        let h = self.cfg.hysteresis;
+        let next = if self.quorum_up {
+            live >= q.saturating_sub(h)
+        } else {
+            live >= q.saturating_add(h)
+        };
+        // Nothing checked yet: no verdict (a starting agent should not page anyone).
+        if self.reals.iter().all(|r| r.health == Health::Unknown) && !self.reals.is_empty() {
+            return None;
+        }
+        (next != self.quorum_up).then(|| {
+            self.quorum_up = next;
+            next
+        })
     }
 
     pub fn real_mut(&mut self, addr: Ipv4Addr, port: u16) -> Option<&mut RealRt> {

@@ -71,3 +71,27 @@ impl Netlink {
         Ok(true)
     }
 }
+
+impl Netlink {
+    /// The interface's IPv4 addresses in kernel order (primary first), excluding `except`.
+    pub async fn ipv4_addresses(&self, ifindex: u32) -> Result<Vec<Ipv4Addr>> {
+        let mut out = Vec::new();
+        let mut s = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(ifindex)
+            .execute();
+        while let Some(m) = s.try_next().await? {
+            if m.header.index != ifindex {
+                continue;
+            }
+            for a in &m.attributes {
+                if let AddressAttribute::Local(IpAddr::V4(ip)) = a {
+                    out.push(*ip);
+                }
+            }
+        }
+        Ok(out)
+    }
+}

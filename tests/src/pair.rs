@@ -1,0 +1,227 @@
+//! Two load balancers running VRRP in front of the same real servers: the lab most tests,
+//! the benchmarks and `cargo xtask build-and-run` share.
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, SystemTime},
+};
+
+use anyhow::{bail, Result};
+
+use crate::{
+    agent::{Agent, WorkDir},
+    netns::wait_for,
+    topology::{real_ip, Spec, Topology, VIP},
+};
+
+pub fn vip_addr(port: u16) -> SocketAddr {
+    SocketAddr::from((VIP, port))
+}
+
+/// Settings of one node's instance.
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub priority: u8,
+    pub version: u8,
+    pub advert_int: &'static str,
+    /// Extra keys for the vrrp_instance (YAML lines, already indented by 4).
+    pub instance_extra: String,
+    /// Extra top-level YAML (e.g. vrrp_scripts).
+    pub top_extra: String,
+}
+
+impl Node {
+    pub fn v3(priority: u8) -> Node {
+        Node {
+            priority,
+            version: 3,
+            advert_int: "100ms",
+            instance_extra: String::new(),
+            top_extra: String::new(),
+        }
+    }
+
+    pub fn v2(priority: u8) -> Node {
+        Node {
+            version: 2,
+            advert_int: "1s",
+            ..Node::v3(priority)
+        }
+    }
+}
+
+/// The agent config of one node: one instance on eth0 with the VIP, TCP and UDP services on
+/// port 80 to every real.
+pub fn config(router_id: &str, node: &Node, reals: usize, checks: &str) -> String {
+    let mut list = String::new();
+    for i in 0..reals {
+        list += &format!("      - {{ address: {}, port: 80 }}\n", real_ip(i));
+    }
+    let mut y = format!(
+        "global_defs:\n  router_id: {router_id}\n  max_services: 4\n  max_reals: 32\n  conntrack_size: 65536\n\
+         {top}\
+         vrrp_instances:\n  - name: VI_1\n    interface: eth0\n    virtual_router_id: 51\n    priority: {prio}\n    \
+         version: {ver}\n    advert_int: {adv}\n    virtual_ipaddresses: [\"{VIP}/24\"]\n{extra}\
+         virtual_servers:\n",
+        top = node.top_extra,
+        prio = node.priority,
+        ver = node.version,
+        adv = node.advert_int,
+        extra = node.instance_extra,
+    );
+    for proto in ["tcp", "udp"] {
+        y += &format!(
+            "  - address: {VIP}\n    port: 80\n    protocol: {proto}\n    interface: eth0\n{checks}    real_servers:\n{list}"
+        );
+    }
+    y
+}
+
+pub struct Pair {
+    pub t: Topology,
+    pub dir: WorkDir,
+    pub agents: Vec<Option<Agent>>,
+    pub nodes: Vec<Node>,
+}
+
+impl Pair {
+    /// Builds the lab and starts the agents: node 0 first, the others once it holds the VIP
+    /// (so the first election does not depend on which process loaded faster).
+    pub fn start(tag: &str, nodes: Vec<Node>, reals: usize) -> Result<Pair> {
+        let mut t = Topology::build(
+            tag,
+            Spec {
+                lbs: nodes.len(),
+                reals,
+                native_xdp: true,
+            },
+        )?;
+        t.start_all_servers()?;
+        let dir = WorkDir::new(&t.prefix)?;
+        let mut p = Pair {
+            t,
+            dir,
+            agents: Vec::new(),
+            nodes,
+        };
+        for i in 0..p.nodes.len() {
+            let a = p.start_agent(i)?;
+            p.agents.push(Some(a));
+            if i == 0
+                && wait_for(Duration::from_secs(10), || p.holds_vip(0).then_some(())).is_none()
+            {
+                bail!("node 0 never became master:\n{}", p.agent(0).log_text());
+            }
+            if i > 0
+                && !p
+                    .agent(i)
+                    .wait_log("to=\"backup\"", Duration::from_secs(10))
+            {
+                bail!(
+                    "node {i} never started as backup:\n{}",
+                    p.agent(i).log_text()
+                );
+            }
+        }
+        Ok(p)
+    }
+
+    pub fn start_agent(&self, i: usize) -> Result<Agent> {
+        let rid = self.t.router_id(i);
+        let yaml = config(&rid, &self.nodes[i], self.t.reals.len(), "");
+        Agent::start(&self.t.lbs[i].ns, &self.dir, &rid, &yaml)
+    }
+
+    pub fn agent(&self, i: usize) -> &Agent {
+        self.agents[i].as_ref().expect("agent not running")
+    }
+
+    /// Whether node `i` holds the VIP on eth0 (asked of the kernel).
+    pub fn holds_vip(&self, i: usize) -> bool {
+        self.t.lbs[i]
+            .ns
+            .ip(&["-4", "-o", "addr", "show", "dev", "eth0"])
+            .map(|o| String::from_utf8_lossy(&o.stdout).contains(&format!("{VIP}/")))
+            .unwrap_or(false)
+    }
+
+    /// Waits until node `master` holds the VIP and every other node does not, XDP is attached
+    /// on the master only, and a request through the VIP is answered.
+    pub fn wait_master(&self, master: usize, timeout: Duration) -> Result<()> {
+        let ok = wait_for(timeout, || {
+            let vips = (0..self.nodes.len()).all(|i| self.holds_vip(i) == (i == master));
+            let xdp = (0..self.nodes.len())
+                .all(|i| self.t.xdp_attached(i).unwrap_or(false) == (i == master));
+            (vips && xdp).then_some(())
+        });
+        if ok.is_none() {
+            let logs: Vec<String> = self
+                .agents
+                .iter()
+                .flatten()
+                .map(|a| format!("--- {} ---\n{}", a.router_id, a.log_text()))
+                .collect();
+            bail!(
+                "node {master} did not become the only master:\n{}",
+                logs.join("\n")
+            );
+        }
+        let answered = wait_for(timeout, || {
+            crate::client::udp_many(&self.t.client.ns, vip_addr(80), 1)
+                .ok()?
+                .pop()?
+                .ok()
+        });
+        if answered.is_none() {
+            bail!("no answer through the VIP with node {master} as master");
+        }
+        Ok(())
+    }
+
+    /// Time from `since` to node `i`'s last logged transition to master.
+    pub fn became_master_after(&self, i: usize, since: SystemTime) -> Option<Duration> {
+        let log = self.agents[i].as_ref()?.log_text();
+        log.lines()
+            .filter(|l| l.contains("VRRP state change") && l.contains("to=\"master\""))
+            .filter_map(|l| parse_log_time(l.split_whitespace().next()?))
+            .filter(|t| *t >= since)
+            .map(|t| t.duration_since(since).unwrap_or_default())
+            .next()
+    }
+}
+
+/// Parses tracing's `2026-11-26T14:04:59.311468Z`.
+pub fn parse_log_time(s: &str) -> Option<SystemTime> {
+    let s = s.strip_suffix('Z')?;
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
+    let (y, m, dd) = (d.next()??, d.next()??, d.next()??);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let mut t = hms.split(':').map(|x| x.parse::<i64>().ok());
+    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
+    let nanos: u64 = format!("{frac:0<9}")[..9].parse().ok()?;
+    // Days from civil (Howard Hinnant's algorithm).
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + dd - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs as u64) + Duration::from_nanos(nanos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_time() {
+        let t = parse_log_time("1970-01-02T00:00:01.5Z").unwrap_or(SystemTime::UNIX_EPOCH);
+        assert_eq!(
+            t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default(),
+            Duration::from_millis(86_401_500)
+        );
+    }
+}
