@@ -48,6 +48,61 @@ SIGTERM stops gracefully (a VRRP master hands over first); SIGHUP reloads the co
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Show the running agent: VRRP instances (state, priority, master, split brains) and
+    /// virtual services with their reals (weight, health, last check, flows, packets, rates),
+    /// like `ipvsadm -Ln --stats`.
+    #[command(
+        after_help = "Examples:\n  lb-agent status --config /etc/lb/lb.yaml\n  lb-agent status --json --flows | jq '.services[].reals[]'\n\nThe agent is found through its control socket: --socket, or the config's \
+global_defs.control_socket, or /run/lb-agent/lb.sock. Only root can open it."
+    )]
+    Status {
+        #[command(flatten)]
+        target: Target,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Also count each real's entries in the connection table (scans it, up to 200000).
+        #[arg(long)]
+        flows: bool,
+    },
+    /// Ask the running agent to reload its config (same as SIGHUP). An invalid file leaves
+    /// the running config in place and the error is printed; exit 1.
+    #[command(
+        after_help = "Example:\n  lb-agent check -c /etc/lb/lb.yaml && lb-agent reload -c /etc/lb/lb.yaml"
+    )]
+    Reload {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(clap::Args)]
+struct Target {
+    /// The agent's control socket.
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Find the control socket from this config.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+impl Target {
+    fn socket(&self) -> Result<PathBuf, String> {
+        if let Some(s) = &self.socket {
+            return Ok(s.clone());
+        }
+        if let Some(c) = &self.config {
+            return crate::config::load(c)
+                .map(|cfg| cfg.control_socket)
+                .map_err(|e| e.to_string());
+        }
+        Ok(PathBuf::from("/run/lb-agent/lb.sock"))
+    }
+}
+
+fn call(target: &Target, req: crate::control::Request) -> Result<crate::control::Response, String> {
+    let socket = target.socket()?;
+    crate::control::client::call(&socket, &req).map_err(|e| format!("{e:#}"))
 }
 
 fn init_logs(format: LogFormat, level: &str) {
@@ -96,6 +151,52 @@ pub fn main() -> ExitCode {
             }
             Err(e) => {
                 eprint!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        Cmd::Status {
+            target,
+            json,
+            flows,
+        } => match call(&target, crate::control::Request::Status { flows }) {
+            Ok(crate::control::Response::Status(snap)) => {
+                if json {
+                    match serde_json::to_string_pretty(&snap) {
+                        Ok(s) => println!("{s}"),
+                        Err(e) => {
+                            eprintln!("lb-agent: {e}");
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                } else {
+                    print!("{}", crate::control::text::render(&snap));
+                }
+                ExitCode::SUCCESS
+            }
+            Ok(other) => {
+                eprintln!("lb-agent: unexpected answer: {other:?}");
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("lb-agent: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Cmd::Reload { target } => match call(&target, crate::control::Request::Reload) {
+            Ok(crate::control::Response::Reloaded { message }) => {
+                println!("{message}");
+                ExitCode::SUCCESS
+            }
+            Ok(crate::control::Response::Error { message }) => {
+                eprintln!("lb-agent: {message}");
+                ExitCode::FAILURE
+            }
+            Ok(other) => {
+                eprintln!("lb-agent: unexpected answer: {other:?}");
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("lb-agent: {e}");
                 ExitCode::FAILURE
             }
         },

@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod dataplane;
 pub mod health;
 pub mod netlink;

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod capture;
 pub mod client;
 pub mod frames;
+pub mod keepalived;
 pub mod netns;
 pub mod pair;
 pub mod topology;

@@ -116,6 +116,7 @@ impl Core {
         if let Err(e) = self.sync() {
             error!(error = %format!("{e:#}"), "updating the data path failed");
         }
+        self.sample_rates();
     }
 
     /// Services crossing their quorum: log, run quorum_up/quorum_down.

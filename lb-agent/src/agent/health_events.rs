@@ -80,6 +80,7 @@ impl Core {
             health::Event::ProbeDone(e) => {
                 real.last_result = e.outcome.reason.clone();
                 real.last_latency = Some(e.outcome.latency);
+                self.latency.observe(e.outcome.latency.as_secs_f64());
                 false
             }
         };

@@ -8,6 +8,7 @@ pub mod health_events;
 pub mod hooks;
 pub mod neighbours;
 pub mod reload;
+pub mod snapshot;
 pub mod state;
 pub mod vrrp;
 pub mod vrrp_driver;
@@ -29,6 +30,7 @@ use tracing::{error, info, warn};
 
 use crate::{
     config::{self, Config},
+    control,
     dataplane::{pins::PinLock, Dataplane},
     health::{Scheduler, SchedulerConfig},
     netlink::{link::Link, Netlink},
@@ -62,6 +64,9 @@ pub struct Core {
     /// role is known, then taken over or released.
     pub adopted: BTreeMap<String, Instant>,
     vrrp_socks: HashMap<String, Arc<VrrpSocket>>,
+    pub started: Instant,
+    rates: snapshot::Rates,
+    latency: snapshot::Latency,
     resolver: neighbours::Resolver,
     sched: Scheduler,
     checks: checks::Registry,
@@ -90,6 +95,9 @@ pub async fn run(opts: Options) -> Result<()> {
         vrrp_rx_invalid: BTreeMap::new(),
         adopted: BTreeMap::new(),
         vrrp_socks: HashMap::new(),
+        started: Instant::now(),
+        rates: snapshot::Rates::default(),
+        latency: snapshot::Latency::default(),
         resolver: neighbours::Resolver::default(),
         sched,
         checks: checks::Registry::default(),
@@ -103,6 +111,16 @@ pub async fn run(opts: Options) -> Result<()> {
     core.adopt_recovered();
     core.reconcile_checks();
     core.adopt_pinned_links();
+    let (control_tx, mut control_rx) = mpsc::channel::<control::server::Call>(64);
+    let listener = control::server::bind(&core.cfg.control_socket)?;
+    control::server::spawn(
+        listener,
+        core.cfg.control_socket.clone(),
+        control_tx.clone(),
+    );
+    if let Some(addr) = core.cfg.metrics_listen {
+        control::metrics::spawn(addr, control_tx.clone()).await?;
+    }
     let (vrrp_tx, mut vrrp_rx) = mpsc::channel(1024);
     core.vrrp_start(vrrp_tx.clone()).await?;
     core.tick().await;
@@ -132,6 +150,10 @@ pub async fn run(opts: Options) -> Result<()> {
             Some(ev) = health_rx.recv() => core.on_health(ev).await,
             Some(m) = vrrp_rx.recv() => core.on_vrrp(m).await,
             Some(()) = link_events.recv() => core.on_links_changed().await,
+            Some((req, reply)) = control_rx.recv() => {
+                let resp = core.on_control(req).await;
+                let _ = reply.send(resp);
+            }
             _ = term.recv(), if stopping.is_none() => {
                 info!("SIGTERM: stopping (a master hands over first)");
                 stopping = Some(Instant::now());

@@ -1,0 +1,86 @@
+//! A consistent picture of the running agent, taken by the core on request: what
+//! `lb-agent status` prints and the Prometheus endpoint exports.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub router_id: String,
+    pub config: String,
+    pub uptime_s: f64,
+    pub instances: Vec<InstanceSnap>,
+    pub services: Vec<ServiceSnap>,
+    /// Data-path verdict and info counters by name.
+    pub verdicts: BTreeMap<String, u64>,
+    /// Interfaces with the XDP program attached.
+    pub attached: Vec<String>,
+    /// VRRP datagrams that failed packet checks, "interface/reason" -> count.
+    pub vrrp_invalid: BTreeMap<String, u64>,
+    /// Health-check latency histogram: upper bounds (s) and cumulative counts.
+    pub check_latency_buckets: Vec<(f64, u64)>,
+    pub check_latency_sum_s: f64,
+    pub check_latency_count: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct InstanceSnap {
+    pub name: String,
+    pub interface: String,
+    pub vrid: u8,
+    pub version: u8,
+    pub state: String,
+    pub priority: u8,
+    pub base_priority: u8,
+    /// The master this node last heard (itself when master).
+    pub master: Option<String>,
+    pub master_priority: Option<u8>,
+    pub split_brains: u64,
+    pub transitions: u64,
+    pub adverts_rx: u64,
+    pub adverts_tx: u64,
+    pub adverts_tx_errors: u64,
+    pub dropped: BTreeMap<String, u64>,
+    pub vips: Vec<String>,
+    pub holds_vips: bool,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ServiceSnap {
+    /// `10.0.0.100:80/tcp`.
+    pub service: String,
+    pub interface: String,
+    pub scheduler: String,
+    pub active: bool,
+    pub quorum_up: bool,
+    pub packets: u64,
+    pub bytes: u64,
+    pub flows: u64,
+    pub pps: f64,
+    pub bps: f64,
+    pub reals: Vec<RealSnap>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RealSnap {
+    /// `10.0.0.11:80`.
+    pub real: String,
+    pub weight: u32,
+    /// Weight the data path uses now (0 when down or drained).
+    pub effective_weight: u32,
+    pub health: String,
+    pub last_check: String,
+    pub check_latency_ms: Option<f64>,
+    pub transitions: u64,
+    pub mac: Option<String>,
+    pub packets: u64,
+    pub bytes: u64,
+    /// Flows assigned to this real since its id was allocated.
+    pub flows: u64,
+    /// Entries in the connection table that point at it (None when not counted).
+    pub active_flows: Option<u64>,
+    pub pps: f64,
+    pub bps: f64,
+    pub sorry: bool,
+}

@@ -1,0 +1,169 @@
+//! `lb-agent status` for people: like `ipvsadm -Ln --stats` plus VRRP.
+
+use std::fmt::Write as _;
+
+use super::Snapshot;
+
+fn human_bytes(b: f64) -> String {
+    const UNITS: [&str; 5] = ["", "K", "M", "G", "T"];
+    let mut v = b;
+    let mut u = 0;
+    while v >= 1000.0 && u < UNITS.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}{}", UNITS[u])
+    }
+}
+
+pub fn render(s: &Snapshot) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "lb-agent {} (config {}), up {:.0}s; XDP on: {}",
+        s.router_id,
+        s.config,
+        s.uptime_s,
+        if s.attached.is_empty() {
+            "none".into()
+        } else {
+            s.attached.join(", ")
+        }
+    );
+    if !s.instances.is_empty() {
+        let _ = writeln!(o, "\nVRRP");
+        let _ = writeln!(
+            o,
+            "  {:<12} {:<8} {:>4} {:>2} {:<9} {:>9} {:<22} {:>6} {:>6} {:>8} {:>8}",
+            "Instance",
+            "Iface",
+            "VRID",
+            "v",
+            "State",
+            "Prio",
+            "Master",
+            "Split",
+            "Trans",
+            "AdvRx",
+            "AdvTx"
+        );
+        for i in &s.instances {
+            let master = match (&i.master, i.master_priority) {
+                (Some(m), Some(p)) => format!("{m} ({p})"),
+                (Some(m), None) => m.clone(),
+                _ => "-".into(),
+            };
+            let _ = writeln!(
+                o,
+                "  {:<12} {:<8} {:>4} {:>2} {:<9} {:>9} {:<22} {:>6} {:>6} {:>8} {:>8}",
+                i.name,
+                i.interface,
+                i.vrid,
+                i.version,
+                i.state.to_uppercase(),
+                format!("{}/{}", i.priority, i.base_priority),
+                master,
+                i.split_brains,
+                i.transitions,
+                i.adverts_rx,
+                i.adverts_tx
+            );
+            let drops: Vec<String> = i
+                .dropped
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(k, n)| format!("{k}={n}"))
+                .collect();
+            if !drops.is_empty() {
+                let _ = writeln!(o, "    dropped adverts: {}", drops.join(" "));
+            }
+        }
+    }
+    if !s.vrrp_invalid.is_empty() {
+        let bad: Vec<String> = s
+            .vrrp_invalid
+            .iter()
+            .map(|(k, n)| format!("{k}={n}"))
+            .collect();
+        let _ = writeln!(o, "  invalid VRRP packets: {}", bad.join(" "));
+    }
+    let _ = writeln!(o, "\nVirtual services");
+    let _ = writeln!(
+        o,
+        "  {:<26} {:<11} {:<8} {:>8} {:>10} {:>10} {:>9} {:>9}",
+        "Prot LocalAddress:Port",
+        "Scheduler",
+        "State",
+        "Flows",
+        "Pkts",
+        "Bytes",
+        "Pkts/s",
+        "Bytes/s"
+    );
+    let _ = writeln!(
+        o,
+        "    {:<24} {:>6} {:<12} {:<26} {:>8} {:>10} {:>10} {:>9}",
+        "-> RemoteAddress:Port",
+        "Weight",
+        "Health",
+        "Last check",
+        "Flows",
+        "Pkts",
+        "Bytes",
+        "Active"
+    );
+    for v in &s.services {
+        let state = if !v.active {
+            "standby"
+        } else if !v.quorum_up {
+            "no-quorum"
+        } else {
+            "active"
+        };
+        let _ = writeln!(
+            o,
+            "  {:<26} {:<11} {:<8} {:>8} {:>10} {:>10} {:>9} {:>9}",
+            v.service,
+            v.scheduler,
+            state,
+            v.flows,
+            v.packets,
+            human_bytes(v.bytes as f64),
+            format!("{:.0}", v.pps),
+            human_bytes(v.bps)
+        );
+        for r in &v.reals {
+            let mut last = r.last_check.clone();
+            if let Some(ms) = r.check_latency_ms {
+                let _ = write!(last, " {ms:.1}ms");
+            }
+            if last.len() > 26 {
+                last.truncate(25);
+                last.push('~');
+            }
+            let _ = writeln!(
+                o,
+                "    -> {:<21} {:>6} {:<12} {:<26} {:>8} {:>10} {:>10} {:>9}",
+                format!("{}{}", r.real, if r.sorry { " (sorry)" } else { "" }),
+                format!("{}/{}", r.effective_weight, r.weight),
+                r.health,
+                last,
+                r.flows,
+                r.packets,
+                human_bytes(r.bytes as f64),
+                r.active_flows.map_or("-".to_owned(), |n| n.to_string())
+            );
+        }
+    }
+    let interesting: Vec<String> = s
+        .verdicts
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| format!("{k}={n}"))
+        .collect();
+    let _ = writeln!(o, "\nData path: {}", interesting.join(" "));
+    o
+}
