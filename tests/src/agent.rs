@@ -84,6 +84,34 @@ impl Agent {
         self.proc.wait_timeout(Duration::from_secs(10))
     }
 
+    /// The control socket (default path for this router id).
+    pub fn socket(&self) -> PathBuf {
+        PathBuf::from(format!("/run/lb-agent/{}.sock", self.router_id))
+    }
+
+    /// Runs `lb-agent ARGS` (the test build) against this agent's socket; (exit ok, stdout,
+    /// stderr).
+    pub fn cli(&self, args: &[&str]) -> Result<(bool, String, String)> {
+        let bin = bin_path("lbt-agent")?;
+        let out = std::process::Command::new(bin)
+            .args(args)
+            .arg("--socket")
+            .arg(self.socket())
+            .output()?;
+        Ok((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    }
+
+    /// `lb-agent status --json`, parsed.
+    pub fn status(&self) -> Result<serde_json::Value> {
+        let (ok, out, err) = self.cli(&["status", "--json", "--flows"])?;
+        anyhow::ensure!(ok, "status failed: {err}");
+        Ok(serde_json::from_str(&out)?)
+    }
+
     pub fn reload(&self, yaml: &str) -> Result<()> {
         write_config(&self.config, yaml)?;
         self.proc.signal(libc::SIGHUP)

@@ -126,6 +126,10 @@ pub struct ProbeReport {
     pub longest_gap: Duration,
     /// Send times of the probes that got no answer.
     pub lost_at: Vec<std::time::Instant>,
+    /// The same, as wall-clock times (to compare with agent logs).
+    pub lost_wall: Vec<std::time::SystemTime>,
+    /// Sequence numbers of the lost probes.
+    pub lost_seq: Vec<usize>,
 }
 
 impl Prober {
@@ -202,10 +206,10 @@ impl Prober {
             .map(|(s, _)| *s)
             .filter(|s| (*s as usize) < cutoff)
             .collect();
-        let lost_at: Vec<std::time::Instant> = (0..cutoff)
+        let lost_seq: Vec<usize> = (0..cutoff)
             .filter(|i| !answered.contains(&(*i as u64)))
-            .map(|i| sent[i])
             .collect();
+        let lost_at: Vec<std::time::Instant> = lost_seq.iter().map(|i| sent[*i]).collect();
         let mut longest_gap = Duration::ZERO;
         let mut prev: Option<std::time::Instant> = None;
         for s in &answered {
@@ -215,7 +219,11 @@ impl Prober {
             }
             prev = Some(t);
         }
+        let (wall, mono) = (std::time::SystemTime::now(), std::time::Instant::now());
+        let lost_wall = lost_at.iter().map(|t| wall - (mono - *t)).collect();
         ProbeReport {
+            lost_seq,
+            lost_wall,
             sent: cutoff,
             answered: answered.len(),
             lost: cutoff - answered.len(),

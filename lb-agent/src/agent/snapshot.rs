@@ -260,6 +260,7 @@ impl Core {
                 .iter()
                 .copied()
                 .zip(self.latency.counts.iter().copied())
+                .filter(|(le, _)| le.is_finite())
                 .collect(),
             check_latency_sum_s: self.latency.sum,
             check_latency_count: self.latency.n,

@@ -18,7 +18,8 @@ pub struct Snapshot {
     pub attached: Vec<String>,
     /// VRRP datagrams that failed packet checks, "interface/reason" -> count.
     pub vrrp_invalid: BTreeMap<String, u64>,
-    /// Health-check latency histogram: upper bounds (s) and cumulative counts.
+    /// Health-check latency histogram: finite upper bounds (s) and cumulative counts (the
+    /// +Inf bucket is `check_latency_count`).
     pub check_latency_buckets: Vec<(f64, u64)>,
     pub check_latency_sum_s: f64,
     pub check_latency_count: u64,
