@@ -71,7 +71,7 @@ pub fn protocol_config(c: &InstanceCfg, primary: Ipv4Addr) -> InstanceConfig {
         preempt_delay: c.preempt_delay,
         primary_addr: primary,
         vips: c.vips.iter().map(|v| v.addr).collect(),
-        auth: c.auth_pass.map_or(Auth::None, Auth::Pass),
+        auth: c.auth_pass.map_or(Auth::None, |s| Auth::Pass(s.0)),
         unicast_peers: c.unicast_peers.clone(),
         allowed_peers: c.allowed_peers.clone(),
         handover_timeout: None,

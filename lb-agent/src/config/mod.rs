@@ -182,3 +182,6 @@ pub fn summary(cfg: &Config) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests;

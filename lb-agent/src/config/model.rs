@@ -91,7 +91,7 @@ pub struct InstanceCfg {
     pub preempt_delay: Duration,
     pub vips: Vec<Vip>,
     /// v2 PASS authentication, zero padded to 8 bytes.
-    pub auth_pass: Option<[u8; 8]>,
+    pub auth_pass: Option<Secret>,
     pub unicast_src_ip: Option<Ipv4Addr>,
     pub unicast_peers: Vec<Ipv4Addr>,
     pub allowed_peers: Vec<Ipv4Addr>,
@@ -218,4 +218,14 @@ pub enum CheckCfg {
         timeout: Duration,
         dynamic: bool,
     },
+}
+
+/// A password: never printed (Debug shows `***`), so it cannot reach logs or status.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Secret(pub [u8; 8]);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
 }

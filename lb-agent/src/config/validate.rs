@@ -775,7 +775,7 @@ fn instances(
             }
             let mut out = [0u8; 8];
             out[..bytes.len()].copy_from_slice(bytes);
-            Some(out)
+            Some(Secret(out))
         });
         if !vi.unicast_peers.is_empty() && !vi.allowed_peers.is_empty() {
             p.add(

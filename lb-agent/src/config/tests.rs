@@ -1,0 +1,139 @@
+//! Config parsing and validation: strictness, positions, every rule reported at once.
+
+use super::*;
+
+fn problems(yaml: &str) -> Vec<Located> {
+    match parse(yaml, "t.yaml") {
+        Ok(_) => Vec::new(),
+        Err(e) => e.problems,
+    }
+}
+
+fn has(ps: &[Located], path: &str, line: usize, needle: &str) -> bool {
+    ps.iter()
+        .any(|p| p.path == path && p.line == Some(line) && p.message.contains(needle))
+}
+
+#[test]
+fn examples_are_valid() {
+    for name in ["lb.yaml", "standalone.yaml", "lab-lb1.yaml", "lab-lb2.yaml"] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples")
+            .join(name);
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(!text.is_empty(), "{name} missing");
+        if let Err(e) = parse(&text, name) {
+            panic!("{e}");
+        }
+    }
+}
+
+#[test]
+fn unknown_key_has_a_position() {
+    let ps = problems("global_defs:\n  router_id: a\n  routerid: b\n");
+    assert_eq!(ps.len(), 1);
+    assert_eq!((ps[0].line, ps[0].column), (Some(3), Some(3)));
+    assert!(ps[0].message.contains("unknown field `routerid`"), "{ps:?}");
+}
+
+#[test]
+fn every_problem_is_reported_at_once_with_its_line() {
+    let yaml = "\
+vrrp_instances:
+  - name: A
+    interface: eth0
+    virtual_router_id: 300
+    priority: 0
+    version: 2
+    advert_int: 1500ms
+    authentication: { auth_type: PASS, auth_pass: toolongpassword }
+    virtual_ipaddresses: [10.0.0.100/24]
+    track_scripts: [nope]
+  - name: B
+    interface: eth0
+    virtual_router_id: 300
+    priority: 100
+    advert_int: 5ms
+    virtual_ipaddresses: [10.0.0.100/24]
+vrrp_sync_groups:
+  - { name: G, group: [A, C] }
+virtual_servers:
+  - address: 10.0.0.100
+    port: 80
+    interface: eth0
+    table_size: 1000
+    real_servers:
+      - { address: 10.0.0.11, port: 8080 }
+      - { address: 10.0.0.11, port: 80 }
+      - { address: 10.0.0.11, port: 80 }
+";
+    let ps = problems(yaml);
+    let expect = [
+        ("vrrp_instances[0].virtual_router_id", 4, "out of range 1..=255"),
+        ("vrrp_instances[0].priority", 5, "out of range 1..=255"),
+        ("vrrp_instances[0].advert_int", 7, "whole seconds"),
+        ("vrrp_instances[0].authentication.auth_pass", 8, "1 to 8 bytes"),
+        ("vrrp_instances[0].track_scripts[0]", 10, "not defined in vrrp_scripts"),
+        ("vrrp_instances[1].virtual_router_id", 13, "out of range 1..=255"),
+        ("vrrp_instances[1].virtual_router_id", 13, "already used"),
+        ("vrrp_instances[1].advert_int", 15, "10ms..=40.95s"),
+        ("vrrp_instances[1].virtual_ipaddresses[0]", 16, "already a VIP"),
+        ("vrrp_sync_groups[0].group[1]", 18, "not a vrrp_instance"),
+        ("virtual_servers[0].table_size", 23, "prime"),
+        ("virtual_servers[0].real_servers[0].port", 25, "cannot change the port"),
+        ("virtual_servers[0].real_servers[2].address", 27, "listed twice"),
+    ];
+    for (path, line, needle) in expect {
+        assert!(has(&ps, path, line, needle), "missing {path}:{line} {needle}\n{ps:#?}");
+    }
+    assert_eq!(ps.len(), expect.len(), "{ps:#?}");
+}
+
+#[test]
+fn defaults_are_filled_in() {
+    let c = match parse(
+        "vrrp_instances:\n  - { name: V, interface: eth0, virtual_router_id: 1, priority: 100, virtual_ipaddresses: [10.0.0.1] }\n",
+        "t",
+    ) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(c.router_id, "lb");
+    assert_eq!(c.pin_path, std::path::PathBuf::from("/sys/fs/bpf/lb/lb"));
+    assert_eq!(c.capacity.ring_size, 65537);
+    let i = &c.instances[0];
+    assert_eq!(i.version, VrrpVersion::V3);
+    assert_eq!(i.advert_int, std::time::Duration::from_secs(1));
+    assert!(i.preempt);
+    assert_eq!(i.vips[0].prefix, 32);
+    assert_eq!(i.garp.repeat, 5);
+    assert_eq!(i.mcast_group, std::net::Ipv4Addr::new(224, 0, 0, 18));
+}
+
+#[test]
+fn world_writable_config_is_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = std::env::temp_dir().join(format!("lbcfg{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let f = dir.join("lb.yaml");
+    let _ = std::fs::write(&f, "virtual_servers: []\n");
+    let _ = std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o666));
+    let e = load(&f).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(e.contains("world-writable"), "{e}");
+    let _ = std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600));
+    assert!(load(&f).is_ok());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn secrets_are_not_in_debug_output() {
+    let c = match parse(
+        "vrrp_instances:\n  - { name: V, interface: eth0, virtual_router_id: 1, priority: 100, version: 2, virtual_ipaddresses: [10.0.0.1], authentication: { auth_type: PASS, auth_pass: hunter2 } }\n",
+        "t",
+    ) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    let dbg = format!("{c:?}");
+    assert!(!dbg.contains("hunter2") && !dbg.contains("104, 117, 110"), "{dbg}");
+}
