@@ -17,10 +17,12 @@ use crate::{
 };
 
 /// How long a node that stopped being master keeps forwarding (and its VIPs) after the new
-/// master announced itself: long enough for clients to act on the new master's gratuitous
-/// ARPs, well under one advert interval.
+/// master announced itself: the new master sends its gratuitous ARPs with that advert, so
+/// this only covers packets already on their way (sub-millisecond on a LAN) and scheduling;
+/// a quarter interval, at most 20 ms, keeps two nodes from forwarding for one VIP for longer
+/// than one advert interval after a partition heals.
 pub fn handover_grace(advert_int: Duration) -> Duration {
-    (advert_int / 2).min(Duration::from_millis(50))
+    (advert_int / 4).min(Duration::from_millis(20))
 }
 
 /// A tracked condition's effect on an instance (keepalived semantics): weight 0 means a

@@ -353,6 +353,41 @@ impl Core {
             }
         }
         self.notify(i, to);
+        self.notify_group(i, to);
+    }
+
+    /// A sync group's notify scripts run once all its members reached the same state.
+    fn notify_group(&self, i: usize, to: State) {
+        let Some(g) = self.cfg.sync_groups.iter().find(|g| g.members.contains(&i)) else {
+            return;
+        };
+        let same = g
+            .members
+            .iter()
+            .all(|m| self.vrrp.get(*m).is_some_and(|x| x.sm.state() == to));
+        if !same {
+            return;
+        }
+        let specific = match to {
+            State::Master => g.notify.master.as_ref(),
+            State::Backup => g.notify.backup.as_ref(),
+            State::Fault => g.notify.fault.as_ref(),
+            _ => None,
+        };
+        if let Some(argv) = specific {
+            hooks::spawn(format!("notify_{} group {}", to.label(), g.name), argv, &[]);
+        }
+        if let Some(argv) = &g.notify.any {
+            if matches!(to, State::Master | State::Backup | State::Fault) {
+                let args = [
+                    "GROUP".to_owned(),
+                    g.name.clone(),
+                    vrrp::notify_state(to).to_owned(),
+                    "0".to_owned(),
+                ];
+                hooks::spawn(format!("notify group {}", g.name), argv, &args);
+            }
+        }
     }
 
     /// Sends the first burst of gratuitous ARPs at once (they are due now).
@@ -460,31 +495,51 @@ impl Core {
 
     /// Recomputes every instance's priority or fault from what it tracks.
     pub(super) fn apply_tracking(&mut self, now: Instant) {
-        for i in 0..self.vrrp.len() {
-            let mut effects = Vec::new();
-            let inst = &self.vrrp[i];
-            // The instance's own interface: keepalived faults an instance whose link is down.
-            effects.push(vrrp::tracked(inst.link_up, 0));
-            for (name, weight) in &inst.cfg.track_interfaces {
-                let up = self.links.values().any(|l| &l.name == name && l.up);
-                effects.push(vrrp::tracked(up, *weight));
+        // Each instance's own verdict: a priority, or None for a fault.
+        let mut verdicts: Vec<Option<u8>> = (0..self.vrrp.len())
+            .map(|i| {
+                let inst = &self.vrrp[i];
+                let mut effects = Vec::new();
+                // The instance's own interface: keepalived faults an instance whose link is
+                // down.
+                effects.push(vrrp::tracked(inst.link_up, 0));
+                for (name, weight) in &inst.cfg.track_interfaces {
+                    let up = self.links.values().any(|l| &l.name == name && l.up);
+                    effects.push(vrrp::tracked(up, *weight));
+                }
+                for (idx, weight) in &inst.cfg.track_scripts {
+                    // No result yet counts as failing (keepalived's initial state).
+                    let ok = self.script_ok.get(*idx).copied().flatten().unwrap_or(false);
+                    effects.push(vrrp::tracked(ok, *weight));
+                }
+                for (idx, weight) in &inst.cfg.track_services {
+                    let ok = self.services.get(*idx).is_some_and(|s| s.quorum_up);
+                    effects.push(vrrp::tracked(ok, *weight));
+                }
+                vrrp::effective_priority(inst.cfg.priority, &effects)
+            })
+            .collect();
+        // Sync groups change state together: one member's fault faults them all (the usual
+        // reason for a group: both legs of a router must move as one).
+        for g in &self.cfg.sync_groups {
+            if g.members
+                .iter()
+                .any(|m| verdicts.get(*m).is_some_and(Option::is_none))
+            {
+                for m in &g.members {
+                    if let Some(v) = verdicts.get_mut(*m) {
+                        *v = None;
+                    }
+                }
             }
-            for (idx, weight) in &inst.cfg.track_scripts {
-                // A script with no result yet counts as failing (keepalived's initial state).
-                let ok = self.script_ok.get(*idx).copied().flatten().unwrap_or(false);
-                effects.push(vrrp::tracked(ok, *weight));
-            }
-            for (idx, weight) in &inst.cfg.track_services {
-                let ok = self.services.get(*idx).is_some_and(|s| s.quorum_up);
-                effects.push(vrrp::tracked(ok, *weight));
-            }
-            let eff = vrrp::effective_priority(inst.cfg.priority, &effects);
+        }
+        for (i, eff) in verdicts.into_iter().enumerate() {
             let inst = &mut self.vrrp[i];
             match eff {
                 None => {
                     if !inst.faulted {
                         inst.faulted = true;
-                        warn!(instance = %inst.cfg.name, "a tracked resource failed: FAULT");
+                        warn!(instance = %inst.cfg.name, "a tracked resource (or a sync-group member) failed: FAULT");
                         inst.sm.fault(now);
                     }
                 }

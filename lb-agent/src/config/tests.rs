@@ -69,22 +69,53 @@ virtual_servers:
 ";
     let ps = problems(yaml);
     let expect = [
-        ("vrrp_instances[0].virtual_router_id", 4, "out of range 1..=255"),
+        (
+            "vrrp_instances[0].virtual_router_id",
+            4,
+            "out of range 1..=255",
+        ),
         ("vrrp_instances[0].priority", 5, "out of range 1..=255"),
         ("vrrp_instances[0].advert_int", 7, "whole seconds"),
-        ("vrrp_instances[0].authentication.auth_pass", 8, "1 to 8 bytes"),
-        ("vrrp_instances[0].track_scripts[0]", 10, "not defined in vrrp_scripts"),
-        ("vrrp_instances[1].virtual_router_id", 13, "out of range 1..=255"),
+        (
+            "vrrp_instances[0].authentication.auth_pass",
+            8,
+            "1 to 8 bytes",
+        ),
+        (
+            "vrrp_instances[0].track_scripts[0]",
+            10,
+            "not defined in vrrp_scripts",
+        ),
+        (
+            "vrrp_instances[1].virtual_router_id",
+            13,
+            "out of range 1..=255",
+        ),
         ("vrrp_instances[1].virtual_router_id", 13, "already used"),
         ("vrrp_instances[1].advert_int", 15, "10ms..=40.95s"),
-        ("vrrp_instances[1].virtual_ipaddresses[0]", 16, "already a VIP"),
+        (
+            "vrrp_instances[1].virtual_ipaddresses[0]",
+            16,
+            "already a VIP",
+        ),
         ("vrrp_sync_groups[0].group[1]", 18, "not a vrrp_instance"),
         ("virtual_servers[0].table_size", 23, "prime"),
-        ("virtual_servers[0].real_servers[0].port", 25, "cannot change the port"),
-        ("virtual_servers[0].real_servers[2].address", 27, "listed twice"),
+        (
+            "virtual_servers[0].real_servers[0].port",
+            25,
+            "cannot change the port",
+        ),
+        (
+            "virtual_servers[0].real_servers[2].address",
+            27,
+            "listed twice",
+        ),
     ];
     for (path, line, needle) in expect {
-        assert!(has(&ps, path, line, needle), "missing {path}:{line} {needle}\n{ps:#?}");
+        assert!(
+            has(&ps, path, line, needle),
+            "missing {path}:{line} {needle}\n{ps:#?}"
+        );
     }
     assert_eq!(ps.len(), expect.len(), "{ps:#?}");
 }
@@ -135,5 +166,8 @@ fn secrets_are_not_in_debug_output() {
         Err(e) => panic!("{e}"),
     };
     let dbg = format!("{c:?}");
-    assert!(!dbg.contains("hunter2") && !dbg.contains("104, 117, 110"), "{dbg}");
+    assert!(
+        !dbg.contains("hunter2") && !dbg.contains("104, 117, 110"),
+        "{dbg}"
+    );
 }
