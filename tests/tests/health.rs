@@ -350,3 +350,56 @@ fn inhibit_on_failure_drains_established_flows() {
         assert_eq!(r, conn.real);
     }
 }
+
+#[test]
+fn probe_vip_detects_a_real_without_its_loopback_vip() {
+    let checks = "      - tcp: { connect_timeout: 300ms, probe_vip: true }\n";
+    let l = lab("lbhv", 2, |rid| config(rid, 2, checks, "", ""), true);
+    assert!(
+        wait_serving(&l, &["r1", "r2"], Duration::from_secs(15)).is_some(),
+        "{}",
+        l.agent.log_text()
+    );
+    assert!(
+        l.agent.log_text().contains("answers through"),
+        "{}",
+        l.agent.log_text()
+    );
+    // r2 loses its VIP: its own address still answers, the VIP through it does not.
+    let downs = l.agent.log_text().matches("real server DOWN").count();
+    l.t.reals[1]
+        .ns
+        .ip(&["addr", "del", &format!("{VIP}/32"), "dev", "lo"])
+        .expect("del vip");
+    let down = wait_for(Duration::from_secs(5), || {
+        (l.agent.log_text().matches("real server DOWN").count() > downs).then_some(())
+    });
+    assert!(down.is_some(), "{}", l.agent.log_text());
+    assert!(
+        l.agent.log_text().contains("VIP missing on its loopback"),
+        "{}",
+        l.agent.log_text()
+    );
+    let own =
+        l.t.client
+            .ns
+            .enter(|| {
+                std::net::TcpStream::connect_timeout(
+                    &std::net::SocketAddr::from((real_ip(1), 80)),
+                    Duration::from_secs(1),
+                )
+                .is_ok()
+            })
+            .expect("netns");
+    assert!(
+        own,
+        "r2's own address must still answer (an ordinary check would pass)"
+    );
+    assert!(wait_serving(&l, &["r1"], Duration::from_secs(5)).is_some());
+    // The VIP comes back: so does r2.
+    l.t.reals[1]
+        .ns
+        .ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"])
+        .expect("add vip");
+    assert!(wait_serving(&l, &["r1", "r2"], Duration::from_secs(5)).is_some());
+}

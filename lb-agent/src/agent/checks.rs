@@ -17,8 +17,7 @@ use crate::{
 pub type RealKey = (ServiceKey, Ipv4Addr, u16);
 
 /// Translates check configs into probes.
-pub fn probes(checks: &[CheckCfg]) -> (Vec<Probe>, Option<Ipv4Addr>) {
-    let mut vip = None;
+pub fn probes(checks: &[CheckCfg]) -> Vec<Probe> {
     let list = checks
         .iter()
         .filter_map(|c| match c {
@@ -27,16 +26,12 @@ pub fn probes(checks: &[CheckCfg]) -> (Vec<Probe>, Option<Ipv4Addr>) {
                 connect_timeout,
                 bind_to,
                 probe_vip,
-            } => {
-                if probe_vip.is_some() {
-                    vip = *probe_vip;
-                }
-                Some(Probe::Tcp(TcpCheck {
-                    connect_port: Some(*port),
-                    bind_to: bind_to.map(Into::into),
-                    connect_timeout: *connect_timeout,
-                }))
-            }
+            } => Some(Probe::Tcp(TcpCheck {
+                connect_port: Some(*port),
+                bind_to: bind_to.map(Into::into),
+                connect_timeout: *connect_timeout,
+                probe_vip: *probe_vip,
+            })),
             CheckCfg::Http {
                 tls,
                 port,
@@ -85,14 +80,12 @@ pub fn probes(checks: &[CheckCfg]) -> (Vec<Probe>, Option<Ipv4Addr>) {
             })),
         })
         .collect();
-    (list, vip)
+    list
 }
 
 pub fn spec(real: &RealCfg) -> RealSpec {
-    let (checks, probe_vip) = probes(&real.checks);
-    let mut target = Target::new(real.addr.into(), real.port);
-    target.probe_vip = probe_vip;
-    let mut s = RealSpec::new(target, checks);
+    let target = Target::new(real.addr.into(), real.port);
+    let mut s = RealSpec::new(target, probes(&real.checks));
     s.delay_loop = real.interval;
     s.rise = real.rise;
     s.fall = real.fall;

@@ -176,17 +176,9 @@ mod tests {
 
     #[test]
     fn grace_is_short() {
-        assert_eq!(
-            handover_grace(Duration::from_millis(100)),
-            Duration::from_millis(50)
-        );
-        assert_eq!(
-            handover_grace(Duration::from_millis(20)),
-            Duration::from_millis(10)
-        );
-        assert_eq!(
-            handover_grace(Duration::from_secs(1)),
-            Duration::from_millis(50)
-        );
+        let ms = Duration::from_millis;
+        assert_eq!(handover_grace(ms(100)), ms(20));
+        assert_eq!(handover_grace(ms(40)), ms(10));
+        assert_eq!(handover_grace(Duration::from_secs(1)), ms(20));
     }
 }

@@ -15,6 +15,7 @@ pub mod scheduler;
 pub mod script;
 pub mod tcp;
 pub mod tls;
+pub mod vip;
 
 #[cfg(test)]
 mod testutil;

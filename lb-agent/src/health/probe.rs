@@ -97,6 +97,9 @@ pub struct TcpCheck {
     /// several addresses and the reals only accept checks from one of them.
     pub bind_to: Option<IpAddr>,
     pub connect_timeout: Duration,
+    /// Check the service *on the VIP, through the real* (see `super::vip`): a real that lost
+    /// its loopback VIP still answers on its own address but would black-hole DR traffic.
+    pub probe_vip: Option<Ipv4Addr>,
 }
 
 impl Default for TcpCheck {
@@ -106,6 +109,7 @@ impl Default for TcpCheck {
             connect_port: None,
             bind_to: None,
             connect_timeout: Duration::from_secs(5),
+            probe_vip: None,
         }
     }
 }
@@ -290,8 +294,18 @@ impl Probe {
 
     /// Check the config against the target it will be used for.
     pub fn validate(&self, target: &Target) -> Result<(), ConfigError> {
+        // The VIP probe is a TCP handshake only (TcpCheck::probe_vip); the target-level field
+        // stays unsupported.
         if target.probe_vip.is_some() && !matches!(self, Probe::Script(_)) {
             return Err(ConfigError::ProbeVipUnsupported);
+        }
+        if let Probe::Tcp(TcpCheck {
+            probe_vip: Some(_), ..
+        }) = self
+        {
+            if !target.addr.is_ipv4() {
+                return Err(ConfigError::ProbeVipUnsupported);
+            }
         }
         let check_bind = |bind: Option<IpAddr>| match bind {
             Some(b) if b.is_ipv4() != target.addr.is_ipv4() => Err(ConfigError::BindFamily {
@@ -356,7 +370,10 @@ pub async fn run(probe: &Probe, target: &Target) -> Outcome {
         return Outcome::down(format!("invalid config: {e}"), Duration::ZERO);
     }
     match probe {
-        Probe::Tcp(c) => super::tcp::check(c, target).await,
+        Probe::Tcp(c) => match c.probe_vip {
+            Some(vip) => super::vip::check(c, target, vip).await,
+            None => super::tcp::check(c, target).await,
+        },
         Probe::Http(c) => super::http::check(c, target).await,
         Probe::Script(c) => super::script::check(c).await,
     }

@@ -1,0 +1,426 @@
+//! `probe_vip`: check the service on the **VIP through the real**. In direct routing the real
+//! must hold the VIP on its loopback; one that lost it still answers on its own address (so an
+//! ordinary check passes) but silently drops every forwarded packet. This probe sends a TCP SYN
+//! to the VIP inside a frame addressed to the real's MAC, as the data path would, on an
+//! AF_PACKET socket, and waits for the SYN-ACK (up) or a RST (down); it then resets the
+//! half-open connection. A kernel filter on the socket lets only the answer through.
+
+use std::{
+    io,
+    net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket},
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+};
+
+use tokio::{io::unix::AsyncFd, time::Instant};
+
+use super::probe::{fmt_duration, Outcome, Target, TcpCheck};
+
+const ETH_P_IP: u16 = 0x0800;
+const SYN: u8 = 0x02;
+const RST: u8 = 0x04;
+const ACK: u8 = 0x10;
+
+pub async fn check(c: &TcpCheck, target: &Target, vip: Ipv4Addr) -> Outcome {
+    let start = Instant::now();
+    match probe(c, target, vip).await {
+        Ok(Ok(reason)) => Outcome::up(reason, start.elapsed()),
+        Ok(Err(reason)) | Err(reason) => Outcome::down(reason, start.elapsed()),
+    }
+}
+
+/// The real's MAC and interface, from the kernel's ARP table of this namespace.
+fn neighbour(real: Ipv4Addr) -> Result<([u8; 6], String), String> {
+    let table =
+        std::fs::read_to_string("/proc/net/arp").map_err(|e| format!("/proc/net/arp: {e}"))?;
+    for line in table.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 6 || f[0] != real.to_string() {
+            continue;
+        }
+        // Flags 0x2: complete.
+        let flags = u32::from_str_radix(f[2].trim_start_matches("0x"), 16).unwrap_or(0);
+        if flags & 0x2 == 0 {
+            continue;
+        }
+        let mut mac = [0u8; 6];
+        let parts: Vec<&str> = f[3].split(':').collect();
+        if parts.len() != 6 {
+            continue;
+        }
+        for (m, p) in mac.iter_mut().zip(parts) {
+            *m = u8::from_str_radix(p, 16).map_err(|_| "bad MAC in /proc/net/arp".to_owned())?;
+        }
+        return Ok((mac, f[5].to_owned()));
+    }
+    Err(format!(
+        "MAC of {real} unknown (not in the neighbour table)"
+    ))
+}
+
+fn if_mac_index(ifname: &str) -> Result<([u8; 6], u32), String> {
+    let c = std::ffi::CString::new(ifname).map_err(|_| "bad interface name".to_owned())?;
+    // SAFETY: if_nametoindex reads a valid C string.
+    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if index == 0 {
+        return Err(format!("interface {ifname} not found"));
+    }
+    let sock = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
+    // SAFETY: a zeroed ifreq with the name copied in; SIOCGIFHWADDR fills ifr_hwaddr.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(ifname.bytes()) {
+        *d = s as libc::c_char;
+    }
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFHWADDR, &mut req) } != 0 {
+        return Err(format!(
+            "SIOCGIFHWADDR {ifname}: {}",
+            io::Error::last_os_error()
+        ));
+    }
+    let mut mac = [0u8; 6];
+    // SAFETY: the union member the ioctl filled.
+    let data = unsafe { req.ifr_ifru.ifru_hwaddr.sa_data };
+    for (m, d) in mac.iter_mut().zip(data.iter()) {
+        *m = *d as u8;
+    }
+    Ok((mac, index))
+}
+
+fn checksum(parts: &[&[u8]]) -> u16 {
+    let mut sum = 0u32;
+    for p in parts {
+        for c in p.chunks(2) {
+            let w = if c.len() == 2 {
+                u16::from_be_bytes([c[0], c[1]])
+            } else {
+                u16::from_be_bytes([c[0], 0])
+            };
+            sum += u32::from(w);
+        }
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// An Ethernet + IPv4 + TCP frame (no payload).
+#[allow(clippy::too_many_arguments)]
+pub fn tcp_frame(
+    dst_mac: [u8; 6],
+    src_mac: [u8; 6],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+) -> Vec<u8> {
+    let syn = flags & SYN != 0;
+    let opts: &[u8] = if syn { &[2, 4, 0x05, 0xb4] } else { &[] }; // MSS 1460
+    let tcp_len = 20 + opts.len();
+    let mut tcp = Vec::with_capacity(tcp_len);
+    tcp.extend_from_slice(&sport.to_be_bytes());
+    tcp.extend_from_slice(&dport.to_be_bytes());
+    tcp.extend_from_slice(&seq.to_be_bytes());
+    tcp.extend_from_slice(&ack.to_be_bytes());
+    tcp.push(((tcp_len / 4) as u8) << 4);
+    tcp.push(flags);
+    tcp.extend_from_slice(&(if syn { 64240u16 } else { 0 }).to_be_bytes());
+    tcp.extend_from_slice(&[0, 0, 0, 0]);
+    tcp.extend_from_slice(opts);
+    let pseudo = [
+        &src.octets()[..],
+        &dst.octets()[..],
+        &[0, 6],
+        &(tcp_len as u16).to_be_bytes()[..],
+    ]
+    .concat();
+    let c = checksum(&[&pseudo, &tcp]);
+    tcp[16..18].copy_from_slice(&c.to_be_bytes());
+
+    let total = (20 + tcp_len) as u16;
+    let mut ip = vec![0x45, 0];
+    ip.extend_from_slice(&total.to_be_bytes());
+    ip.extend_from_slice(&(seq as u16).to_be_bytes());
+    ip.extend_from_slice(&[0x40, 0, 64, 6, 0, 0]);
+    ip.extend_from_slice(&src.octets());
+    ip.extend_from_slice(&dst.octets());
+    let c = checksum(&[&ip]);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+
+    let mut f = Vec::with_capacity(14 + ip.len() + tcp.len());
+    f.extend_from_slice(&dst_mac);
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&ETH_P_IP.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&tcp);
+    f
+}
+
+/// Classic BPF: accept only IPv4 TCP from vip:port to our source port.
+fn filter(vip: Ipv4Addr, port: u16, sport: u16) -> Vec<libc::sock_filter> {
+    let ins = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+    const LDH_ABS: u16 = 0x28;
+    const LDB_ABS: u16 = 0x30;
+    const LDW_ABS: u16 = 0x20;
+    const LDXB_MSH: u16 = 0xb1;
+    const LDH_IND: u16 = 0x48;
+    const JEQ_K: u16 = 0x15;
+    const RET_K: u16 = 0x06;
+    vec![
+        ins(LDH_ABS, 0, 0, 12),
+        ins(JEQ_K, 0, 9, u32::from(ETH_P_IP)),
+        ins(LDB_ABS, 0, 0, 23),
+        ins(JEQ_K, 0, 7, 6),
+        ins(LDW_ABS, 0, 0, 26),
+        ins(JEQ_K, 0, 5, u32::from_be_bytes(vip.octets())),
+        ins(LDXB_MSH, 0, 0, 14),
+        ins(LDH_IND, 0, 0, 14),
+        ins(JEQ_K, 0, 2, u32::from(port)),
+        ins(LDH_IND, 0, 0, 16),
+        ins(JEQ_K, 1, 0, u32::from(sport)),
+        ins(RET_K, 0, 0, 0),
+        ins(RET_K, 0, 0, 0xffff),
+    ]
+}
+
+fn packet_socket(ifindex: u32, prog: &[libc::sock_filter]) -> io::Result<OwnedFd> {
+    // Protocol 0: nothing is queued until the filter is in place and we bind.
+    // SAFETY: plain socket(2).
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh socket we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: setsockopt with a valid sock_fprog pointing at `prog`, which outlives the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&fprog as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as u32,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: sockaddr_ll is plain data.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = ETH_P_IP.to_be();
+    sll.sll_ifindex = ifindex as i32;
+    // SAFETY: bind with a valid sockaddr_ll.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&sll as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+fn send(fd: &OwnedFd, ifindex: u32, dst_mac: [u8; 6], frame: &[u8]) -> io::Result<()> {
+    // SAFETY: sockaddr_ll is plain data.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = ETH_P_IP.to_be();
+    sll.sll_ifindex = ifindex as i32;
+    sll.sll_halen = 6;
+    sll.sll_addr[..6].copy_from_slice(&dst_mac);
+    // SAFETY: sendto with our buffer and a valid address.
+    let rc = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            frame.as_ptr().cast(),
+            frame.len(),
+            0,
+            (&sll as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Ok(Ok(reason)) = up, Ok(Err(reason)) = down, Err(reason) = could not probe.
+async fn probe(
+    c: &TcpCheck,
+    target: &Target,
+    vip: Ipv4Addr,
+) -> Result<Result<String, String>, String> {
+    let IpAddr::V4(real) = target.addr else {
+        return Err("probe_vip needs an IPv4 real".into());
+    };
+    let port = c.connect_port.unwrap_or(target.port);
+    let (real_mac, dev) = match neighbour(real) {
+        Ok(n) => n,
+        Err(_) => {
+            // Unknown yet: a datagram to the discard port makes the kernel resolve it.
+            if let Ok(s) = UdpSocket::bind("0.0.0.0:0") {
+                let _ = s.send_to(&[], SocketAddr::from((real, 9)));
+            }
+            let until = Instant::now() + c.connect_timeout;
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                match neighbour(real) {
+                    Ok(n) => break n,
+                    Err(e) if Instant::now() >= until => return Ok(Err(e)),
+                    Err(_) => {}
+                }
+            }
+        }
+    };
+    let (our_mac, ifindex) = if_mac_index(&dev)?;
+    // The source address the kernel would use towards the real.
+    let src = {
+        let s = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
+        s.connect(SocketAddr::from((real, port)))
+            .map_err(|e| e.to_string())?;
+        match s.local_addr().map_err(|e| e.to_string())?.ip() {
+            IpAddr::V4(a) => a,
+            IpAddr::V6(_) => return Err("no IPv4 source towards the real".into()),
+        }
+    };
+    let src = match c.bind_to {
+        Some(IpAddr::V4(b)) => b,
+        _ => src,
+    };
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() ^ d.as_secs() as u32)
+        .unwrap_or(0x5eed);
+    let sport = 32768 + (nonce % 28000) as u16;
+    let seq = nonce.rotate_left(13);
+    let fd = packet_socket(ifindex, &filter(vip, port, sport))
+        .map_err(|e| format!("packet socket: {e}"))?;
+    // SAFETY: the AsyncFd owns the fd; nothing else closes or replaces it.
+    let afd = unsafe { AsyncFd::register(fd) }.map_err(|e| e.to_string())?;
+    send(
+        afd.get_ref(),
+        ifindex,
+        real_mac,
+        &tcp_frame(real_mac, our_mac, src, vip, sport, port, seq, 0, SYN),
+    )
+    .map_err(|e| format!("send: {e}"))?;
+    let deadline = Instant::now() + c.connect_timeout;
+    let mut buf = [0u8; 256];
+    loop {
+        let ready = match tokio::time::timeout_at(deadline, afd.readable()).await {
+            Err(_) => {
+                return Ok(Err(format!(
+                "no answer on VIP {vip}:{port} through {real} in {} (VIP missing on its loopback?)",
+                fmt_duration(c.connect_timeout)
+            )))
+            }
+            Ok(r) => r,
+        };
+        let mut guard = ready.map_err(|e| e.to_string())?;
+        // SAFETY: recv into our buffer.
+        let n = unsafe {
+            libc::recv(
+                afd.get_ref().as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                0,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::WouldBlock {
+                guard.clear_ready();
+                continue;
+            }
+            return Err(format!("recv: {e}"));
+        }
+        let f = &buf[..n as usize];
+        let ihl = usize::from(f.get(14).copied().unwrap_or(0) & 0x0f) * 4;
+        let Some(tcp) = f.get(14 + ihl..14 + ihl + 20) else {
+            continue;
+        };
+        let flags = tcp[13];
+        let their_seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
+        let their_ack = u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]);
+        if flags & (SYN | ACK) == SYN | ACK && their_ack == seq.wrapping_add(1) {
+            // Close the half-open connection on the real.
+            let _ = send(
+                afd.get_ref(),
+                ifindex,
+                real_mac,
+                &tcp_frame(
+                    real_mac,
+                    our_mac,
+                    src,
+                    vip,
+                    sport,
+                    port,
+                    their_ack,
+                    their_seq.wrapping_add(1),
+                    RST | ACK,
+                ),
+            );
+            return Ok(Ok(format!("VIP {vip}:{port} answers through {real}")));
+        }
+        if flags & RST != 0 {
+            return Ok(Err(format!("VIP {vip}:{port} refused through {real}")));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syn_frame_checksums_verify() {
+        let f = tcp_frame(
+            [2, 0, 0, 0, 0, 2],
+            [2, 0, 0, 0, 0, 1],
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(10, 0, 0, 100),
+            40000,
+            80,
+            7,
+            0,
+            SYN,
+        );
+        assert_eq!(f.len(), 14 + 20 + 24);
+        assert_eq!(checksum(&[&f[14..34]]), 0, "IP header checksum");
+        let pseudo = [&f[26..34], &[0, 6], &24u16.to_be_bytes()[..]].concat();
+        assert_eq!(checksum(&[&pseudo, &f[34..]]), 0, "TCP checksum");
+        assert_eq!(f[47], SYN);
+    }
+
+    #[test]
+    fn filter_jumps_stay_inside_the_program() {
+        let p = filter(Ipv4Addr::new(10, 0, 0, 100), 80, 40000);
+        for (i, ins) in p.iter().enumerate() {
+            if ins.code == 0x15 {
+                assert!(
+                    i + 1 + usize::from(ins.jt) < p.len() && i + 1 + usize::from(ins.jf) < p.len()
+                );
+                let t = &p[i + 1 + usize::from(ins.jf)];
+                // Every "not equal" lands on the reject.
+                assert!(t.code == 0x06 && t.k == 0 || ins.jf == 0, "instruction {i}");
+            }
+        }
+    }
+}
