@@ -44,7 +44,17 @@ impl Agent {
     /// Starts `lb-agent run` in `ns`. The config must set `global_defs.router_id` to
     /// `router_id` (pins and control socket are named after it).
     pub fn start(ns: &Netns, dir: &WorkDir, router_id: &str, yaml: &str) -> Result<Agent> {
-        let bin = bin_path("lbt-agent")?;
+        Agent::start_with(&bin_path("lbt-agent")?, ns, dir, router_id, yaml)
+    }
+
+    /// As `start`, with a given agent binary (the lab runs the release `lb-agent`).
+    pub fn start_with(
+        bin: &std::path::Path,
+        ns: &Netns,
+        dir: &WorkDir,
+        router_id: &str,
+        yaml: &str,
+    ) -> Result<Agent> {
         let config = dir.0.join(format!("{router_id}.yaml"));
         write_config(&config, yaml)?;
         let log = dir.0.join(format!("{router_id}.log"));

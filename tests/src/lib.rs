@@ -6,6 +6,7 @@ pub mod capture;
 pub mod client;
 pub mod frames;
 pub mod keepalived;
+pub mod lab;
 pub mod netns;
 pub mod pair;
 pub mod topology;

@@ -239,9 +239,13 @@ impl Drop for Topology {
                 p.kill();
             }
         }
+        // What agents killed by a test leave behind (a clean stop removes them itself).
         for i in 0..self.lbs.len() {
-            let dir = PathBuf::from(format!("/sys/fs/bpf/lb/{}", self.router_id(i)));
+            let rid = self.router_id(i);
+            let dir = PathBuf::from(format!("/sys/fs/bpf/lb/{rid}"));
             let _ = lb_agent::dataplane::pins::remove_all(&dir);
+            let _ = std::fs::remove_file(format!("/run/lb-agent/{rid}.sock"));
+            let _ = std::fs::remove_file(format!("/run/lb-agent/locks/%sys%fs%bpf%lb%{rid}.lock"));
         }
     }
 }

@@ -175,6 +175,7 @@ pub async fn run(opts: Options) -> Result<()> {
         }
     }
     core.stop().await;
+    let _ = std::fs::remove_file(&core.cfg.control_socket);
     info!("stopped");
     Ok(())
 }

@@ -1,1 +1,345 @@
-fn main() {}
+//! `cargo xtask build-and-run`: the lab. Two load balancers (VRRP v3, 100 ms) in front of four
+//! real servers, a client driving traffic, a live view, and a scripted tour.
+//!
+//!   lb-lab [--agent PATH] [--script] [--no-tour]
+
+use std::{
+    io::IsTerminal as _,
+    path::PathBuf,
+    process::ExitCode,
+    sync::atomic::Ordering,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Result};
+use lb_tests::{
+    lab::{self, pause, stopped, Lab},
+    netns::wait_for,
+    topology::{bin_path, real_ip},
+};
+
+struct Opts {
+    agent: Option<PathBuf>,
+    script: bool,
+    no_tour: bool,
+}
+
+fn parse() -> Result<Opts> {
+    let mut o = Opts {
+        agent: None,
+        script: false,
+        no_tour: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--agent" => o.agent = args.next().map(PathBuf::from),
+            "--script" => o.script = true,
+            "--no-tour" => o.no_tour = true,
+            "-h" | "--help" => {
+                println!("lb-lab [--agent PATH] [--script] [--no-tour]\n\n\
+                    Builds a network-namespace lab (client, lb1, lb2, r1..r4) and runs lb-agent on\n\
+                    both load balancers. Default: a live view and a guided tour (failover, preemption,\n\
+                    a real failing and returning, a reload adding a real). --script: the tour without\n\
+                    pauses, exit 0 only if every step did what it announced. --no-tour: keep the lab\n\
+                    running until Ctrl-C. Everything is removed on exit or Ctrl-C.");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other} (try --help)"),
+        }
+    }
+    Ok(o)
+}
+
+struct Tour<'a> {
+    lab: &'a mut Lab,
+    script: bool,
+    tty: bool,
+    step: usize,
+    failed: usize,
+}
+
+impl Tour<'_> {
+    fn say(&mut self, text: &str) {
+        self.step += 1;
+        println!("\n[step {}] {text}", self.step);
+    }
+
+    /// Keeps the live view on screen for `d` (interactive), or just waits (script).
+    fn watch(&self, title: &str, d: Duration) -> bool {
+        if self.script || !self.tty {
+            return pause(d);
+        }
+        let until = Instant::now() + d;
+        while Instant::now() < until {
+            self.lab.draw(title, true);
+            if !pause(Duration::from_millis(500)) {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn check(&mut self, ok: bool, detail: String) {
+        if ok {
+            println!("  ok: {detail}");
+        } else {
+            println!("  FAILED: {detail}");
+            self.failed += 1;
+        }
+    }
+
+    fn serving(&self, want: &[&str]) -> bool {
+        self.lab
+            .traffic
+            .lock()
+            .map(|t| {
+                want.iter().all(|r| t.last_second.contains_key(*r))
+                    && !t.last_second.contains_key("error")
+            })
+            .unwrap_or(false)
+    }
+
+    fn master_is(&self, i: usize) -> bool {
+        self.lab.holds_vip(i)
+            && self.lab.t.xdp_attached(i).unwrap_or(false)
+            && !self.lab.holds_vip(1 - i)
+            && !self.lab.t.xdp_attached(1 - i).unwrap_or(true)
+    }
+
+    fn real_health(&self, i: usize) -> Option<String> {
+        let addr = format!("{}:80", real_ip(i));
+        (0..2)
+            .filter_map(|n| self.lab.status(n))
+            .find(|s| s.instances.first().is_some_and(|x| x.state == "master"))
+            .and_then(|s| {
+                s.services.first().and_then(|v| {
+                    v.reals
+                        .iter()
+                        .find(|r| r.real == addr)
+                        .map(|r| r.health.clone())
+                })
+            })
+    }
+
+    fn run(&mut self) -> Result<()> {
+        let pace = if self.script {
+            Duration::from_millis(1500)
+        } else {
+            Duration::from_secs(4)
+        };
+
+        self.say("lb1 (priority 150) is master, lb2 (100) is backup; the client's traffic flows through lb1 to r1..r3");
+        let ok = wait_for(Duration::from_secs(5), || {
+            (self.master_is(0) && self.serving(&["r1", "r2", "r3"])).then_some(())
+        })
+        .is_some();
+        self.check(ok, "VIP and XDP on lb1 only; r1, r2, r3 all serving".into());
+        if !self.watch("lb1 master", pace) {
+            return Ok(());
+        }
+
+        self.say("Stop lb1 gracefully (SIGTERM): it sends priority 0 and keeps forwarding until lb2 takes over");
+        let errors = self.lab.errors();
+        let t0 = Instant::now();
+        if let Some(a) = self.lab.agents[0].as_mut() {
+            a.stop()?;
+        }
+        let took = wait_for(Duration::from_secs(3), || {
+            self.master_is(1).then(|| t0.elapsed())
+        });
+        self.check(
+            took.is_some(),
+            format!("lb2 is master (after {:?})", took.unwrap_or_default()),
+        );
+        pause(Duration::from_millis(1200));
+        let lost = self.lab.errors() - errors;
+        let broken = self.lab.long_broken.load(Ordering::Relaxed);
+        self.check(
+            lost == 0,
+            format!("{lost} client requests failed during the takeover"),
+        );
+        self.check(
+            broken == 0,
+            format!("{broken} of 10 long-lived connections broke"),
+        );
+        if !self.watch("lb2 master", pace) {
+            return Ok(());
+        }
+
+        self.say("Start lb1 again: it preempts lb2 (higher priority)");
+        let errors = self.lab.errors();
+        self.lab.start_agent(0)?;
+        let ok = wait_for(Duration::from_secs(5), || self.master_is(0).then_some(())).is_some();
+        self.check(ok, "lb1 is master again, lb2 backup".into());
+        pause(Duration::from_millis(1200));
+        let lost = self.lab.errors() - errors;
+        self.check(
+            lost == 0,
+            format!("{lost} client requests failed during the preemption"),
+        );
+        let broken = self.lab.long_broken.load(Ordering::Relaxed);
+        self.check(
+            broken == 0,
+            format!("{broken} of 10 long-lived connections broke"),
+        );
+        if !self.watch("lb1 master again", pace) {
+            return Ok(());
+        }
+
+        self.say("Stop r2's HTTP server: health checks (every 500 ms, fall 2) take it out; traffic moves to r1 and r3");
+        let errors = self.lab.errors();
+        self.lab.t.stop_server(1);
+        let t0 = Instant::now();
+        let gone = wait_for(Duration::from_secs(5), || {
+            (self.real_health(1).as_deref() == Some("down")).then(|| t0.elapsed())
+        });
+        self.check(
+            gone.is_some(),
+            format!("r2 is down (after {:?})", gone.unwrap_or_default()),
+        );
+        let moved = wait_for(Duration::from_secs(4), || {
+            self.serving(&["r1", "r3"]).then_some(())
+        })
+        .is_some();
+        let lost = self.lab.errors() - errors;
+        self.check(moved, format!("r1 and r3 serve, no errors in the last second ({lost} requests hit r2 before it was out)"));
+        if !self.watch("r2 down", pace) {
+            return Ok(());
+        }
+
+        self.say("Start r2 again: back after 2 successful checks");
+        self.lab.t.start_server(1, &[])?;
+        let back = wait_for(Duration::from_secs(5), || {
+            (self.real_health(1).as_deref() == Some("up")).then_some(())
+        })
+        .is_some()
+            && wait_for(Duration::from_secs(4), || {
+                self.serving(&["r1", "r2", "r3"]).then_some(())
+            })
+            .is_some();
+        self.check(back, "r2 is up and serving".into());
+        if !self.watch("r2 back", pace) {
+            return Ok(());
+        }
+
+        self.say("Reload both nodes with a fourth real, r4 (SIGHUP): it is checked, then takes traffic; XDP stays attached");
+        let errors = self.lab.errors();
+        let prog = xdp_prog(&self.lab.t, 0);
+        let line = format!("      - {{ address: {}, port: 80 }}\n", real_ip(3));
+        for i in 0..2 {
+            self.lab.configs[i].push_str(&line);
+            if let Some(a) = self.lab.agents[i].as_ref() {
+                a.reload(&self.lab.configs[i])?;
+            }
+        }
+        let ok = wait_for(Duration::from_secs(6), || {
+            self.serving(&["r1", "r2", "r3", "r4"]).then_some(())
+        })
+        .is_some();
+        self.check(ok, "r4 serves beside r1..r3".into());
+        let lost = self.lab.errors() - errors;
+        self.check(
+            lost == 0,
+            format!("{lost} client requests failed during the reload"),
+        );
+        let same = xdp_prog(&self.lab.t, 0) == prog && prog.is_some();
+        self.check(
+            same,
+            format!(
+                "the XDP program on lb1 is the same one (id {})",
+                prog.unwrap_or(0)
+            ),
+        );
+        self.watch("r4 added", pace);
+        Ok(())
+    }
+}
+
+fn xdp_prog(t: &lb_tests::topology::Topology, lb: usize) -> Option<u64> {
+    let out = t.lbs[lb]
+        .ns
+        .ip(&["-j", "link", "show", "dev", "eth0"])
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    v[0]["xdp"]["prog"]["id"].as_u64()
+}
+
+fn main() -> ExitCode {
+    let opts = match parse() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("lb-lab: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    lab::install_signal_handlers();
+    let agent = match opts
+        .agent
+        .clone()
+        .map(Ok)
+        .unwrap_or_else(|| bin_path("lb-agent"))
+    {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("lb-lab: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let t0 = Instant::now();
+    let mut progress = |what: &str| println!("[{:>5.1}s] {what}", t0.elapsed().as_secs_f64());
+    let mut lab = match Lab::start(agent, &mut progress) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("lb-lab: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let tty = std::io::stdout().is_terminal();
+    progress("lab running");
+    let code = if opts.no_tour {
+        println!("Lab running; Ctrl-C to stop and remove it.");
+        while !stopped() {
+            if tty {
+                lab.draw("no tour (Ctrl-C to leave)", true);
+            }
+            pause(Duration::from_millis(500));
+        }
+        ExitCode::SUCCESS
+    } else {
+        let mut tour = Tour {
+            lab: &mut lab,
+            script: opts.script,
+            tty,
+            step: 0,
+            failed: 0,
+        };
+        let r = tour.run();
+        let failed = tour.failed;
+        println!("\n{}", lab.render());
+        match r {
+            Err(e) => {
+                eprintln!("lb-lab: {e:#}");
+                ExitCode::FAILURE
+            }
+            Ok(()) if stopped() => {
+                println!("interrupted");
+                ExitCode::FAILURE
+            }
+            Ok(()) if failed > 0 => {
+                println!("tour: {failed} check(s) FAILED");
+                for i in 0..2 {
+                    eprintln!("--- lb{} log ---\n{}", i + 1, lab.log(i));
+                }
+                ExitCode::FAILURE
+            }
+            Ok(()) => {
+                println!("tour: every step did what it announced");
+                ExitCode::SUCCESS
+            }
+        }
+    };
+    progress("removing the lab");
+    drop(lab);
+    code
+}
