@@ -42,6 +42,14 @@ enum Cmd {
         #[arg(last = true)]
         agent_args: Vec<String>,
     },
+    /// Benchmarks: data-path cost against a MAC-swap floor, end-to-end against nginx, HAProxy
+    /// and nftables, failover against keepalived, control-plane costs. Writes
+    /// target/bench/report.md, report.json and SVG charts.
+    Bench {
+        /// A reduced set in under 3 minutes.
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 fn workspace_root() -> PathBuf {
@@ -61,6 +69,7 @@ fn main() -> ExitCode {
             no_tour,
             agent_args,
         } => run::build_and_run(&root, script, no_tour, &agent_args),
+        Cmd::Bench { quick } => run::bench(&root, quick),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

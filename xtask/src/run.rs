@@ -95,3 +95,20 @@ pub fn build_and_run(
     }
     Ok(())
 }
+
+pub fn bench(root: &Path, quick: bool) -> Result<()> {
+    setup::setup()?;
+    step("build: release lb-agent and the benchmark", || {
+        status(cargo(root).args(["build", "--release", "-p", "lb-agent", "-p", "lb-tests", "--bins"]))
+    })?;
+    let bin = root.join("target/release");
+    let mut b = Command::new(bin.join("lb-bench"));
+    b.arg("--agent")
+        .arg(bin.join("lb-agent"))
+        .arg("--out")
+        .arg(root.join("target/bench"));
+    if quick {
+        b.arg("--quick");
+    }
+    status(&mut b)
+}
