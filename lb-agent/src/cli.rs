@@ -65,6 +65,19 @@ global_defs.control_socket, or /run/lb-agent/lb.sock. Only root can open it."
         #[arg(long)]
         flows: bool,
     },
+    /// Convert a keepalived.conf (and what it includes) to an lb YAML config on stdout. Every
+    /// directive that does not carry over as it was is reported on stderr with its line.
+    #[command(
+        name = "import-keepalived",
+        after_help = "Example:\n  lb-agent import-keepalived /etc/keepalived/keepalived.conf > lb.yaml\n  \
+lb-agent check --config lb.yaml\n\n\
+Schedulers map onto weighted Maglev (rr, wrr, wlc, ...) or source_hash (sh); NAT and TUN \
+services cannot be carried over (direct routing only) and are reported, not imported."
+    )]
+    ImportKeepalived {
+        /// The keepalived configuration file.
+        file: PathBuf,
+    },
     /// Ask the running agent to reload its config (same as SIGHUP). An invalid file leaves
     /// the running config in place and the error is printed; exit 1.
     #[command(
@@ -176,6 +189,19 @@ pub fn main() -> ExitCode {
             Ok(other) => {
                 eprintln!("lb-agent: unexpected answer: {other:?}");
                 ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("lb-agent: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Cmd::ImportKeepalived { file } => match crate::config::import::import_file(&file) {
+            Ok(report) => {
+                for n in &report.notes {
+                    eprintln!("{}:{}: {}: {}", n.file, n.line, n.severity, n.message);
+                }
+                print!("{}", crate::config::import::to_yaml(&report));
+                ExitCode::SUCCESS
             }
             Err(e) => {
                 eprintln!("lb-agent: {e}");

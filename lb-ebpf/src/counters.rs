@@ -1,7 +1,5 @@
 //! Per-CPU counters: no atomics, no contention; the agent sums the CPUs when it reads.
 
-use lb_common::Counters;
-
 use crate::maps::{LB_REAL_STATS, LB_STATS};
 
 #[inline(always)]

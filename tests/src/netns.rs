@@ -72,6 +72,8 @@ impl Netns {
         c.arg(format!("--net={}", self.path()))
             .arg("--")
             .arg(program);
+        // Its own process group, so killing it also kills what it forked (nginx workers).
+        std::os::unix::process::CommandExt::process_group(&mut c, 0);
         c
     }
 
@@ -172,8 +174,11 @@ impl Proc {
         }
     }
 
+    /// SIGKILL to the process and its process group (children it forked).
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
+            // SAFETY: kill(2) on the process group of a child we spawned in its own group.
+            unsafe { libc::kill(-(c.id() as i32), libc::SIGKILL) };
             let _ = c.kill();
             let _ = c.wait();
         }

@@ -1,5 +1,6 @@
 //! `cargo xtask`: set up a machine, build, test, run the lab, benchmark.
 
+mod fuzz;
 mod run;
 mod setup;
 
@@ -50,6 +51,20 @@ enum Cmd {
         #[arg(long)]
         quick: bool,
     },
+    /// Coverage-guided fuzzing (cargo-fuzz, libFuzzer, the nightly) of the VRRP datagram
+    /// parser, the YAML config and the keepalived.conf importer; installs cargo-fuzz if
+    /// missing. Fails if a target crashes; the input is saved in fuzz/artifacts/<target>/.
+    Fuzz {
+        /// Seconds of fuzzing per target.
+        #[arg(long, default_value_t = 60)]
+        time: u64,
+        /// Only this target: vrrp_packet, config_yaml or keepalived_import.
+        #[arg(long)]
+        target: Option<String>,
+        /// A short pass of every target (10 s each), for CI.
+        #[arg(long, conflicts_with_all = ["time", "target"])]
+        smoke: bool,
+    },
 }
 
 fn workspace_root() -> PathBuf {
@@ -70,6 +85,11 @@ fn main() -> ExitCode {
             agent_args,
         } => run::build_and_run(&root, script, no_tour, &agent_args),
         Cmd::Bench { quick } => run::bench(&root, quick),
+        Cmd::Fuzz {
+            time,
+            target,
+            smoke,
+        } => fuzz::fuzz(&root, time, target.as_deref(), smoke),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

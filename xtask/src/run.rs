@@ -99,7 +99,15 @@ pub fn build_and_run(
 pub fn bench(root: &Path, quick: bool) -> Result<()> {
     setup::setup()?;
     step("build: release lb-agent and the benchmark", || {
-        status(cargo(root).args(["build", "--release", "-p", "lb-agent", "-p", "lb-tests", "--bins"]))
+        status(cargo(root).args([
+            "build",
+            "--release",
+            "-p",
+            "lb-agent",
+            "-p",
+            "lb-tests",
+            "--bins",
+        ]))
     })?;
     let bin = root.join("target/release");
     let mut b = Command::new(bin.join("lb-bench"));

@@ -40,6 +40,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         "" | "s" | "sec" | "secs" => 1.0,
         "ms" => 1e-3,
         "us" | "µs" => 1e-6,
+        "ns" => 1e-9,
         "m" | "min" => 60.0,
         "h" => 3600.0,
         other => {
@@ -127,6 +128,11 @@ mod tests {
         assert!(parse("fast").is_err());
         assert!(parse("1 fortnight").is_err());
         assert!(parse("-1s").is_err());
+        // Whatever format_duration writes parses back.
+        for d in [1u64, 999, 1_000, 1_500_000, 2_000_000_000] {
+            let d = Duration::from_nanos(d);
+            assert_eq!(parse(&format_duration(d)), Ok(d));
+        }
     }
 
     #[test]

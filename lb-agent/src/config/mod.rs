@@ -2,6 +2,7 @@
 //! at once with file, line and column; nothing runs on a config that did not validate.
 
 pub mod duration;
+pub mod import;
 pub mod locate;
 pub mod model;
 pub mod schema;

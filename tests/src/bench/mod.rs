@@ -1,8 +1,37 @@
 //! `cargo xtask bench`: measurements, each a ratio of things measured alternately in one run
-//! (this machine is shared and noisy), reported as median with min and max over rounds.
+//! where possible (this machine is shared and noisy), reported as median with min and max.
 
+pub mod charts;
+pub mod control;
+pub mod e2e;
+pub mod failover;
 pub mod report;
 pub mod xdp;
+
+use std::{path::PathBuf, sync::OnceLock};
+
+static AGENT: OnceLock<PathBuf> = OnceLock::new();
+
+/// The agent binary the benchmarks run (the release build under `cargo xtask bench`).
+pub fn set_agent_bin(p: PathBuf) {
+    let _ = AGENT.set(p);
+}
+
+pub fn agent_bin() -> PathBuf {
+    AGENT
+        .get()
+        .cloned()
+        .or_else(|| crate::topology::bin_path("lb-agent").ok())
+        .unwrap_or_else(|| PathBuf::from("lb-agent"))
+}
+
+/// Health checks completed so far, from the agent's latency histogram.
+pub fn checks_done(a: &crate::agent::Agent) -> u64 {
+    a.status()
+        .ok()
+        .and_then(|s| s["check_latency_count"].as_u64())
+        .unwrap_or(0)
+}
 
 /// Median, min and max of a sample.
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
