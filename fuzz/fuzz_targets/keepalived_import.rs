@@ -1,10 +1,8 @@
 //! The keepalived.conf importer (`lb-agent import-keepalived`): the file comes from wherever the
-//! operator found it. `import_str` must answer Ok or Err, never panic, and what it produces must
-//! always be valid YAML of our schema (`config::parse_schema`): an importer that writes a file
-//! `lb-agent` then refuses to read is a bug even when the input was nonsense.
-//!
-//! Built only with the `import` feature (`required-features`), i.e. once
-//! `lb_agent::config::import` exists; `cargo xtask fuzz` enables it when it does.
+//! operator found it. `import_str` must answer Ok or Err, never panic, and what it writes must
+//! always be YAML of our schema (`config::parse_schema`) that reads back as exactly the
+//! configuration the importer built (the notes are comments): an importer that writes a file
+//! `lb-agent` then refuses, or reads differently, is a bug even when the input was nonsense.
 #![no_main]
 
 use lb_agent::config::{self, import};
@@ -20,9 +18,22 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     match import::import_str(&text, "fuzz.conf") {
         Ok(report) => {
+            for note in &report.notes {
+                let _ = note.to_string();
+            }
             let yaml = import::to_yaml(&report);
-            if let Err(e) = config::parse_schema(&yaml, "imported.yaml") {
-                panic!("the importer wrote YAML that lb-agent refuses:\n{e}\n--- yaml ---\n{yaml}");
+            match config::parse_schema(&yaml, "imported.yaml") {
+                Ok(file) => assert!(
+                    file == report.file,
+                    "the importer's YAML reads back differently:\n--- yaml ---\n{yaml}\n\
+                     --- built ---\n{:#?}\n--- read back ---\n{file:#?}",
+                    report.file
+                ),
+                Err(e) => {
+                    panic!(
+                        "the importer wrote YAML that lb-agent refuses:\n{e}\n--- yaml ---\n{yaml}"
+                    )
+                }
             }
         }
         Err(e) => {

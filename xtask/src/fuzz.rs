@@ -30,44 +30,8 @@ const LIBFUZZER_ARGS: &[&str] = &[
     "-print_final_stats=1",
 ];
 
-struct Target {
-    name: &'static str,
-    gate: Option<Gate>,
-}
-
-/// A cargo feature of the fuzz crate a target needs, and how to tell whether lb-agent has what
-/// that feature compiles against.
-struct Gate {
-    feature: &'static str,
-    available: fn(&Path) -> bool,
-}
-
-const TARGETS: &[Target] = &[
-    Target {
-        name: "vrrp_packet",
-        gate: None,
-    },
-    Target {
-        name: "config_yaml",
-        gate: None,
-    },
-    Target {
-        name: "keepalived_import",
-        gate: Some(Gate {
-            feature: "import",
-            available: has_import_module,
-        }),
-    },
-];
-
-/// Whether `lb_agent::config::import` exists (the keepalived_import target is written against
-/// it and is built only when it does).
-fn has_import_module(root: &Path) -> bool {
-    fs::read_to_string(root.join("lb-agent/src/config/mod.rs")).is_ok_and(|s| {
-        s.lines()
-            .any(|l| matches!(l.trim(), "pub mod import;" | "mod import;"))
-    })
-}
+/// The fuzz crate's targets (`fuzz/fuzz_targets/<name>.rs`), each with `fuzz/corpus/<name>/`.
+const TARGETS: &[&str] = &["vrrp_packet", "config_yaml", "keepalived_import"];
 
 /// `cargo fuzz --version`, if cargo-fuzz works.
 fn cargo_fuzz_version() -> Option<String> {
@@ -154,7 +118,7 @@ impl Outcome {
             self.artifact = Some(path.trim().to_owned());
         }
         if self.failure.is_none() {
-            if line.contains("' panicked at ") {
+            if line.starts_with("thread '") && line.contains(" panicked at ") {
                 self.failure = Some(line.trim().trim_end_matches(':').to_owned());
                 self.want_panic_message = true;
             } else if line.contains("ERROR: libFuzzer:") || line.contains("ERROR: AddressSanitizer")
@@ -174,20 +138,15 @@ fn noisy(line: &str) -> bool {
     line.starts_with('#') && (line.contains("\tNEW ") || line.contains("\tREDUCE "))
 }
 
-enum Verdict {
-    Ok,
-    Skipped(String),
-    Failed(String),
-}
-
 struct Report {
     name: &'static str,
     took: Duration,
     outcome: Outcome,
-    verdict: Verdict,
+    /// `None` if the run ended cleanly, else what went wrong.
+    failed: Option<String>,
 }
 
-fn fuzz_cmd(root: &Path, sub: &str, features: &[&str]) -> Command {
+fn fuzz_cmd(root: &Path, sub: &str) -> Command {
     let mut cmd = Command::new("cargo");
     clean_env(&mut cmd)
         .current_dir(root)
@@ -202,15 +161,12 @@ fn fuzz_cmd(root: &Path, sub: &str, features: &[&str]) -> Command {
             "fuzz",
             "--debug-assertions",
         ]);
-    if !features.is_empty() {
-        cmd.arg("--features").arg(features.join(","));
-    }
     cmd
 }
 
-fn run_one(root: &Path, t: &Target, secs: u64, features: &[&str]) -> Result<(Outcome, bool)> {
-    let work = root.join("fuzz/target/corpus").join(t.name);
-    let seeds = root.join("fuzz/corpus").join(t.name);
+fn run_one(root: &Path, name: &str, secs: u64) -> Result<(Outcome, bool)> {
+    let work = root.join("fuzz/target/corpus").join(name);
+    let seeds = root.join("fuzz/corpus").join(name);
     let logs = root.join("fuzz/target/logs");
     for d in [&work, &logs] {
         fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
@@ -218,13 +174,13 @@ fn run_one(root: &Path, t: &Target, secs: u64, features: &[&str]) -> Result<(Out
     if !seeds.is_dir() {
         bail!("no seed corpus at {}", seeds.display());
     }
-    let log_path = logs.join(format!("{}.log", t.name));
+    let log_path = logs.join(format!("{name}.log"));
     let mut log =
         fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
 
-    let mut cmd = fuzz_cmd(root, "run", features);
+    let mut cmd = fuzz_cmd(root, "run");
     // libFuzzer writes new inputs into the first directory and reads all of them.
-    cmd.arg(t.name)
+    cmd.arg(name)
         .arg(&work)
         .arg(&seeds)
         .arg("--")
@@ -260,67 +216,39 @@ pub fn fuzz(root: &Path, secs: u64, only: Option<&str>, smoke: bool) -> Result<(
     if secs == 0 {
         bail!("--time 0 would fuzz forever (libFuzzer's -max_total_time=0): give seconds");
     }
-    let selected: Vec<&Target> = match only {
-        Some(name) => vec![TARGETS.iter().find(|t| t.name == name).ok_or_else(|| {
-            let names: Vec<&str> = TARGETS.iter().map(|t| t.name).collect();
-            anyhow!("no fuzz target `{name}`; there are: {}", names.join(", "))
+    let selected: Vec<&'static str> = match only {
+        Some(name) => vec![*TARGETS.iter().find(|t| **t == name).ok_or_else(|| {
+            anyhow!("no fuzz target `{name}`; there are: {}", TARGETS.join(", "))
         })?],
-        None => TARGETS.iter().collect(),
+        None => TARGETS.to_vec(),
     };
     step("fuzz: cargo-fuzz", ensure_cargo_fuzz)?;
 
-    // Which targets can build: a feature-gated one only when lb-agent has what it needs.
-    let mut features: Vec<&str> = Vec::new();
-    let mut reports: Vec<Report> = Vec::new();
-    let mut runnable: Vec<&Target> = Vec::new();
-    for t in selected {
-        match &t.gate {
-            Some(Gate { feature, available }) if !available(root) => reports.push(Report {
-                name: t.name,
-                took: Duration::ZERO,
-                outcome: Outcome::default(),
-                verdict: Verdict::Skipped(format!(
-                    "needs fuzz feature `{feature}`, and lb-agent does not have what it \
-                     compiles against yet"
-                )),
-            }),
-            Some(Gate { feature, .. }) => {
-                features.push(feature);
-                runnable.push(t);
-            }
-            None => runnable.push(t),
-        }
-    }
-
     // Build first, so that the run times below are fuzzing time.
-    if !runnable.is_empty() {
-        step("fuzz: build the targets (nightly, ASan, coverage)", || {
-            let mut cmd = fuzz_cmd(root, "build", &features);
-            if let [t] = runnable.as_slice() {
-                cmd.arg(t.name);
-            }
-            status(&mut cmd)
-        })?;
-    }
+    step("fuzz: build the targets (nightly, ASan, coverage)", || {
+        let mut cmd = fuzz_cmd(root, "build");
+        if let [name] = selected.as_slice() {
+            cmd.arg(name);
+        }
+        status(&mut cmd)
+    })?;
 
-    for t in runnable {
+    let mut reports: Vec<Report> = Vec::new();
+    for name in selected {
         let t0 = Instant::now();
-        let (outcome, ok) = step(&format!("fuzz: {} for {secs}s", t.name), || {
-            run_one(root, t, secs, &features)
+        let (outcome, ok) = step(&format!("fuzz: {name} for {secs}s"), || {
+            run_one(root, name, secs)
         })?;
-        let took = t0.elapsed();
-        let verdict = match (ok, &outcome.artifact) {
-            (true, _) => Verdict::Ok,
-            (false, Some(a)) => Verdict::Failed(format!("crash, input saved to {a}")),
-            (false, None) => {
-                Verdict::Failed("cargo fuzz failed (no input saved; see the log)".into())
-            }
+        let failed = match (ok, &outcome.artifact) {
+            (true, _) => None,
+            (false, Some(a)) => Some(format!("crash, input saved to {a}")),
+            (false, None) => Some("cargo fuzz failed (no input saved; see the log)".into()),
         };
         let r = Report {
-            name: t.name,
-            took,
+            name,
+            took: t0.elapsed(),
             outcome,
-            verdict,
+            failed,
         };
         eprintln!("    {}", line(&r));
         reports.push(r);
@@ -330,10 +258,7 @@ pub fn fuzz(root: &Path, secs: u64, only: Option<&str>, smoke: bool) -> Result<(
     for r in &reports {
         eprintln!("  {}", line(r));
     }
-    let failed = reports
-        .iter()
-        .filter(|r| matches!(r.verdict, Verdict::Failed(_)))
-        .count();
+    let failed = reports.iter().filter(|r| r.failed.is_some()).count();
     if failed > 0 {
         bail!(
             "{failed} fuzz target{} failed; reproduce with \
@@ -346,12 +271,7 @@ pub fn fuzz(root: &Path, secs: u64, only: Option<&str>, smoke: bool) -> Result<(
 
 fn line(r: &Report) -> String {
     let o = &r.outcome;
-    let mut s = format!("{:<18}", r.name);
-    if let Verdict::Skipped(why) = &r.verdict {
-        s.push_str(&format!("skipped: {why}"));
-        return s;
-    }
-    s.push_str(&format!(" {:>6.1}s", r.took.as_secs_f64()));
+    let mut s = format!("{:<18} {:>6.1}s", r.name, r.took.as_secs_f64());
     match o.execs {
         Some(n) => s.push_str(&format!(
             "  {n} execs ({:.0}/s)",
@@ -367,15 +287,14 @@ fn line(r: &Report) -> String {
     if let Some(rss) = o.peak_rss_mb {
         s.push_str(&format!("  rss {rss}MB"));
     }
-    match &r.verdict {
-        Verdict::Ok => s.push_str("  crashes: none"),
-        Verdict::Failed(why) => {
+    match &r.failed {
+        None => s.push_str("  crashes: none"),
+        Some(why) => {
             s.push_str(&format!("  FAILED: {why}"));
             if let Some(f) = &o.failure {
                 s.push_str(&format!(" ({f})"));
             }
         }
-        Verdict::Skipped(_) => {}
     }
     s
 }
@@ -419,7 +338,7 @@ mod tests {
         let o = parse(
             "#10\tNEW    cov: 10 ft: 10 corp: 2/2b lim: 4 exec/s: 0 rss: 40Mb\n\
              \n\
-             thread '<unnamed>' panicked at fuzz_targets/config_yaml.rs:20:13:\n\
+             thread '<unnamed>' (16370) panicked at fuzz_targets/config_yaml.rs:20:13:\n\
              an error names the file: oops\n\
              note: run with `RUST_BACKTRACE=1`\n\
              ==1234== ERROR: libFuzzer: deadly signal\n\
@@ -434,7 +353,7 @@ mod tests {
         assert_eq!(
             o.failure.as_deref(),
             Some(
-                "thread '<unnamed>' panicked at fuzz_targets/config_yaml.rs:20:13: \
+                "thread '<unnamed>' (16370) panicked at fuzz_targets/config_yaml.rs:20:13: \
                  an error names the file: oops"
             )
         );
@@ -453,7 +372,7 @@ mod tests {
     fn targets_have_seeds() {
         let root = crate::workspace_root();
         for t in TARGETS {
-            let dir = root.join("fuzz/corpus").join(t.name);
+            let dir = root.join("fuzz/corpus").join(t);
             let n = fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
             assert!(n > 0, "{} has no seeds", dir.display());
         }

@@ -18,7 +18,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Install what the project needs (idempotent): Debian packages, the nightly's rust-src,
-    /// and bpf-linker built against the nightly's own LLVM.
+    /// bpf-linker built against the nightly's own LLVM, and cargo-fuzz.
     Setup,
     /// Build the release agent: one self-contained binary, target/release/lb-agent.
     Build,

@@ -63,7 +63,7 @@ pub struct Core {
     /// Interfaces whose XDP link an earlier run left pinned: kept forwarding until this node's
     /// role is known, then taken over or released.
     pub adopted: BTreeMap<String, Instant>,
-    vrrp_socks: HashMap<String, Arc<VrrpSocket>>,
+    pub(crate) vrrp_socks: HashMap<String, Arc<VrrpSocket>>,
     pub started: Instant,
     rates: snapshot::Rates,
     latency: snapshot::Latency,

@@ -242,11 +242,17 @@ impl Core {
                 }
             })
             .collect();
-        let vrrp_invalid: BTreeMap<String, u64> = self
+        let mut vrrp_invalid: BTreeMap<String, u64> = self
             .vrrp_rx_invalid
             .iter()
             .map(|((ifname, reason), n)| (format!("{ifname}/{reason}"), *n))
             .collect();
+        for (ifname, sock) in &self.vrrp_socks {
+            let drops = sock.kernel_drops();
+            if drops > 0 {
+                vrrp_invalid.insert(format!("{ifname}/socket_overflow"), drops);
+            }
+        }
         Snapshot {
             router_id: self.cfg.router_id.clone(),
             config: self.cfg_path.display().to_string(),

@@ -28,6 +28,8 @@ impl VrrpSocket {
         s.set_header_included_v4(true)?;
         s.bind_device(Some(ifname.as_bytes()))?;
         s.set_multicast_loop_v4(false)?;
+        // Room for bursts (a flood should cost drops, counted, not a missed peer advert).
+        let _ = s.set_recv_buffer_size(1 << 20);
         for g in groups {
             match s.join_multicast_v4_n(g, &InterfaceIndexOrAddress::Index(ifindex)) {
                 Ok(()) => {}
@@ -69,6 +71,28 @@ impl VrrpSocket {
                 Ok(res) => return res,
                 Err(_would_block) => continue,
             }
+        }
+    }
+
+    /// Datagrams the kernel dropped because our receive buffer was full (SO_MEMINFO).
+    pub fn kernel_drops(&self) -> u64 {
+        const SK_MEMINFO_DROPS: usize = 8;
+        let mut info = [0u32; 9];
+        let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+        // SAFETY: getsockopt into a buffer of the length we pass.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.fd.get_ref().as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_MEMINFO,
+                info.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        if rc == 0 {
+            u64::from(info[SK_MEMINFO_DROPS])
+        } else {
+            0
         }
     }
 
