@@ -9,4 +9,5 @@ pub mod keepalived;
 pub mod lab;
 pub mod netns;
 pub mod pair;
+pub mod soak;
 pub mod topology;

@@ -43,6 +43,14 @@ enum Cmd {
         #[arg(last = true)]
         agent_args: Vec<String>,
     },
+    /// The soak: the lab for minutes under mixed traffic with a failover every 30 s and a real
+    /// flapping every 20 s; passes with zero errors on flows that should survive and flat
+    /// memory.
+    Soak {
+        /// How long, in minutes.
+        #[arg(long, default_value_t = 10)]
+        minutes: u64,
+    },
     /// Benchmarks: data-path cost against a MAC-swap floor, end-to-end against nginx, HAProxy
     /// and nftables, failover against keepalived, control-plane costs. Writes
     /// target/bench/report.md, report.json and SVG charts.
@@ -85,6 +93,7 @@ fn main() -> ExitCode {
             agent_args,
         } => run::build_and_run(&root, script, no_tour, &agent_args),
         Cmd::Bench { quick } => run::bench(&root, quick),
+        Cmd::Soak { minutes } => run::soak(&root, minutes),
         Cmd::Fuzz {
             time,
             target,

@@ -120,3 +120,26 @@ pub fn bench(root: &Path, quick: bool) -> Result<()> {
     }
     status(&mut b)
 }
+
+pub fn soak(root: &Path, minutes: u64) -> Result<()> {
+    setup::setup()?;
+    step("build: release lb-agent and the lab", || {
+        status(cargo(root).args([
+            "build",
+            "--release",
+            "-p",
+            "lb-agent",
+            "-p",
+            "lb-tests",
+            "--bins",
+        ]))
+    })?;
+    let bin = root.join("target/release");
+    status(
+        Command::new(bin.join("lb-lab"))
+            .arg("--agent")
+            .arg(bin.join("lb-agent"))
+            .arg("--soak")
+            .arg((minutes * 60).to_string()),
+    )
+}

@@ -22,6 +22,7 @@ struct Opts {
     agent: Option<PathBuf>,
     script: bool,
     no_tour: bool,
+    soak: Option<u64>,
 }
 
 fn parse() -> Result<Opts> {
@@ -29,6 +30,7 @@ fn parse() -> Result<Opts> {
         agent: None,
         script: false,
         no_tour: false,
+        soak: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -36,8 +38,9 @@ fn parse() -> Result<Opts> {
             "--agent" => o.agent = args.next().map(PathBuf::from),
             "--script" => o.script = true,
             "--no-tour" => o.no_tour = true,
+            "--soak" => o.soak = args.next().and_then(|s| s.parse().ok()),
             "-h" | "--help" => {
-                println!("lb-lab [--agent PATH] [--script] [--no-tour]\n\n\
+                println!("lb-lab [--agent PATH] [--script] [--no-tour] [--soak SECONDS]\n\n\
                     Builds a network-namespace lab (client, lb1, lb2, r1..r4) and runs lb-agent on\n\
                     both load balancers. Default: a live view and a guided tour (failover, preemption,\n\
                     a real failing and returning, a reload adding a real). --script: the tour without\n\
@@ -297,7 +300,25 @@ fn main() -> ExitCode {
     };
     let tty = std::io::stdout().is_terminal();
     progress("lab running");
-    let code = if opts.no_tour {
+    let code = if let Some(secs) = opts.soak {
+        let mut say = |s: &str| println!("{s}");
+        match lb_tests::soak::run(&mut lab, secs, &mut say) {
+            Ok(r) => {
+                println!("\nsoak: {r:#?}");
+                if r.passed() {
+                    println!("soak passed: no error on flows that should survive, memory flat");
+                    ExitCode::SUCCESS
+                } else {
+                    println!("soak FAILED");
+                    ExitCode::FAILURE
+                }
+            }
+            Err(e) => {
+                eprintln!("lb-lab: soak: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    } else if opts.no_tour {
         println!("Lab running; Ctrl-C to stop and remove it.");
         while !stopped() {
             if tty {
