@@ -10,4 +10,5 @@ pub mod control;
 pub mod dataplane;
 pub mod health;
 pub mod netlink;
+pub mod packet_socket;
 pub mod vrrp;

@@ -177,11 +177,7 @@ impl Lab {
     }
 
     pub fn holds_vip(&self, i: usize) -> bool {
-        self.t.lbs[i]
-            .ns
-            .ip(&["-4", "-o", "addr", "show", "dev", "eth0"])
-            .map(|o| String::from_utf8_lossy(&o.stdout).contains(&format!("{VIP}/")))
-            .unwrap_or(false)
+        self.t.holds(i, VIP)
     }
 
     pub fn status(&self, i: usize) -> Option<Snapshot> {

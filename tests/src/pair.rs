@@ -138,11 +138,7 @@ impl Pair {
 
     /// Whether node `i` holds the VIP on eth0 (asked of the kernel).
     pub fn holds_vip(&self, i: usize) -> bool {
-        self.t.lbs[i]
-            .ns
-            .ip(&["-4", "-o", "addr", "show", "dev", "eth0"])
-            .map(|o| String::from_utf8_lossy(&o.stdout).contains(&format!("{VIP}/")))
-            .unwrap_or(false)
+        self.t.holds(i, VIP)
     }
 
     /// Waits until node `master` holds the VIP and every other node does not, XDP is attached

@@ -226,6 +226,15 @@ impl Topology {
         Ok(v.get(0).and_then(|l| l.get("xdp")).is_some())
     }
 
+    /// Whether load balancer `lb` has `addr` on its eth0, asked of the kernel.
+    pub fn holds(&self, lb: usize, addr: Ipv4Addr) -> bool {
+        self.lbs[lb]
+            .ns
+            .ip(&["-4", "-o", "addr", "show", "dev", "eth0"])
+            .map(|o| String::from_utf8_lossy(&o.stdout).contains(&format!(" {addr}/")))
+            .unwrap_or(false)
+    }
+
     /// Pin directory the agent of `lb` uses (router id `<prefix>lb<i>`).
     pub fn router_id(&self, lb: usize) -> String {
         format!("{}lb{}", self.prefix, lb + 1)

@@ -238,6 +238,21 @@ fn script_check_and_dynamic_weight() {
     // Exit 12: up with weight 10 against r2's 1: r1 takes about 10/11 of new flows.
     std::fs::write(&state, "12").expect("state");
     assert!(wait_serving(&l, &["r1", "r2"], Duration::from_secs(10)).is_some());
+    // The data path uses weight 10 for r1 (asked of the agent, not assumed).
+    let weighted = wait_for(Duration::from_secs(5), || {
+        let s = l.agent.status().ok()?;
+        let r = s["services"][0]["reals"]
+            .as_array()?
+            .iter()
+            .find(|r| r["real"] == format!("{}:80", real_ip(0)))?
+            .clone();
+        (r["effective_weight"] == 10).then_some(())
+    });
+    assert!(
+        weighted.is_some(),
+        "r1's dynamic weight never reached the data path:\n{}",
+        l.agent.log_text()
+    );
     let c = tally(&http_many(&l.t.client.ns, vip(), 200).expect("traffic"));
     let r1 = c.get("r1").copied().unwrap_or(0);
     assert!(

@@ -41,6 +41,14 @@ fn config(rid: &str) -> String {
         "    advert_int: 100ms".into(),
         format!("    unicast_peers: [{}]", lb_ip(1)),
         format!("    virtual_ipaddresses: [\"{VIP_B}\"]"),
+        "  - name: VI_C".into(),
+        "    interface: eth0".into(),
+        "    virtual_router_id: 53".into(),
+        "    priority: 150".into(),
+        "    version: 3".into(),
+        "    advert_int: 100ms".into(),
+        format!("    allowed_peers: [{}]", lb_ip(1)),
+        "    virtual_ipaddresses: [\"10.99.0.102/24\"]".into(),
     ]
     .join("\n")
         + "\n"
@@ -172,6 +180,16 @@ fn hostile_adverts_are_dropped_and_counted() {
         &packet::emit_datagram(&b, CLIENT_IP, lb_ip(0), 1, V3Checksum::PseudoHeader),
         lb_ip(0),
     );
+    // VI_C is multicast with an allow-list (only lb2): a higher priority from anyone else.
+    let c = Advert {
+        vrid: 53,
+        addresses: vec![Ipv4Addr::new(10, 99, 0, 102)],
+        ..b.clone()
+    };
+    send(
+        &packet::emit_datagram(&c, CLIENT_IP, MCAST, 1, V3Checksum::PseudoHeader),
+        MCAST,
+    );
 
     let counted = wait_for(Duration::from_secs(3), || {
         let s = a.status().ok()?;
@@ -183,7 +201,8 @@ fn hostile_adverts_are_dropped_and_counted() {
             && inv["eth0/address_count"].as_u64()? >= 1
             && inst(&s, "VI_A")["dropped"]["auth"].as_u64()? >= 2
             && inst(&s, "VI_A")["dropped"]["interval_mismatch"].as_u64()? >= 1
-            && inst(&s, "VI_B")["dropped"]["not_a_peer"].as_u64()? >= 1;
+            && inst(&s, "VI_B")["dropped"]["not_a_peer"].as_u64()? >= 1
+            && inst(&s, "VI_C")["dropped"]["not_a_peer"].as_u64()? >= 1;
         ok.then_some(s)
     });
     let after = counted.unwrap_or_else(|| panic!("not every drop was counted: {}", status(&a)));

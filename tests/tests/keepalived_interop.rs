@@ -28,11 +28,7 @@ fn node(f: &Flavour, priority: u8) -> Node {
 }
 
 fn holds_vip(t: &Topology, i: usize) -> bool {
-    t.lbs[i]
-        .ns
-        .ip(&["-4", "-o", "addr", "show", "dev", "eth0"])
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains("10.99.0.100/"))
-        .unwrap_or(false)
+    t.holds(i, lb_tests::topology::VIP)
 }
 
 fn wait_holder(t: &Topology, holder: usize, timeout: Duration) -> Option<Duration> {

@@ -18,6 +18,28 @@ fn graceful_stop_of_the_master_loses_no_probe() {
     let prober = Prober::start(&p.t.client.ns, vip_addr(80), PROBE).expect("prober");
     std::thread::sleep(Duration::from_millis(300));
 
+    // Sample which nodes have XDP attached (asked of the kernel) every 10 ms across the
+    // hand-over.
+    let names: Vec<String> = p.t.lbs.iter().map(|l| l.ns.name.clone()).collect();
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let on = sampling.clone();
+    let sampler = std::thread::spawn(move || {
+        let attached = |ns: &str| {
+            std::process::Command::new("ip")
+                .args(["-n", ns, "-j", "link", "show", "dev", "eth0"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).contains("\"xdp\""))
+                .unwrap_or(false)
+        };
+        let mut samples = Vec::new();
+        while on.load(std::sync::atomic::Ordering::Relaxed) {
+            let t = std::time::Instant::now();
+            samples.push((t, attached(&names[0]), attached(&names[1])));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        samples
+    });
+    std::thread::sleep(Duration::from_millis(100));
     let t0 = SystemTime::now();
     let mut a = p.agents[0].take().expect("agent");
     let status = a.stop().expect("stop");
@@ -29,6 +51,31 @@ fn graceful_stop_of_the_master_loses_no_probe() {
     p.agents[0] = Some(a);
     p.wait_master(1, Duration::from_secs(5)).expect("takeover");
     std::thread::sleep(Duration::from_millis(300));
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let samples = sampler.join().expect("sampler");
+    let gaps = samples.iter().filter(|(_, a, b)| !a && !b).count();
+    assert_eq!(
+        gaps, 0,
+        "a moment with XDP attached nowhere during a graceful hand-over"
+    );
+    let both: Vec<_> = samples
+        .iter()
+        .filter(|(_, a, b)| *a && *b)
+        .map(|(t, ..)| *t)
+        .collect();
+    let overlap = match (both.first(), both.last()) {
+        (Some(f), Some(l)) => *l - *f + Duration::from_millis(10),
+        _ => Duration::ZERO,
+    };
+    eprintln!(
+        "measured: both nodes attached for {overlap:?} ({} of {} samples)",
+        both.len(),
+        samples.len()
+    );
+    assert!(
+        overlap <= Duration::from_millis(100),
+        "two nodes forwarded for {overlap:?}"
+    );
     let r = prober.finish();
     let took = p.became_master_after(1, t0).expect("takeover logged");
     eprintln!("measured: graceful takeover {took:?}, probes {r:?}");

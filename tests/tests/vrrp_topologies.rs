@@ -17,11 +17,7 @@ const VIP1: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 100);
 const VIP2: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 101);
 
 fn holds(t: &Topology, lb: usize, vip: Ipv4Addr) -> bool {
-    t.lbs[lb]
-        .ns
-        .ip(&["-4", "-o", "addr", "show", "dev", "eth0"])
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains(&format!(" {vip}/")))
-        .unwrap_or(false)
+    t.holds(lb, vip)
 }
 
 /// Two instances (VIP1, VIP2) with the given priorities; `extra` is appended to each

@@ -59,25 +59,33 @@ pub fn test(root: &Path, filter: Option<&str>) -> Result<()> {
     Ok(())
 }
 
+/// Setup, then the release agent and the lab and benchmark binaries; returns target/release.
+fn release_bins(root: &Path) -> Result<std::path::PathBuf> {
+    setup::setup()?;
+    step(
+        "build: release lb-agent, the lab and the benchmarks",
+        || {
+            status(cargo(root).args([
+                "build",
+                "--release",
+                "-p",
+                "lb-agent",
+                "-p",
+                "lb-tests",
+                "--bins",
+            ]))
+        },
+    )?;
+    Ok(root.join("target/release"))
+}
+
 pub fn build_and_run(
     root: &Path,
     script: bool,
     no_tour: bool,
     agent_args: &[String],
 ) -> Result<()> {
-    setup::setup()?;
-    step("build: release lb-agent and the lab", || {
-        status(cargo(root).args([
-            "build",
-            "--release",
-            "-p",
-            "lb-agent",
-            "-p",
-            "lb-tests",
-            "--bins",
-        ]))
-    })?;
-    let bin = root.join("target/release");
+    let bin = release_bins(root)?;
     if !agent_args.is_empty() {
         return status(clean_env(&mut Command::new(bin.join("lb-agent"))).args(agent_args));
     }
@@ -97,19 +105,7 @@ pub fn build_and_run(
 }
 
 pub fn bench(root: &Path, quick: bool) -> Result<()> {
-    setup::setup()?;
-    step("build: release lb-agent and the benchmark", || {
-        status(cargo(root).args([
-            "build",
-            "--release",
-            "-p",
-            "lb-agent",
-            "-p",
-            "lb-tests",
-            "--bins",
-        ]))
-    })?;
-    let bin = root.join("target/release");
+    let bin = release_bins(root)?;
     let mut b = Command::new(bin.join("lb-bench"));
     b.arg("--agent")
         .arg(bin.join("lb-agent"))
@@ -122,19 +118,7 @@ pub fn bench(root: &Path, quick: bool) -> Result<()> {
 }
 
 pub fn soak(root: &Path, minutes: u64) -> Result<()> {
-    setup::setup()?;
-    step("build: release lb-agent and the lab", || {
-        status(cargo(root).args([
-            "build",
-            "--release",
-            "-p",
-            "lb-agent",
-            "-p",
-            "lb-tests",
-            "--bins",
-        ]))
-    })?;
-    let bin = root.join("target/release");
+    let bin = release_bins(root)?;
     status(
         Command::new(bin.join("lb-lab"))
             .arg("--agent")

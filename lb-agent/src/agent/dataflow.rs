@@ -77,6 +77,15 @@ impl Core {
         Ok(())
     }
 
+    /// Recomputes which services are active and pushes everything to the data path; a failure
+    /// is logged (the next event or tick retries).
+    pub(super) fn resync(&mut self) {
+        self.update_active();
+        if let Err(e) = self.sync() {
+            error!(error = %format!("{e:#}"), "updating the data path failed");
+        }
+    }
+
     /// Pushes the desired state into the maps and (de)attaches XDP where needed.
     pub(super) fn sync(&mut self) -> Result<()> {
         let desired: Vec<_> = self.services.iter().map(ServiceRt::desired).collect();
@@ -112,10 +121,7 @@ impl Core {
         self.update_quorum();
         self.apply_tracking(Instant::now());
         self.vrrp_drive().await;
-        self.update_active();
-        if let Err(e) = self.sync() {
-            error!(error = %format!("{e:#}"), "updating the data path failed");
-        }
+        self.resync();
         self.sample_rates();
     }
 

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use super::{hooks, state::Health, Core};
 use crate::health;
@@ -85,9 +85,7 @@ impl Core {
             }
         };
         if changed {
-            if let Err(e) = self.sync() {
-                error!(error = %format!("{e:#}"), "updating the data path failed");
-            }
+            self.resync();
             self.update_quorum();
             self.apply_tracking(Instant::now());
             self.vrrp_drive().await;

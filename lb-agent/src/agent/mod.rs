@@ -222,10 +222,7 @@ impl Core {
             for k in expired {
                 self.adopted.remove(&k);
             }
-            self.update_active();
-            if let Err(e) = self.sync() {
-                error!(error = %format!("{e:#}"), "updating the data path failed");
-            }
+            self.resync();
         }
         self.vrrp_timers().await;
     }

@@ -309,7 +309,7 @@ impl Core {
         let adopted = self.adopted.len();
         self.settle_adopted();
         if changed || adopted != self.adopted.len() {
-            self.after_vrrp_change();
+            self.resync();
         }
     }
 
@@ -409,10 +409,7 @@ impl Core {
     /// Becoming master: data path first (services active, XDP attached by the sync that
     /// follows), then the VIPs.
     async fn take(&mut self, i: usize) {
-        self.update_active();
-        if let Err(e) = self.sync() {
-            error!(error = %format!("{e:#}"), "updating the data path failed");
-        }
+        self.resync();
         let vips = self.vrrp[i].cfg.vips.clone();
         for v in vips {
             let idx = match self.ifindex_of(&v.dev).await {
@@ -449,17 +446,7 @@ impl Core {
                 }
             }
         }
-        self.update_active();
-        if let Err(e) = self.sync() {
-            error!(error = %format!("{e:#}"), "updating the data path failed");
-        }
-    }
-
-    fn after_vrrp_change(&mut self) {
-        self.update_active();
-        if let Err(e) = self.sync() {
-            error!(error = %format!("{e:#}"), "updating the data path failed");
-        }
+        self.resync();
     }
 
     fn notify(&self, i: usize, to: State) {

@@ -237,28 +237,7 @@ fn packet_socket(ifindex: u32, prog: &[libc::sock_filter]) -> io::Result<OwnedFd
 }
 
 fn send(fd: &OwnedFd, ifindex: u32, dst_mac: [u8; 6], frame: &[u8]) -> io::Result<()> {
-    // SAFETY: sockaddr_ll is plain data.
-    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    sll.sll_family = libc::AF_PACKET as u16;
-    sll.sll_protocol = ETH_P_IP.to_be();
-    sll.sll_ifindex = ifindex as i32;
-    sll.sll_halen = 6;
-    sll.sll_addr[..6].copy_from_slice(&dst_mac);
-    // SAFETY: sendto with our buffer and a valid address.
-    let rc = unsafe {
-        libc::sendto(
-            fd.as_raw_fd(),
-            frame.as_ptr().cast(),
-            frame.len(),
-            0,
-            (&sll as *const libc::sockaddr_ll).cast(),
-            std::mem::size_of::<libc::sockaddr_ll>() as u32,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    crate::packet_socket::send_frame(fd.as_raw_fd(), ifindex, ETH_P_IP, dst_mac, frame)
 }
 
 /// Ok(Ok(reason)) = up, Ok(Err(reason)) = down, Err(reason) = could not probe.

@@ -15,7 +15,9 @@ fn has_addr(m: &AddressMessage, ip: Ipv4Addr) -> bool {
 }
 
 impl Netlink {
-    async fn find(&self, ifindex: u32, ip: Ipv4Addr) -> Result<Option<AddressMessage>> {
+    /// The address messages of one interface.
+    async fn addresses(&self, ifindex: u32) -> Result<Vec<AddressMessage>> {
+        let mut out = Vec::new();
         let mut s = self
             .handle
             .address()
@@ -23,11 +25,19 @@ impl Netlink {
             .set_link_index_filter(ifindex)
             .execute();
         while let Some(m) = s.try_next().await? {
-            if m.header.index == ifindex && has_addr(&m, ip) {
-                return Ok(Some(m));
+            if m.header.index == ifindex {
+                out.push(m);
             }
         }
-        Ok(None)
+        Ok(out)
+    }
+
+    async fn find(&self, ifindex: u32, ip: Ipv4Addr) -> Result<Option<AddressMessage>> {
+        Ok(self
+            .addresses(ifindex)
+            .await?
+            .into_iter()
+            .find(|m| has_addr(m, ip)))
     }
 
     pub async fn has_address(&self, ifindex: u32, ip: Ipv4Addr) -> Result<bool> {
@@ -73,25 +83,17 @@ impl Netlink {
 }
 
 impl Netlink {
-    /// The interface's IPv4 addresses in kernel order (primary first), excluding `except`.
+    /// The interface's IPv4 addresses in kernel order (primary first).
     pub async fn ipv4_addresses(&self, ifindex: u32) -> Result<Vec<Ipv4Addr>> {
-        let mut out = Vec::new();
-        let mut s = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(ifindex)
-            .execute();
-        while let Some(m) = s.try_next().await? {
-            if m.header.index != ifindex {
-                continue;
-            }
-            for a in &m.attributes {
-                if let AddressAttribute::Local(IpAddr::V4(ip)) = a {
-                    out.push(*ip);
-                }
-            }
-        }
-        Ok(out)
+        Ok(self
+            .addresses(ifindex)
+            .await?
+            .iter()
+            .flat_map(|m| &m.attributes)
+            .filter_map(|a| match a {
+                AddressAttribute::Local(IpAddr::V4(ip)) => Some(*ip),
+                _ => None,
+            })
+            .collect())
     }
 }

@@ -167,13 +167,7 @@ pub fn run_all(quick: bool, progress: &mut dyn FnMut(&str)) -> Result<ControlRep
     t.lbs[0]
         .ns
         .ip(&["addr", "add", "10.98.255.1/16", "dev", "eth0"])?;
-    let conf = dir.0.join("web.conf");
-    fs::write(&conf, format!(
-        "worker_processes 1;\ndaemon off;\npid {d}/web.pid;\nerror_log {d}/web.err;\nevents {{ worker_connections 8192; }}\n\
-         http {{ access_log off; client_body_temp_path {d}/b; proxy_temp_path {d}/p; fastcgi_temp_path {d}/f; uwsgi_temp_path {d}/u; scgi_temp_path {d}/s;\n\
-         server {{ listen 80 backlog=4096; return 200 \"ok\\n\"; }} }}\n",
-        d = dir.0.display()
-    ))?;
+    let conf = super::e2e::nginx_conf(&dir, "web", &super::e2e::web_body(&dir, "ok"), false)?;
     let web = t.reals[0]
         .ns
         .command("nginx")

@@ -180,7 +180,7 @@ struct Bed {
     _webs: Vec<Proc>,
 }
 
-fn nginx_conf(
+pub(super) fn nginx_conf(
     dir: &WorkDir,
     name: &str,
     body: &str,
@@ -205,7 +205,8 @@ fn nginx_conf(
     Ok(p)
 }
 
-fn web_body(dir: &WorkDir, name: &str) -> String {
+/// An HTTP server answering 200 with `name`.
+pub(super) fn web_body(dir: &WorkDir, name: &str) -> String {
     let d = dir.0.join(name);
     format!(
         "http {{ access_log off; client_body_temp_path {d}/b; proxy_temp_path {d}/p; fastcgi_temp_path {d}/f; \

@@ -71,11 +71,7 @@ struct Bed {
 }
 
 fn holds(t: &Topology, i: usize) -> bool {
-    t.lbs[i]
-        .ns
-        .ip(&["-4", "-o", "addr", "show", "dev", "eth0"])
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains(&format!("{VIP}/")))
-        .unwrap_or(false)
+    t.holds(i, VIP)
 }
 
 impl Bed {
