@@ -141,7 +141,7 @@ fn two_agents_cannot_share_pins() {
         first.log_text()
     );
     // Same router id, hence the same pin directory: refused, with a reason.
-    let mut second = Agent::start(&t.lbs[0].ns, &dir, &format!("{rid}"), &yaml).expect("second");
+    let mut second = Agent::start(&t.lbs[0].ns, &dir, &rid, &yaml).expect("second");
     let st = second
         .proc
         .wait_timeout(Duration::from_secs(10))
