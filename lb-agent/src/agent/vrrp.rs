@@ -25,6 +25,13 @@ pub fn handover_grace(advert_int: Duration) -> Duration {
     (advert_int / 4).min(Duration::from_millis(20))
 }
 
+/// After a graceful stop, once the new master has spoken: one advert interval, within
+/// 50 ms..500 ms (the new master is already forwarding; this only absorbs clients slow to
+/// follow its gratuitous ARPs).
+pub fn planned_handover_grace(advert_int: Duration) -> Duration {
+    advert_int.clamp(Duration::from_millis(50), Duration::from_millis(500))
+}
+
 /// A tracked condition's effect on an instance (keepalived semantics): weight 0 means a
 /// failure faults the instance; a positive weight is added while it is fine, a negative one
 /// while it fails.
@@ -180,5 +187,8 @@ mod tests {
         assert_eq!(handover_grace(ms(100)), ms(20));
         assert_eq!(handover_grace(ms(40)), ms(10));
         assert_eq!(handover_grace(Duration::from_secs(1)), ms(20));
+        assert_eq!(planned_handover_grace(ms(100)), ms(100));
+        assert_eq!(planned_handover_grace(ms(10)), ms(50));
+        assert_eq!(planned_handover_grace(Duration::from_secs(3)), ms(500));
     }
 }

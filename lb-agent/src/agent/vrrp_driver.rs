@@ -348,7 +348,15 @@ impl Core {
                 let inst = &mut self.vrrp[i];
                 inst.garp_at.clear();
                 if inst.holds {
-                    inst.release_at = Some(now + vrrp::handover_grace(inst.cfg.advert_int));
+                    // A planned hand-over (we were releasing) waits longer: nothing else is
+                    // forwarding-critical about it, and clients that act late on the new
+                    // master's gratuitous ARPs still lose nothing.
+                    let grace = if from == State::Releasing {
+                        vrrp::planned_handover_grace(inst.cfg.advert_int)
+                    } else {
+                        vrrp::handover_grace(inst.cfg.advert_int)
+                    };
+                    inst.release_at = Some(now + grace);
                 }
             }
         }
