@@ -167,7 +167,7 @@ pub fn run_all(quick: bool, progress: &mut dyn FnMut(&str)) -> Result<ControlRep
     t.lbs[0]
         .ns
         .ip(&["addr", "add", "10.98.255.1/16", "dev", "eth0"])?;
-    let conf = super::e2e::nginx_conf(&dir, "web", &super::e2e::web_body(&dir, "ok"), false)?;
+    let conf = super::e2e::nginx_conf(&dir, "web", &super::e2e::web_body(&dir, "web"), false)?;
     let web = t.reals[0]
         .ns
         .command("nginx")

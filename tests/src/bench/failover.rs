@@ -207,7 +207,9 @@ impl Bed {
         if back.is_none() {
             bail!("node 0 did not take the VIP back");
         }
-        std::thread::sleep(self.interval() * 3);
+        // Linux ignores an ARP update for an entry updated less than `locktime` (1 s) ago: a
+        // failover right after the previous one would measure that, not the failover.
+        std::thread::sleep((self.interval() * 3).max(Duration::from_millis(1500)));
         Ok(())
     }
 }
