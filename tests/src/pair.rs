@@ -28,6 +28,8 @@ pub struct Node {
     pub instance_extra: String,
     /// Extra top-level YAML (e.g. vrrp_scripts).
     pub top_extra: String,
+    /// Extra keys for each virtual_server (e.g. checks; indented by 4).
+    pub service_extra: String,
 }
 
 impl Node {
@@ -38,6 +40,7 @@ impl Node {
             advert_int: "100ms",
             instance_extra: String::new(),
             top_extra: String::new(),
+            service_extra: String::new(),
         }
     }
 
@@ -128,7 +131,8 @@ impl Pair {
 
     pub fn start_agent(&self, i: usize) -> Result<Agent> {
         let rid = self.t.router_id(i);
-        let yaml = config(&rid, &self.nodes[i], self.t.reals.len(), "");
+        let node = &self.nodes[i];
+        let yaml = config(&rid, node, self.t.reals.len(), &node.service_extra);
         Agent::start(&self.t.lbs[i].ns, &self.dir, &rid, &yaml)
     }
 

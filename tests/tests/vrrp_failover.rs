@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use lb_tests::{
-    client::{LongConn, Prober},
+    client::{http_many, tally, LongConn, Prober},
     pair::{vip_addr, Node, Pair},
 };
 
@@ -127,8 +127,15 @@ fn killed_master_is_replaced_within_master_down_interval() {
 }
 
 #[test]
-fn link_down_faults_the_master() {
-    let p = Pair::start("lbvl", vec![Node::v3(150), Node::v3(100)], 3).expect("lab");
+fn link_down_faults_the_master_and_it_forwards_at_once_when_back() {
+    // Health checks every 100 ms, down after one failure: with the link down they would all
+    // fail (and the returning master would have no real) unless they pause with the link.
+    let checks = "    delay_loop: 100ms\n    checks: [ { tcp: { connect_timeout: 100ms } } ]\n";
+    let nodes = [150, 100].map(|prio| Node {
+        service_extra: checks.into(),
+        ..Node::v3(prio)
+    });
+    let p = Pair::start("lbvl", nodes.to_vec(), 3).expect("lab");
     p.wait_master(0, Duration::from_secs(10)).expect("election");
     let t0 = SystemTime::now();
     p.t.lbs[0]
@@ -151,13 +158,37 @@ fn link_down_faults_the_master() {
         p.agent(0).log_text()
     );
     assert!(!p.holds_vip(0), "a faulted node must give up its VIP");
-    // Link back: lb1 preempts again.
+    // Long enough down for every check to have failed several times over.
+    std::thread::sleep(Duration::from_secs(1));
+    // Link back: lb0 preempts again, and forwards at once: the kernel flushed its neighbours
+    // with the link, but the reals' MACs are kept, and their health was not judged through a
+    // dead link. (Before, its own stack answered with resets until they re-resolved.)
     p.t.lbs[0]
         .ns
         .ip(&["link", "set", "eth0", "up"])
         .expect("link up");
     p.wait_master(0, Duration::from_secs(5))
         .expect("preempt back");
+    let answers = http_many(&p.t.client.ns, vip_addr(80), 30).expect("requests");
+    let counts = tally(&answers);
+    assert_eq!(
+        counts.get("error"),
+        None,
+        "requests right after the master came back: {answers:?}\n{}",
+        p.agent(0).log_text()
+    );
+    assert!(
+        p.agent(0)
+            .log_text()
+            .contains("health checks of the reals behind it paused"),
+        "{}",
+        p.agent(0).log_text()
+    );
+    assert!(
+        !p.agent(0).log_text().contains("real server DOWN"),
+        "a real was judged through the dead link:\n{}",
+        p.agent(0).log_text()
+    );
 }
 
 #[test]

@@ -1,7 +1,10 @@
 //! Config -> health scheduler: one scheduled real per configured real that has checks, added,
 //! updated and removed as the config changes; events are mapped back to (service, real).
 
-use std::{collections::HashMap, net::Ipv4Addr};
+use std::{
+    collections::{BTreeSet, HashMap},
+    net::Ipv4Addr,
+};
 
 use lb_common::ServiceKey;
 use tracing::warn;
@@ -145,6 +148,13 @@ impl Registry {
             }
         }
         self.scripts = scripts.to_vec();
+    }
+
+    /// Pauses the checks of the reals of `down` services and resumes the others'.
+    pub fn pause(&self, sched: &Scheduler, down: &BTreeSet<ServiceKey>) {
+        for ((svc, _, _), (id, _)) in &self.ids {
+            sched.set_paused(*id, down.contains(svc));
+        }
     }
 
     /// Makes the scheduler check exactly `wanted` (reals with checks), keeping the state of

@@ -1,12 +1,19 @@
 //! Config + health + VRRP state -> desired data-path state -> map writes and attachments.
 
-use std::{collections::BTreeSet, time::Instant};
+use std::{
+    collections::BTreeSet,
+    time::{Duration, Instant},
+};
 
 use anyhow::Result;
 use tracing::{error, info, warn};
 
 use super::{hooks, state::Health, Core, ServiceRt};
 use crate::dataplane::attach;
+
+/// How long a link must have been back before checks through it count again: the kernel can
+/// take up to a second (link-watch) before a returning link passes traffic.
+const LINK_SETTLE: Duration = Duration::from_secs(1);
 
 impl Core {
     fn standalone(&self) -> bool {
@@ -50,7 +57,45 @@ impl Core {
                 inst.link_up = up;
             }
         }
+        self.pause_checks_behind_down_links();
         Ok(())
+    }
+
+    /// A check through an interface that is down measures our own outage, not the real: it
+    /// would mark every real behind it down, and a master returning after a link flap would
+    /// then have no real to send its flows to. Those checks pause until the link has been back
+    /// for [`LINK_SETTLE`]; the reals keep the state they had.
+    fn pause_checks_behind_down_links(&mut self) {
+        let now = Instant::now();
+        let down: BTreeSet<String> = self
+            .services
+            .iter()
+            .map(|s| s.cfg.interface.clone())
+            .filter(|name| !self.links.values().any(|l| &l.name == name && l.up))
+            .collect();
+        for name in &down {
+            if self.checks_paused.insert(name.clone(), None).is_none() {
+                warn!(interface = %name, "interface down: health checks of the reals behind it paused");
+            }
+        }
+        self.checks_paused.retain(|name, up_since| {
+            if down.contains(name) {
+                return true;
+            }
+            let since = *up_since.get_or_insert(now);
+            let settled = now.duration_since(since) >= LINK_SETTLE;
+            if settled {
+                info!(interface = %name, "interface up: health checks resumed");
+            }
+            !settled
+        });
+        let keys = self
+            .services
+            .iter()
+            .filter(|s| self.checks_paused.contains_key(&s.cfg.interface))
+            .map(|s| s.cfg.key())
+            .collect();
+        self.checks.pause(&self.sched, &keys);
     }
 
     /// Re-reads neighbours and updates each real's L2 path.
@@ -155,6 +200,7 @@ impl Core {
         self.checks.reconcile(&self.sched, &wanted);
         self.checks
             .reconcile_scripts(&self.sched, &self.cfg.scripts);
+        self.pause_checks_behind_down_links();
     }
 
     /// Reals found in the (pinned) maps at startup keep serving until their first check, so

@@ -70,6 +70,8 @@ pub struct Core {
     resolver: neighbours::Resolver,
     sched: Scheduler,
     checks: checks::Registry,
+    /// Interfaces whose reals' health checks are paused: down, or back up since (settling).
+    checks_paused: BTreeMap<String, Option<Instant>>,
 }
 
 /// `lb-agent run`.
@@ -101,6 +103,7 @@ pub async fn run(opts: Options) -> Result<()> {
         resolver: neighbours::Resolver::default(),
         sched,
         checks: checks::Registry::default(),
+        checks_paused: BTreeMap::new(),
     };
     info!(
         router_id = %core.cfg.router_id,

@@ -1,8 +1,14 @@
 //! Keeps each real's layer-2 path (its MAC, our interface and MAC) current from the kernel's
 //! neighbour table, asking the kernel to resolve reals it does not know yet.
+//!
+//! A MAC once learned is kept while the kernel's entry is gone or being re-resolved: the
+//! kernel flushes its neighbours when a link goes down, and a master coming back from a link
+//! flap would otherwise have no real to forward to (its own stack would reset the flows) until
+//! they resolve again. A real that really went away is the health checks' business; a real
+//! whose MAC changed is picked up as soon as the kernel learns the new one.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     net::Ipv4Addr,
     time::{Duration, Instant},
 };
@@ -21,6 +27,8 @@ const RESOLVE_EVERY: Duration = Duration::from_secs(1);
 #[derive(Default)]
 pub struct Resolver {
     last_ask: HashMap<Ipv4Addr, Instant>,
+    /// The last path learned for each real.
+    known: HashMap<Ipv4Addr, L2>,
     /// Reals we already warned about (so the log says it once).
     warned: HashMap<Ipv4Addr, ()>,
 }
@@ -42,20 +50,27 @@ impl Resolver {
             match (table.get(ip), link) {
                 (Some(n), Some(link)) if n.ifindex == link.index => {
                     if let Some(src) = link.mac {
-                        out.insert(
-                            *ip,
-                            L2 {
-                                dst_mac: n.mac,
-                                src_mac: src,
-                                ifindex: link.index,
-                            },
-                        );
+                        let l2 = L2 {
+                            dst_mac: n.mac,
+                            src_mac: src,
+                            ifindex: link.index,
+                        };
+                        out.insert(*ip, l2);
+                        self.known.insert(*ip, l2);
                         if self.warned.remove(ip).is_some() {
                             info!(real = %ip, "MAC resolved");
                         }
                     }
                 }
                 (_, Some(link)) => {
+                    let kept = self
+                        .known
+                        .get(ip)
+                        .filter(|k| k.ifindex == link.index)
+                        .map(|k| L2 {
+                            src_mac: link.mac.unwrap_or(k.src_mac),
+                            ..*k
+                        });
                     let due = self
                         .last_ask
                         .get(ip)
@@ -66,7 +81,9 @@ impl Resolver {
                             warn!(real = %ip, interface = %ifname, error = %e, "cannot ask the kernel to resolve");
                         }
                     }
-                    if self.warned.insert(*ip, ()).is_none() {
+                    if let Some(l2) = kept {
+                        out.insert(*ip, l2);
+                    } else if self.warned.insert(*ip, ()).is_none() {
                         info!(real = %ip, interface = %ifname, "MAC not known yet; resolving (not used until then)");
                     }
                 }
@@ -77,6 +94,8 @@ impl Resolver {
                 }
             }
         }
+        let wanted: HashSet<Ipv4Addr> = wanted.iter().map(|(ip, _)| *ip).collect();
+        self.known.retain(|ip, _| wanted.contains(ip));
         Ok(out)
     }
 }

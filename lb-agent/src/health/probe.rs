@@ -59,7 +59,18 @@ pub struct Outcome {
     pub weight: Option<u32>,
 }
 
+/// Reasons that mean our own node cannot reach the network at all (no route: typically the
+/// interface toward the reals just went down). Such a result says nothing about the real, so
+/// it is not counted: the real keeps its state.
+pub const LOCAL_FAILURES: [&str; 2] = [NET_UNREACHABLE, NET_DOWN];
+pub const NET_UNREACHABLE: &str = "network unreachable";
+pub const NET_DOWN: &str = "network down";
+
 impl Outcome {
+    pub fn is_local_failure(&self) -> bool {
+        !self.ok && LOCAL_FAILURES.contains(&self.reason.as_str())
+    }
+
     pub fn up(reason: impl Into<String>, latency: Duration) -> Self {
         Self {
             ok: true,

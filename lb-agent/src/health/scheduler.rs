@@ -193,7 +193,31 @@ struct Shared<P> {
 
 struct RealHandle {
     spec: watch::Sender<Arc<RealSpec>>,
+    pause: Arc<Pause>,
     task: JoinHandle<()>,
+}
+
+/// Whether a real's checks are paused, and a count of pause changes so a round that overlapped
+/// one is not counted either. (Odd = paused.)
+#[derive(Default)]
+struct Pause(AtomicU64);
+
+impl Pause {
+    fn mark(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn paused(mark: u64) -> bool {
+        mark & 1 == 1
+    }
+
+    fn set(&self, paused: bool) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |m| {
+                (Self::paused(m) != paused).then_some(m + 1)
+            });
+    }
 }
 
 /// The health-check scheduler. Dropping it stops every check (in-flight scripts are killed).
@@ -257,10 +281,22 @@ impl<P: Prober> Scheduler<P> {
         }
         let (tx, rx) = watch::channel(Arc::new(spec));
         let seed = self.seed ^ real.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let task = self
-            .runtime
-            .spawn(real_task(real, rx, self.shared.clone(), seed));
-        reals.insert(real, RealHandle { spec: tx, task });
+        let pause = Arc::new(Pause::default());
+        let task = self.runtime.spawn(real_task(
+            real,
+            rx,
+            self.shared.clone(),
+            pause.clone(),
+            seed,
+        ));
+        reals.insert(
+            real,
+            RealHandle {
+                spec: tx,
+                pause,
+                task,
+            },
+        );
         Ok(())
     }
 
@@ -282,6 +318,20 @@ impl<P: Prober> Scheduler<P> {
         match self.reals().remove(&real) {
             Some(handle) => {
                 handle.task.abort();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Pauses or resumes a real's checks. While paused (and for a round that overlapped a
+    /// pause) results are not counted: the state stays what it was. The agent pauses the reals
+    /// behind an interface that is down, whose checks would only measure our own outage.
+    /// Returns whether the real is scheduled.
+    pub fn set_paused(&self, real: RealId, paused: bool) -> bool {
+        match self.reals().get(&real) {
+            Some(h) => {
+                h.pause.set(paused);
                 true
             }
             None => false,
@@ -417,9 +467,16 @@ impl RealState {
     /// Apply one round and emit its events. `false` when nobody listens any more.
     async fn report<P>(&mut self, shared: &Shared<P>, checks: Vec<Outcome>) -> bool {
         let outcome = combine(&checks);
-        let transition = self.hysteresis.observe(outcome.ok, &outcome.reason);
+        // Our own node could not reach the network: nothing learned about the real.
+        let counted = !checks.iter().any(Outcome::is_local_failure);
+        let transition = if counted {
+            self.hysteresis.observe(outcome.ok, &outcome.reason)
+        } else {
+            tracing::debug!(real = %self.real, reason = %outcome.reason, "local failure; round not counted");
+            None
+        };
         let weight_changed = match outcome.weight {
-            Some(w) if outcome.ok && self.weight != Some(w) => {
+            Some(w) if counted && outcome.ok && self.weight != Some(w) => {
                 self.weight = Some(w);
                 true
             }
@@ -474,6 +531,7 @@ async fn real_task<P: Prober>(
     real: RealId,
     mut spec_rx: watch::Receiver<Arc<RealSpec>>,
     shared: Arc<Shared<P>>,
+    pause: Arc<Pause>,
     seed: u64,
 ) {
     let mut spec = spec_rx.borrow_and_update().clone();
@@ -506,15 +564,20 @@ async fn real_task<P: Prober>(
         // timer rounding do not accumulate into drift.
         let start = next;
         last_start = Some(start);
-        let checks = join_all(
-            spec.checks
-                .iter()
-                .map(|probe| one_check(&shared, probe, &spec.target))
-                .collect(),
-        )
-        .await;
-        if !state.report(&shared, checks).await {
-            return;
+        let mark = pause.mark();
+        if !Pause::paused(mark) {
+            let checks = join_all(
+                spec.checks
+                    .iter()
+                    .map(|probe| one_check(&shared, probe, &spec.target))
+                    .collect(),
+            )
+            .await;
+            if pause.mark() != mark {
+                tracing::debug!(real = %real, "check round overlapped a pause; not counted");
+            } else if !state.report(&shared, checks).await {
+                return;
+            }
         }
         // A round that overran its interval is followed immediately, never by a burst of
         // catch-up rounds.
@@ -679,6 +742,51 @@ mod tests {
             (State::Down, State::Up, "HTTP 200")
         );
         assert_eq!(done.state, State::Up);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paused_real_keeps_its_state_and_runs_no_checks() {
+        let fake = Fake::new(Duration::from_millis(10));
+        let (s, mut rx) = Scheduler::with_prober(SchedulerConfig::default(), fake.clone());
+        s.add(RealId(3), spec(80, Duration::from_secs(1), 1, 1))
+            .unwrap();
+        assert_eq!(next_health(&mut rx).await.state, State::Up);
+        assert!(s.set_paused(RealId(3), true));
+        fake.set(80, false, "connection refused", None);
+        let calls = fake.calls(80);
+        // Ten intervals paused: no check, so no result and no transition.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(fake.calls(80), calls, "checks ran while paused");
+        while let Ok(ev) = rx.try_recv() {
+            assert!(!matches!(ev, Event::Health(_)), "{ev:?} while paused");
+        }
+        // Resumed: the first failing round counts again (fall 1).
+        assert!(s.set_paused(RealId(3), false));
+        let h = next_health(&mut rx).await;
+        assert_eq!((h.from, h.state), (State::Up, State::Down));
+        assert!(!s.set_paused(RealId(99), true), "unknown real");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_local_failure_is_not_counted_against_the_real() {
+        let fake = Fake::new(Duration::from_millis(10));
+        let (s, mut rx) = Scheduler::with_prober(SchedulerConfig::default(), fake.clone());
+        s.add(RealId(4), spec(80, Duration::from_secs(1), 1, 1))
+            .unwrap();
+        assert_eq!(next_health(&mut rx).await.state, State::Up);
+        next_round(&mut rx).await; // the first round's ProbeDone
+        fake.set(80, false, super::super::probe::NET_UNREACHABLE, None);
+        for _ in 0..5 {
+            let (done, health) = next_round(&mut rx).await;
+            assert_eq!((done.state, health), (State::Up, None));
+            assert_eq!(done.outcome.reason, "network unreachable");
+        }
+        fake.set(80, false, "connection refused", None);
+        let h = next_health(&mut rx).await;
+        assert_eq!(
+            (h.state, h.reason.as_str()),
+            (State::Down, "connection refused")
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 
-use super::probe::{fmt_duration, Outcome, Target, TcpCheck};
+use super::probe::{fmt_duration, Outcome, Target, TcpCheck, NET_DOWN, NET_UNREACHABLE};
 
 /// Connect the way every check does: optional source address, bounded handshake time.
 /// The error is already the human-readable reason for the [`Outcome`].
@@ -41,7 +41,8 @@ fn connect_error(e: &io::Error) -> String {
     match e.kind() {
         io::ErrorKind::ConnectionRefused => "connection refused".into(),
         io::ErrorKind::HostUnreachable => "host unreachable".into(),
-        io::ErrorKind::NetworkUnreachable => "network unreachable".into(),
+        io::ErrorKind::NetworkUnreachable => NET_UNREACHABLE.into(),
+        io::ErrorKind::NetworkDown => NET_DOWN.into(),
         io::ErrorKind::TimedOut => "connect timed out (kernel)".into(),
         _ => format!("connect: {e}"),
     }
