@@ -18,25 +18,11 @@ use std::time::Duration;
 pub struct Target {
     pub addr: IpAddr,
     pub port: u16,
-    /// Design placeholder, not implemented: check the real *through the VIP*.
-    ///
-    /// In direct routing the real answers on the VIP (configured on its loopback), and the
-    /// service may be bound only there, so checking `addr:port` can pass while VIP traffic
-    /// fails. The planned probe opens an `AF_PACKET`/raw socket, sends a SYN (or a whole TCP
-    /// exchange via a tiny userspace stack) with destination IP = this VIP and destination MAC
-    /// = the real's MAC (resolved from the neighbour table for `addr`), and waits for the
-    /// SYN-ACK on the raw socket, answering it with RST. Until that exists, configs that set
-    /// this field are rejected by [`Probe::validate`] rather than silently probing `addr`.
-    pub probe_vip: Option<Ipv4Addr>,
 }
 
 impl Target {
     pub fn new(addr: IpAddr, port: u16) -> Self {
-        Self {
-            addr,
-            port,
-            probe_vip: None,
-        }
+        Self { addr, port }
     }
 
     /// The socket address to connect to, honouring a per-check `connect_port`.
@@ -279,8 +265,8 @@ pub enum ConfigError {
     EmptyArgv,
     #[error("bind_to {bind} and target {target} are of different address families")]
     BindFamily { bind: IpAddr, target: IpAddr },
-    #[error("probe_vip is not implemented yet")]
-    ProbeVipUnsupported,
+    #[error("probe_vip needs an IPv4 real")]
+    ProbeVipNotIpv4,
 }
 
 impl Probe {
@@ -305,17 +291,12 @@ impl Probe {
 
     /// Check the config against the target it will be used for.
     pub fn validate(&self, target: &Target) -> Result<(), ConfigError> {
-        // The VIP probe is a TCP handshake only (TcpCheck::probe_vip); the target-level field
-        // stays unsupported.
-        if target.probe_vip.is_some() && !matches!(self, Probe::Script(_)) {
-            return Err(ConfigError::ProbeVipUnsupported);
-        }
         if let Probe::Tcp(TcpCheck {
             probe_vip: Some(_), ..
         }) = self
         {
             if !target.addr.is_ipv4() {
-                return Err(ConfigError::ProbeVipUnsupported);
+                return Err(ConfigError::ProbeVipNotIpv4);
             }
         }
         let check_bind = |bind: Option<IpAddr>| match bind {
@@ -477,12 +458,12 @@ mod tests {
             dynamic: false,
         });
         assert_eq!(script.validate(&t), Err(ConfigError::EmptyArgv));
-        let mut vip = t.clone();
-        vip.probe_vip = Some(Ipv4Addr::new(192, 0, 2, 1));
-        assert_eq!(
-            Probe::Tcp(TcpCheck::default()).validate(&vip),
-            Err(ConfigError::ProbeVipUnsupported)
-        );
+        let v6 = Target::new("::1".parse().unwrap(), 80);
+        let through_vip = Probe::Tcp(TcpCheck {
+            probe_vip: Some(Ipv4Addr::new(192, 0, 2, 1)),
+            ..TcpCheck::default()
+        });
+        assert_eq!(through_vip.validate(&v6), Err(ConfigError::ProbeVipNotIpv4));
     }
 
     #[tokio::test]
