@@ -4,7 +4,7 @@
 
 use std::{
     collections::BTreeMap,
-    io::Write as _,
+    io::Write,
     net::SocketAddr,
     path::PathBuf,
     sync::{
@@ -299,7 +299,10 @@ impl Lab {
             .flatten()
             .find(|s| s.instances.first().is_some_and(|x| x.state == "master"));
         let t = self.traffic.lock().ok();
-        o += "\n  real         health      last check                 req/s (client view)\n";
+        o += &format!(
+            "\n  {:<4} {:<14} {:<11} {:<26} {:>5}\n",
+            "real", "address", "health", "last check", "req/s"
+        );
         for i in 0..4 {
             let name = format!("r{}", i + 1);
             let addr = format!("{}:80", real_ip(i));
@@ -347,15 +350,50 @@ impl Lab {
             let _ = a.stop();
         }
     }
+}
 
-    /// Writes the live view to `out` (clearing the screen when it is a terminal).
-    pub fn draw(&self, title: &str, tty: bool) {
-        let mut out = std::io::stdout().lock();
-        if tty {
-            let _ = write!(out, "\x1b[2J\x1b[H");
+/// The terminal of an interactive run: announcements scroll, and the live view stays below
+/// them, redrawn in place.
+pub struct Screen {
+    tty: bool,
+    panel_lines: std::cell::Cell<usize>,
+}
+
+impl Screen {
+    pub fn new(tty: bool) -> Screen {
+        Screen {
+            tty,
+            panel_lines: std::cell::Cell::new(0),
         }
-        let _ = writeln!(out, "lb lab — {title}\n\n{}", self.render());
+    }
+
+    fn clear_panel(&self, out: &mut impl Write) {
+        let n = self.panel_lines.replace(0);
+        if self.tty && n > 0 {
+            // To the start of the panel's first line, then erase to the end of the screen.
+            let _ = write!(out, "\x1b[{n}F\x1b[J");
+        }
+    }
+
+    /// A line that stays (above the live view).
+    pub fn line(&self, text: &str) {
+        let mut out = std::io::stdout().lock();
+        self.clear_panel(&mut out);
+        let _ = writeln!(out, "{text}");
         let _ = out.flush();
+    }
+
+    /// Replaces the live view (on a terminal; elsewhere it is not drawn).
+    pub fn panel(&self, title: &str, lab: &Lab) {
+        if !self.tty {
+            return;
+        }
+        let text = format!("── lb lab: {title} ──\n{}", lab.render());
+        let mut out = std::io::stdout().lock();
+        self.clear_panel(&mut out);
+        let _ = write!(out, "{text}");
+        let _ = out.flush();
+        self.panel_lines.set(text.lines().count());
     }
 }
 

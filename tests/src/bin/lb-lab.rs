@@ -13,7 +13,7 @@ use std::{
 
 use anyhow::{bail, Result};
 use lb_tests::{
-    lab::{self, pause, stopped, Lab},
+    lab::{self, pause, stopped, Lab, Screen},
     netns::wait_for,
     topology::{bin_path, real_ip},
 };
@@ -57,7 +57,7 @@ fn parse() -> Result<Opts> {
 struct Tour<'a> {
     lab: &'a mut Lab,
     script: bool,
-    tty: bool,
+    screen: &'a Screen,
     step: usize,
     failed: usize,
 }
@@ -65,17 +65,17 @@ struct Tour<'a> {
 impl Tour<'_> {
     fn say(&mut self, text: &str) {
         self.step += 1;
-        println!("\n[step {}] {text}", self.step);
+        self.screen.line(&format!("\n[step {}] {text}", self.step));
     }
 
     /// Keeps the live view on screen for `d` (interactive), or just waits (script).
     fn watch(&self, title: &str, d: Duration) -> bool {
-        if self.script || !self.tty {
+        if self.script {
             return pause(d);
         }
         let until = Instant::now() + d;
         while Instant::now() < until {
-            self.lab.draw(title, true);
+            self.screen.panel(title, self.lab);
             if !pause(Duration::from_millis(500)) {
                 return false;
             }
@@ -85,9 +85,9 @@ impl Tour<'_> {
 
     fn check(&mut self, ok: bool, detail: String) {
         if ok {
-            println!("  ok: {detail}");
+            self.screen.line(&format!("  ok: {detail}"));
         } else {
-            println!("  FAILED: {detail}");
+            self.screen.line(&format!("  FAILED: {detail}"));
             self.failed += 1;
         }
     }
@@ -153,7 +153,10 @@ impl Tour<'_> {
         });
         self.check(
             took.is_some(),
-            format!("lb2 is master (after {:?})", took.unwrap_or_default()),
+            format!(
+                "lb2 is master (after {} ms)",
+                took.unwrap_or_default().as_millis()
+            ),
         );
         pause(Duration::from_millis(1200));
         let lost = self.lab.errors() - errors;
@@ -199,7 +202,10 @@ impl Tour<'_> {
         });
         self.check(
             gone.is_some(),
-            format!("r2 is down (after {:?})", gone.unwrap_or_default()),
+            format!(
+                "r2 is down (after {} ms)",
+                gone.unwrap_or_default().as_millis()
+            ),
         );
         let moved = wait_for(Duration::from_secs(4), || {
             self.serving(&["r1", "r3"]).then_some(())
@@ -298,7 +304,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let tty = std::io::stdout().is_terminal();
+    let screen = Screen::new(std::io::stdout().is_terminal());
     progress("lab running");
     let code = if let Some(secs) = opts.soak {
         let mut say = |s: &str| println!("{s}");
@@ -321,9 +327,7 @@ fn main() -> ExitCode {
     } else if opts.no_tour {
         println!("Lab running; Ctrl-C to stop and remove it.");
         while !stopped() {
-            if tty {
-                lab.draw("no tour (Ctrl-C to leave)", true);
-            }
+            screen.panel("no tour (Ctrl-C to leave)", &lab);
             pause(Duration::from_millis(500));
         }
         ExitCode::SUCCESS
@@ -331,13 +335,13 @@ fn main() -> ExitCode {
         let mut tour = Tour {
             lab: &mut lab,
             script: opts.script,
-            tty,
+            screen: &screen,
             step: 0,
             failed: 0,
         };
         let r = tour.run();
         let failed = tour.failed;
-        println!("\n{}", lab.render());
+        screen.line(&format!("\n{}", lab.render()));
         match r {
             Err(e) => {
                 eprintln!("lb-lab: {e:#}");
