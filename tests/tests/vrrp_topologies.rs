@@ -133,10 +133,11 @@ fn sync_group_members_fail_over_together() {
     let flag = dir.0.join("ok");
     std::fs::write(&flag, "").expect("flag");
     let top = format!(
-        "vrrp_scripts:\n  - {{ name: leg2, script: \"/usr/bin/test -e {}\", interval: 100ms, weight: 0 }}\nvrrp_sync_groups:\n  - {{ name: G, group: [VI_1, VI_2] }}\n",
+        "vrrp_scripts:\n  - {{ name: leg2, script: \"/usr/bin/test -e {}\", interval: 100ms, weight: -100 }}\nvrrp_sync_groups:\n  - {{ name: G, group: [VI_1, VI_2] }}\n",
         flag.display()
     );
-    // Node A is master of both; VI_2 tracks a script with weight 0 (failure = FAULT).
+    // Node A is master of both; VI_2 tracks a script. Its weight (-100, which alone would put
+    // VI_2 below B and split the group) is ignored in a sync group: a failure faults the group.
     let a = Agent::start(
         &t.lbs[0].ns,
         &dir,
@@ -178,6 +179,76 @@ fn sync_group_members_fail_over_together() {
         wait_for(Duration::from_secs(5), || both(0).then_some(())).is_some(),
         "did not come back together"
     );
+}
+
+#[test]
+fn a_sync_group_member_that_becomes_master_pulls_the_others_along() {
+    let (t, dir) = lab("lbsm");
+    let top = "vrrp_sync_groups:\n  - { name: G, group: [VI_1, VI_2] }\n";
+    let a = Agent::start(
+        &t.lbs[0].ns,
+        &dir,
+        &t.router_id(0),
+        &config(&t.router_id(0), [150, 150], ["", ""], top),
+    )
+    .expect("a");
+    assert!(wait_for(Duration::from_secs(10), || holds(&t, 0, VIP2).then_some(())).is_some());
+    let b = Agent::start(
+        &t.lbs[1].ns,
+        &dir,
+        &t.router_id(1),
+        &config(&t.router_id(1), [100, 100], ["", ""], top),
+    )
+    .expect("b");
+    assert!(b.wait_log("to=\"backup\"", Duration::from_secs(10)));
+    // B stops hearing VI_1 (VRID 51) only: its VI_1 takes over by its Master_Down_Timer, and
+    // VI_2, which still hears A, must follow it at once instead of staying backup.
+    let ns = &t.lbs[1].ns;
+    ns.exec("nft", &["add", "table", "inet", "sm"])
+        .expect("nft");
+    ns.exec(
+        "nft",
+        &[
+            "add",
+            "chain",
+            "inet",
+            "sm",
+            "in",
+            "{ type filter hook input priority -300 ; }",
+        ],
+    )
+    .expect("nft");
+    // The VRID is the second byte of the VRRP header, after a 20-byte IP header.
+    ns.exec(
+        "nft",
+        &[
+            "add",
+            "rule",
+            "inet",
+            "sm",
+            "in",
+            "ip",
+            "protocol",
+            "vrrp",
+            "@nh,168,8",
+            "51",
+            "drop",
+        ],
+    )
+    .expect("nft");
+    let pulled = b.wait_log(
+        "instance=VI_2 from=\"backup\" to=\"master\" reason=\"sync_group\"",
+        Duration::from_secs(3),
+    );
+    assert!(pulled, "VI_2 did not follow VI_1:\n{}", b.log_text());
+    // Healed: A (higher priority for both) is master of both again, B of neither.
+    ns.exec("nft", &["delete", "table", "inet", "sm"])
+        .expect("nft");
+    let settled = wait_for(Duration::from_secs(5), || {
+        (holds(&t, 0, VIP1) && holds(&t, 0, VIP2) && !holds(&t, 1, VIP1) && !holds(&t, 1, VIP2))
+            .then_some(())
+    });
+    assert!(settled.is_some(), "{}\n{}", a.log_text(), b.log_text());
 }
 
 #[test]

@@ -74,6 +74,16 @@ impl Core {
     /// Opens sockets, removes VIPs an earlier run left behind, starts every instance.
     pub(super) async fn vrrp_start(&mut self, tx: mpsc::Sender<VrrpMsg>) -> Result<()> {
         let now = Instant::now();
+        for g in &self.cfg.sync_groups {
+            for c in g.members.iter().filter_map(|m| self.cfg.instances.get(*m)) {
+                let weighted = c.track_interfaces.iter().any(|t| t.1 != 0)
+                    || c.track_scripts.iter().any(|t| t.1 != 0)
+                    || c.track_services.iter().any(|t| t.1 != 0);
+                if weighted {
+                    warn!(instance = %c.name, group = %g.name, "in a sync group tracking weights are ignored: a failing tracked item faults the group");
+                }
+            }
+        }
         let mut by_if: HashMap<String, Vec<Ipv4Addr>> = HashMap::new();
         for c in &self.cfg.instances {
             let groups = by_if.entry(c.interface.clone()).or_default();
@@ -276,32 +286,39 @@ impl Core {
     /// Processes every pending action of every instance, then the data path.
     pub(super) async fn vrrp_drive(&mut self) {
         let mut changed = false;
-        for i in 0..self.vrrp.len() {
-            while let Some(a) = self.vrrp[i].sm.poll_action() {
-                match a {
-                    Action::Transmit(ad) => self.transmit(i, &ad),
-                    Action::SplitBrain {
-                        peer,
-                        peer_priority,
-                    } => {
-                        let inst = &mut self.vrrp[i];
-                        inst.split_brains_logged += 1;
-                        // Once per burst is enough in the log; the count is in status.
-                        if inst.split_brains_logged <= 3
-                            || inst.split_brains_logged.is_multiple_of(100)
-                        {
-                            warn!(
-                                instance = %inst.cfg.name,
-                                peer = %peer,
-                                peer_priority,
-                                count = inst.sm.split_brain_count(),
-                                "another master on this VRID (split brain); answering at once"
-                            );
+        // Until quiet: a transition can move the other members of a sync group.
+        let mut busy = true;
+        while busy {
+            busy = false;
+            for i in 0..self.vrrp.len() {
+                while let Some(a) = self.vrrp[i].sm.poll_action() {
+                    busy = true;
+                    match a {
+                        Action::Transmit(ad) => self.transmit(i, &ad),
+                        Action::SplitBrain {
+                            peer,
+                            peer_priority,
+                        } => {
+                            let inst = &mut self.vrrp[i];
+                            inst.split_brains_logged += 1;
+                            // Once per burst is enough in the log; the count is in status.
+                            if inst.split_brains_logged <= 3
+                                || inst.split_brains_logged.is_multiple_of(100)
+                            {
+                                warn!(
+                                    instance = %inst.cfg.name,
+                                    peer = %peer,
+                                    peer_priority,
+                                    count = inst.sm.split_brain_count(),
+                                    "another master on this VRID (split brain); answering at once"
+                                );
+                            }
                         }
-                    }
-                    Action::StateChanged { from, to, reason } => {
-                        self.on_transition(i, from, to, reason).await;
-                        changed = true;
+                        Action::StateChanged { from, to, reason } => {
+                            self.on_transition(i, from, to, reason).await;
+                            self.sync_group_follow(i, from, to, reason);
+                            changed = true;
+                        }
                     }
                 }
             }
@@ -362,6 +379,29 @@ impl Core {
         }
         self.notify(i, to);
         self.notify_group(i, to);
+    }
+
+    /// Sync groups move as one (keepalived): a member that becomes master pulls its backup
+    /// siblings up, a master that loses an election takes its master siblings down. (A fault
+    /// faults them all: see [`Self::apply_tracking`].)
+    fn sync_group_follow(&mut self, i: usize, from: State, to: State, reason: Reason) {
+        if reason == Reason::SyncGroup {
+            return;
+        }
+        let Some(g) = self.cfg.sync_groups.iter().find(|g| g.members.contains(&i)) else {
+            return;
+        };
+        let now = Instant::now();
+        for &m in g.members.iter().filter(|&&m| m != i) {
+            let Some(sib) = self.vrrp.get_mut(m) else {
+                continue;
+            };
+            match (from, to) {
+                (_, State::Master) => sib.sm.sync_master(now),
+                (State::Master, State::Backup) => sib.sm.sync_backup(now),
+                _ => {}
+            }
+        }
     }
 
     /// A sync group's notify scripts run once all its members reached the same state.
@@ -494,22 +534,27 @@ impl Core {
         let mut verdicts: Vec<Option<u8>> = (0..self.vrrp.len())
             .map(|i| {
                 let inst = &self.vrrp[i];
+                // In a sync group tracking weights are ignored and a failure faults the group
+                // (keepalived's rule): members whose priorities drifted apart would win and
+                // lose their elections separately and pull each other back and forth.
+                let grouped = self.cfg.sync_groups.iter().any(|g| g.members.contains(&i));
+                let weight = |w: i32| if grouped { 0 } else { w };
                 let mut effects = Vec::new();
                 // The instance's own interface: keepalived faults an instance whose link is
                 // down.
                 effects.push(vrrp::tracked(inst.link_up, 0));
-                for (name, weight) in &inst.cfg.track_interfaces {
+                for (name, w) in &inst.cfg.track_interfaces {
                     let up = self.links.values().any(|l| &l.name == name && l.up);
-                    effects.push(vrrp::tracked(up, *weight));
+                    effects.push(vrrp::tracked(up, weight(*w)));
                 }
-                for (idx, weight) in &inst.cfg.track_scripts {
+                for (idx, w) in &inst.cfg.track_scripts {
                     // No result yet counts as failing (keepalived's initial state).
                     let ok = self.script_ok.get(*idx).copied().flatten().unwrap_or(false);
-                    effects.push(vrrp::tracked(ok, *weight));
+                    effects.push(vrrp::tracked(ok, weight(*w)));
                 }
-                for (idx, weight) in &inst.cfg.track_services {
+                for (idx, w) in &inst.cfg.track_services {
                     let ok = self.services.get(*idx).is_some_and(|s| s.quorum_up);
-                    effects.push(vrrp::tracked(ok, *weight));
+                    effects.push(vrrp::tracked(ok, weight(*w)));
                 }
                 vrrp::effective_priority(inst.cfg.priority, &effects)
             })

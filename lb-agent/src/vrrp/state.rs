@@ -269,6 +269,9 @@ pub enum Reason {
     },
     /// While releasing, nobody took over within the handover timeout.
     HandoverTimeout,
+    /// Another member of this instance's sync group changed state
+    /// ([`Instance::sync_master`], [`Instance::sync_backup`]).
+    SyncGroup,
 }
 
 impl Reason {
@@ -285,6 +288,7 @@ impl Reason {
             Reason::Shutdown => "shutdown",
             Reason::NewMasterSeen { .. } => "new_master_seen",
             Reason::HandoverTimeout => "handover_timeout",
+            Reason::SyncGroup => "sync_group",
         }
     }
 }
@@ -601,6 +605,28 @@ impl Instance {
     pub fn recover(&mut self, now: Instant) {
         if self.state == State::Fault {
             self.start(now, Reason::Recovered);
+        }
+    }
+
+    /// Sync group (keepalived `vrrp_sync_group`): another member became
+    /// master, so this backup does too, at once, as keepalived does: the
+    /// members of a group (say, both legs of a router) must move as one.
+    /// No-op in any other state.
+    pub fn sync_master(&mut self, now: Instant) {
+        if self.state == State::Backup {
+            self.become_master(now, Reason::SyncGroup);
+        }
+    }
+
+    /// Sync group: another member lost an election to a better master, so
+    /// this master steps down with it, exactly as if it had heard a better
+    /// master itself (RFC §6.4.3: Master_Down_Timer armed, Backup). No-op in
+    /// any other state.
+    pub fn sync_backup(&mut self, now: Instant) {
+        if self.state == State::Master {
+            self.master = None;
+            self.arm_master_down(now);
+            self.transition(State::Backup, Reason::SyncGroup);
         }
     }
 
@@ -1076,6 +1102,44 @@ mod tests {
         inst.startup(t0 + ms(1));
         assert!(drain(&mut inst).is_empty());
         assert_eq!(inst.poll_timeout(), Some(t0 + ns(360_937_500)));
+    }
+
+    #[test]
+    fn sync_group_moves_a_backup_to_master_and_a_master_to_backup() {
+        let t0 = epoch();
+        let cfg = v3(100);
+        let mut inst = backup(cfg.clone(), t0);
+        // Only a master steps down, only a backup steps up.
+        inst.sync_backup(t0);
+        assert!(drain(&mut inst).is_empty());
+        inst.sync_master(t0 + ms(10));
+        assert_eq!(
+            drain(&mut inst),
+            [
+                Action::Transmit(advert(&cfg, 100)),
+                changed(State::Backup, State::Master, Reason::SyncGroup)
+            ]
+        );
+        assert_eq!(inst.poll_timeout(), Some(t0 + ms(110)));
+        inst.sync_master(t0 + ms(20));
+        assert!(drain(&mut inst).is_empty());
+        inst.sync_backup(t0 + ms(50));
+        assert_eq!(
+            drain(&mut inst),
+            [changed(State::Master, State::Backup, Reason::SyncGroup)]
+        );
+        // A backup again: it takes over only if the master goes silent.
+        assert_eq!(inst.poll_timeout(), Some(t0 + ms(50) + ns(360_937_500)));
+        assert_eq!(inst.master_addr(), None);
+        let mut faulted = backup(cfg, t0);
+        faulted.fault(t0);
+        drain(&mut faulted);
+        faulted.sync_master(t0);
+        assert_eq!(
+            faulted.state(),
+            State::Fault,
+            "a faulted member stays faulted"
+        );
     }
 
     #[test]
