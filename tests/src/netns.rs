@@ -81,6 +81,26 @@ impl Netns {
         run(self.command(program).args(args))
     }
 
+    /// Drops incoming packets that match `rule` (nftables words, e.g. `["ip", "protocol",
+    /// "vrrp", "drop"]` without the verdict), in an input chain of table `table` that runs
+    /// before everything else. Undo with [`Netns::undrop`].
+    pub fn drop_input(&self, table: &str, rule: &[&str]) -> Result<()> {
+        self.exec("nft", &["add", "table", "inet", table])?;
+        let chain = "{ type filter hook input priority -300 ; }";
+        self.exec("nft", &["add", "chain", "inet", table, "in", chain])?;
+        let mut args = vec!["add", "rule", "inet", table, "in"];
+        args.extend_from_slice(rule);
+        args.push("drop");
+        self.exec("nft", &args)?;
+        Ok(())
+    }
+
+    /// Removes what [`Netns::drop_input`] added.
+    pub fn undrop(&self, table: &str) -> Result<()> {
+        self.exec("nft", &["delete", "table", "inet", table])?;
+        Ok(())
+    }
+
     pub fn sysctl(&self, key: &str, value: &str) -> Result<()> {
         self.exec("sysctl", &["-q", "-w", &format!("{key}={value}")])?;
         Ok(())

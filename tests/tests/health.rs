@@ -318,27 +318,9 @@ fn inhibit_on_failure_drains_established_flows() {
     // check's SYNs to port 80 from the LB only for new connections (the established one keeps
     // its state), using nftables on the real.
     let ns = &l.t.reals[idx].ns;
-    ns.exec("nft", &["add", "table", "inet", "t"]).expect("nft");
-    ns.exec(
-        "nft",
+    ns.drop_input(
+        "t",
         &[
-            "add",
-            "chain",
-            "inet",
-            "t",
-            "in",
-            "{ type filter hook input priority 0 ; }",
-        ],
-    )
-    .expect("nft");
-    ns.exec(
-        "nft",
-        &[
-            "add",
-            "rule",
-            "inet",
-            "t",
-            "in",
             "ip",
             "saddr",
             "10.99.0.3",
@@ -348,7 +330,6 @@ fn inhibit_on_failure_drains_established_flows() {
             "ct",
             "state",
             "new",
-            "drop",
         ],
     )
     .expect("nft");

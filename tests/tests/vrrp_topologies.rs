@@ -204,46 +204,16 @@ fn a_sync_group_member_that_becomes_master_pulls_the_others_along() {
     // B stops hearing VI_1 (VRID 51) only: its VI_1 takes over by its Master_Down_Timer, and
     // VI_2, which still hears A, must follow it at once instead of staying backup.
     let ns = &t.lbs[1].ns;
-    ns.exec("nft", &["add", "table", "inet", "sm"])
-        .expect("nft");
-    ns.exec(
-        "nft",
-        &[
-            "add",
-            "chain",
-            "inet",
-            "sm",
-            "in",
-            "{ type filter hook input priority -300 ; }",
-        ],
-    )
-    .expect("nft");
     // The VRID is the second byte of the VRRP header, after a 20-byte IP header.
-    ns.exec(
-        "nft",
-        &[
-            "add",
-            "rule",
-            "inet",
-            "sm",
-            "in",
-            "ip",
-            "protocol",
-            "vrrp",
-            "@nh,168,8",
-            "51",
-            "drop",
-        ],
-    )
-    .expect("nft");
+    ns.drop_input("sm", &["ip", "protocol", "vrrp", "@nh,168,8", "51"])
+        .expect("nft");
     let pulled = b.wait_log(
         "instance=VI_2 from=\"backup\" to=\"master\" reason=\"sync_group\"",
         Duration::from_secs(3),
     );
     assert!(pulled, "VI_2 did not follow VI_1:\n{}", b.log_text());
     // Healed: A (higher priority for both) is master of both again, B of neither.
-    ns.exec("nft", &["delete", "table", "inet", "sm"])
-        .expect("nft");
+    ns.undrop("sm").expect("nft");
     let settled = wait_for(Duration::from_secs(5), || {
         (holds(&t, 0, VIP1) && holds(&t, 0, VIP2) && !holds(&t, 1, VIP1) && !holds(&t, 1, VIP2))
             .then_some(())
@@ -275,35 +245,15 @@ fn one_way_multicast_loss_split_brain_is_counted_and_heals_within_an_interval() 
 
     // The seeds' classic: B's firewall drops VRRP from A (one way). B becomes a second master.
     let ns = &t.lbs[1].ns;
-    ns.exec("nft", &["add", "table", "inet", "sb"])
-        .expect("nft");
-    ns.exec(
-        "nft",
+    ns.drop_input(
+        "sb",
         &[
-            "add",
-            "chain",
-            "inet",
-            "sb",
-            "in",
-            "{ type filter hook input priority -300 ; }",
-        ],
-    )
-    .expect("nft");
-    ns.exec(
-        "nft",
-        &[
-            "add",
-            "rule",
-            "inet",
-            "sb",
-            "in",
             "ip",
             "saddr",
             &lb_ip(0).to_string(),
             "ip",
             "protocol",
             "vrrp",
-            "drop",
         ],
     )
     .expect("nft");
@@ -324,8 +274,7 @@ fn one_way_multicast_loss_split_brain_is_counted_and_heals_within_an_interval() 
 
     // Heal, then sample both nodes every 5 ms: B must stop forwarding (VIP and XDP) within
     // one advert interval.
-    ns.exec("nft", &["delete", "table", "inet", "sb"])
-        .expect("nft");
+    ns.undrop("sb").expect("nft");
     let healed = Instant::now();
     let mut both_until = healed;
     while healed.elapsed() < Duration::from_secs(2) {
