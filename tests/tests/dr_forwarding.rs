@@ -177,3 +177,66 @@ fn long_lived_connection_survives_reals_added_and_removed() {
         "only the two remaining reals may serve: {counts:?}"
     );
 }
+
+#[test]
+fn a_flushed_neighbour_keeps_forwarding_and_a_silent_real_leaves() {
+    let mut t = Topology::build(
+        "lbfn",
+        Spec {
+            lbs: 1,
+            reals: 3,
+            native_xdp: true,
+        },
+    )
+    .expect("topology");
+    t.lbs[0]
+        .ns
+        .ip(&["addr", "add", &format!("{VIP}/24"), "dev", "eth0"])
+        .expect("vip");
+    t.start_all_servers().expect("servers");
+    let dir = WorkDir::new(&t.prefix).expect("workdir");
+    let rid = t.router_id(0);
+    let agent = Agent::start(&t.lbs[0].ns, &dir, &rid, &config(&rid, &[0, 1, 2])).expect("agent");
+    let ready = wait_for(Duration::from_secs(15), || {
+        http_many(&t.client.ns, vip(), 1).ok()?.pop()?.ok()
+    });
+    assert!(ready.is_some(), "{}", agent.log_text());
+
+    // The kernel forgets every neighbour (as it does when a link goes down): nothing is refused
+    // while the reals re-resolve (two agent ticks).
+    t.lbs[0]
+        .ns
+        .ip(&["neigh", "flush", "dev", "eth0"])
+        .expect("flush");
+    let until = std::time::Instant::now() + Duration::from_secs(2);
+    let mut answers = Vec::new();
+    while std::time::Instant::now() < until {
+        answers.extend(http_many(&t.client.ns, vip(), 10).expect("requests"));
+    }
+    let counts = tally(&answers);
+    assert_eq!(counts.get("error"), None, "after the flush: {counts:?}");
+
+    // r2 stops answering ARP (its link is down) and is asked again: once the kernel gives up on
+    // it, it leaves, and every request goes to r1 or r3.
+    t.reals[1]
+        .ns
+        .ip(&["link", "set", "eth0", "down"])
+        .expect("r2 down");
+    t.lbs[0]
+        .ns
+        .ip(&["neigh", "del", &real_ip(1).to_string(), "dev", "eth0"])
+        .expect("forget r2");
+    // A learned MAC is kept across a flush, but not past a failed resolution.
+    let gone = wait_for(Duration::from_secs(15), || {
+        let c = tally(&http_many(&t.client.ns, vip(), 6).ok()?);
+        (!c.contains_key("r2") && !c.contains_key("error")).then_some(())
+    });
+    assert!(gone.is_some(), "r2 never left:\n{}", agent.log_text());
+    assert!(agent
+        .log_text()
+        .contains("no ARP answer from the real; not used until it answers"));
+    let answers = http_many(&t.client.ns, vip(), 60).expect("requests");
+    let counts = tally(&answers);
+    assert_eq!(counts.get("error"), None, "with r2 silent: {counts:?}");
+    assert_eq!(counts.get("r2"), None, "{counts:?}");
+}

@@ -4,8 +4,8 @@
 //! A MAC once learned is kept while the kernel's entry is gone or being re-resolved: the
 //! kernel flushes its neighbours when a link goes down, and a master coming back from a link
 //! flap would otherwise have no real to forward to (its own stack would reset the flows) until
-//! they resolve again. A real that really went away is the health checks' business; a real
-//! whose MAC changed is picked up as soon as the kernel learns the new one.
+//! they resolve again. A real whose resolution failed (no ARP answer) is forgotten and not used;
+//! a real whose MAC changed is picked up as soon as the kernel learns the new one.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -47,11 +47,18 @@ impl Resolver {
         let now = Instant::now();
         for (ip, ifname) in wanted {
             let link = links.values().find(|l| &l.name == ifname);
-            match (table.get(ip), link) {
-                (Some(n), Some(link)) if n.ifindex == link.index => {
+            let entry = table
+                .get(ip)
+                .filter(|n| link.is_some_and(|l| l.index == n.ifindex));
+            if entry.is_some_and(|n| n.failed()) && self.known.remove(ip).is_some() {
+                self.warned.insert(*ip, ());
+                warn!(real = %ip, interface = %ifname, "no ARP answer from the real; not used until it answers");
+            }
+            match (entry.and_then(|n| n.mac), link) {
+                (Some(mac), Some(link)) => {
                     if let Some(src) = link.mac {
                         let l2 = L2 {
-                            dst_mac: n.mac,
+                            dst_mac: mac,
                             src_mac: src,
                             ifindex: link.index,
                         };

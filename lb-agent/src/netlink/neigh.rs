@@ -15,9 +15,17 @@ use super::Netlink;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Neighbour {
-    pub mac: [u8; 6],
+    /// Known and believed current (see [`usable`]); `None` otherwise.
+    pub mac: Option<[u8; 6]>,
     pub ifindex: u32,
     pub state: NeighbourState,
+}
+
+impl Neighbour {
+    /// The kernel tried and got no answer: the host is not there.
+    pub fn failed(&self) -> bool {
+        self.state == NeighbourState::Failed
+    }
 }
 
 /// States in which the MAC is known and believed current.
@@ -34,7 +42,7 @@ pub fn usable(state: NeighbourState) -> bool {
 }
 
 impl Netlink {
-    /// IPv4 neighbours with a usable MAC, by address.
+    /// IPv4 neighbours by address: with their MAC when it is usable, and the failed ones.
     pub async fn neighbours(&self) -> Result<HashMap<Ipv4Addr, Neighbour>> {
         let mut out = HashMap::new();
         let mut s = self
@@ -44,7 +52,8 @@ impl Netlink {
             .set_address_family(AddressFamily::Inet)
             .execute();
         while let Some(m) = s.try_next().await? {
-            if !usable(m.header.state) {
+            let state = m.header.state;
+            if !usable(state) && state != NeighbourState::Failed {
                 continue;
             }
             let mut dst = None;
@@ -60,13 +69,13 @@ impl Netlink {
                     _ => {}
                 }
             }
-            if let (Some(ip), Some(mac)) = (dst, mac) {
+            if let Some(ip) = dst {
                 out.insert(
                     ip,
                     Neighbour {
-                        mac,
+                        mac: mac.filter(|_| usable(state)),
                         ifindex: m.header.ifindex,
-                        state: m.header.state,
+                        state,
                     },
                 );
             }
