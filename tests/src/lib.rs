@@ -10,4 +10,5 @@ pub mod lab;
 pub mod netns;
 pub mod pair;
 pub mod soak;
+pub mod standalone;
 pub mod topology;

@@ -8,10 +8,10 @@ use std::{
 };
 
 use lb_tests::{
-    agent::{Agent, WorkDir},
     client::{http_many, tally, Prober},
     netns::wait_for,
-    topology::{real_ip, Spec, Topology, VIP},
+    standalone::Standalone,
+    topology::{real_ip, Topology, VIP},
 };
 
 fn config(rid: &str, reals: &[(usize, u32)], extra_global: &str) -> String {
@@ -34,44 +34,20 @@ fn vip() -> SocketAddr {
     SocketAddr::from((VIP, 80))
 }
 
-struct Lab {
-    t: Topology,
-    _dir: WorkDir,
-    agent: Agent,
-}
+type Lab = Standalone;
 
 fn lab(tag: &str, reals: usize, yaml: impl Fn(&str) -> String) -> Lab {
-    let mut t = Topology::build(
-        tag,
-        Spec {
-            lbs: 1,
-            reals,
-            native_xdp: true,
-        },
-    )
-    .expect("topology");
-    t.lbs[0]
-        .ns
-        .ip(&["addr", "add", &format!("{VIP}/24"), "dev", "eth0"])
-        .expect("vip");
-    t.start_all_servers().expect("servers");
-    let dir = WorkDir::new(&t.prefix).expect("dir");
-    let rid = t.router_id(0);
-    let agent = Agent::start(&t.lbs[0].ns, &dir, &rid, &yaml(&rid)).expect("agent");
+    let l = Standalone::start(tag, reals, true, yaml).expect("lab");
     // Ready when both services answer (their tables are written one after the other).
     let up = wait_for(Duration::from_secs(15), || {
-        http_many(&t.client.ns, vip(), 1).ok()?.pop()?.ok()?;
-        lb_tests::client::udp_many(&t.client.ns, vip(), 1)
+        http_many(&l.t.client.ns, vip(), 1).ok()?.pop()?.ok()?;
+        lb_tests::client::udp_many(&l.t.client.ns, vip(), 1)
             .ok()?
             .pop()?
             .ok()
     });
-    assert!(up.is_some(), "{}", agent.log_text());
-    Lab {
-        t,
-        _dir: dir,
-        agent,
-    }
+    assert!(up.is_some(), "{}", l.agent.log_text());
+    l
 }
 
 fn xdp_prog_id(t: &Topology) -> u64 {

@@ -5,11 +5,11 @@
 use std::{net::SocketAddr, time::Duration};
 
 use lb_tests::{
-    agent::{Agent, WorkDir},
     capture::Capture,
     client::{http_many, tally, udp_many, LongConn},
     netns::wait_for,
-    topology::{real_ip, Spec, Topology, CLIENT_IP, VIP},
+    standalone::Standalone,
+    topology::{real_ip, CLIENT_IP, VIP},
 };
 
 fn config(router_id: &str, reals: &[usize]) -> String {
@@ -34,34 +34,17 @@ fn vip() -> SocketAddr {
 
 #[test]
 fn standalone_dr_forwards_tcp_and_udp_to_every_real() {
-    let mut t = Topology::build(
-        "lbf",
-        Spec {
-            lbs: 1,
-            reals: 4,
-            native_xdp: true,
-        },
-    )
-    .expect("topology");
-    t.lbs[0]
-        .ns
-        .ip(&["addr", "add", &format!("{VIP}/24"), "dev", "eth0"])
-        .expect("vip");
-    t.start_all_servers().expect("servers");
-    let dir = WorkDir::new(&t.prefix).expect("workdir");
-    let rid = t.router_id(0);
-    let mut agent =
-        Agent::start(&t.lbs[0].ns, &dir, &rid, &config(&rid, &[0, 1, 2])).expect("agent");
-
-    // Ready when a request through the VIP gets an answer (MACs resolved, XDP attached).
-    let ready = wait_for(Duration::from_secs(15), || {
-        http_many(&t.client.ns, vip(), 1).ok()?.pop()?.ok()
-    });
+    let l = Standalone::start("lbf", 4, true, |rid| config(rid, &[0, 1, 2])).expect("lab");
     assert!(
-        ready.is_some(),
+        l.wait_http(Duration::from_secs(15)),
         "no answer through the VIP; agent log:\n{}",
-        agent.log_text()
+        l.agent.log_text()
     );
+    let Standalone {
+        mut agent,
+        dir: _dir,
+        t,
+    } = l;
     assert!(t.xdp_attached(0).expect("ip link"), "XDP not attached");
 
     // Replies must not come back through the load balancer.
@@ -108,27 +91,18 @@ fn standalone_dr_forwards_tcp_and_udp_to_every_real() {
 
 #[test]
 fn long_lived_connection_survives_reals_added_and_removed() {
-    let mut t = Topology::build(
-        "lbl",
-        Spec {
-            lbs: 1,
-            reals: 4,
-            native_xdp: true,
-        },
-    )
-    .expect("topology");
-    t.lbs[0]
-        .ns
-        .ip(&["addr", "add", &format!("{VIP}/24"), "dev", "eth0"])
-        .expect("vip");
-    t.start_all_servers().expect("servers");
-    let dir = WorkDir::new(&t.prefix).expect("workdir");
+    let l = Standalone::start("lbl", 4, true, |rid| config(rid, &[0, 1, 2])).expect("lab");
+    assert!(
+        l.wait_http(Duration::from_secs(15)),
+        "no answer; log:\n{}",
+        l.agent.log_text()
+    );
+    let Standalone {
+        agent,
+        dir: _dir,
+        t,
+    } = l;
     let rid = t.router_id(0);
-    let agent = Agent::start(&t.lbs[0].ns, &dir, &rid, &config(&rid, &[0, 1, 2])).expect("agent");
-    let ready = wait_for(Duration::from_secs(15), || {
-        http_many(&t.client.ns, vip(), 1).ok()?.pop()?.ok()
-    });
-    assert!(ready.is_some(), "no answer; log:\n{}", agent.log_text());
 
     let mut conn = LongConn::open(&t.client.ns, vip()).expect("connect");
     let mine: usize = conn.real[1..].parse::<usize>().expect("real name") - 1;
@@ -180,27 +154,17 @@ fn long_lived_connection_survives_reals_added_and_removed() {
 
 #[test]
 fn a_flushed_neighbour_keeps_forwarding_and_a_silent_real_leaves() {
-    let mut t = Topology::build(
-        "lbfn",
-        Spec {
-            lbs: 1,
-            reals: 3,
-            native_xdp: true,
-        },
-    )
-    .expect("topology");
-    t.lbs[0]
-        .ns
-        .ip(&["addr", "add", &format!("{VIP}/24"), "dev", "eth0"])
-        .expect("vip");
-    t.start_all_servers().expect("servers");
-    let dir = WorkDir::new(&t.prefix).expect("workdir");
-    let rid = t.router_id(0);
-    let agent = Agent::start(&t.lbs[0].ns, &dir, &rid, &config(&rid, &[0, 1, 2])).expect("agent");
-    let ready = wait_for(Duration::from_secs(15), || {
-        http_many(&t.client.ns, vip(), 1).ok()?.pop()?.ok()
-    });
-    assert!(ready.is_some(), "{}", agent.log_text());
+    let l = Standalone::start("lbfn", 3, true, |rid| config(rid, &[0, 1, 2])).expect("lab");
+    assert!(
+        l.wait_http(Duration::from_secs(15)),
+        "{}",
+        l.agent.log_text()
+    );
+    let Standalone {
+        agent,
+        dir: _dir,
+        t,
+    } = l;
 
     // The kernel forgets every neighbour (as it does when a link goes down): nothing is refused
     // while the reals re-resolve (two agent ticks).

@@ -6,10 +6,10 @@ use std::{
 };
 
 use lb_tests::{
-    agent::{Agent, WorkDir},
     client::{http_many, tally, LongConn},
     netns::wait_for,
-    topology::{real_ip, Spec, Topology, VIP},
+    standalone::Standalone,
+    topology::{real_ip, VIP},
 };
 
 fn vip() -> SocketAddr {
@@ -31,40 +31,10 @@ fn config(rid: &str, n_reals: usize, checks: &str, extra: &str, real_extra: &str
     y
 }
 
-struct Lab {
-    t: Topology,
-    _dir: WorkDir,
-    agent: Agent,
-    dir_path: std::path::PathBuf,
-}
+type Lab = Standalone;
 
 fn lab(tag: &str, n: usize, cfg: impl Fn(&str) -> String, start_servers: bool) -> Lab {
-    let mut t = Topology::build(
-        tag,
-        Spec {
-            lbs: 1,
-            reals: n,
-            native_xdp: true,
-        },
-    )
-    .expect("topology");
-    t.lbs[0]
-        .ns
-        .ip(&["addr", "add", &format!("{VIP}/24"), "dev", "eth0"])
-        .expect("vip");
-    if start_servers {
-        t.start_all_servers().expect("servers");
-    }
-    let dir = WorkDir::new(&t.prefix).expect("workdir");
-    let rid = t.router_id(0);
-    let agent = Agent::start(&t.lbs[0].ns, &dir, &rid, &cfg(&rid)).expect("agent");
-    let dir_path = dir.0.clone();
-    Lab {
-        t,
-        _dir: dir,
-        agent,
-        dir_path,
-    }
+    Standalone::start(tag, n, start_servers, cfg).expect("lab")
 }
 
 /// Waits until every one of `want` reals serves and nothing fails.
@@ -149,8 +119,8 @@ fn https_check_with_self_signed_real() {
     let checks = "      - https: { path: /, verify: false, connect_port: 443, connect_timeout: 500ms, timeout: 1s }\n";
     let l = lab("lbhs", 2, |rid| config(rid, 2, checks, "", ""), true);
     // Only r1 runs a TLS server; r2 has nothing on 443 and stays out.
-    let key = l.dir_path.join("key.pem");
-    let cert = l.dir_path.join("cert.pem");
+    let key = l.dir.0.join("key.pem");
+    let cert = l.dir.0.join("cert.pem");
     lb_tests::netns::run(std::process::Command::new("openssl").args([
         "req",
         "-x509",
