@@ -27,6 +27,43 @@ pub struct Inherited {
     pub misc_timeout: Option<Dur>,
 }
 
+impl Inherited {
+    /// Takes a key that a virtual or real server passes down to its checkers
+    /// (`virtualhost`, `connect_timeout`, `retry`/`nb_get_retry`; `delay_before_retry` is
+    /// only noted). `false` when `d` is none of them.
+    pub fn take(&mut self, d: &Stmt, n: &mut Notes) -> bool {
+        match d.keyword.as_str() {
+            "virtualhost" => self.virtualhost = values::host(d, n),
+            "connect_timeout" => self.connect_timeout = values::seconds(d, n),
+            "retry" | "nb_get_retry" => self.retry = values::u32_in(d, n, 0, u32::MAX),
+            "delay_before_retry" => {
+                if values::seconds(d, n).is_some() {
+                    n.converted(
+                        d,
+                        "`delay_before_retry`: lb has no separate retry delay; it checks every \
+                         delay_loop, and `retry` became `fall`"
+                            .into(),
+                    );
+                }
+            }
+            _ => return false,
+        }
+        true
+    }
+}
+
+/// `alpha`, at any level: always the case in lb, noted when set.
+pub fn alpha(d: &Stmt, n: &mut Notes) {
+    if values::boolean(d, n) == Some(true) {
+        n.converted(
+            d,
+            "`alpha`: always the case in lb (a real gets no traffic before its first check \
+             passes)"
+                .into(),
+        );
+    }
+}
+
 /// One keepalived checker, converted.
 #[derive(Clone, Debug, Default)]
 pub struct Checker {
@@ -130,16 +167,7 @@ pub fn checker(s: &Stmt, n: &mut Notes, inh: &Inherited) -> Option<Checker> {
                 d,
                 Some("lb spreads checks by itself (±10 % jitter on every interval)"),
             ),
-            "alpha" => {
-                if values::boolean(d, n) == Some(true) {
-                    n.converted(
-                        d,
-                        "`alpha`: always the case in lb (a real gets no traffic before its \
-                         first check passes)"
-                            .into(),
-                    );
-                }
-            }
+            "alpha" => alpha(d, n),
             "log_all_failures" => n.not_imported(d, Some("lb logs every state change")),
             "url" if matches!(kind, Kind::Http | Kind::Https) => urls.push(d),
             "virtualhost" if matches!(kind, Kind::Http | Kind::Https) => {

@@ -306,33 +306,12 @@ fn virtual_server(s: &Stmt, n: &mut Notes) -> Option<VirtualServer> {
             "quorum_up" => vs.quorum_up = command(d, n, After::UserGroup),
             "quorum_down" => vs.quorum_down = command(d, n, After::UserGroup),
             "sorry_server" => vs.sorry_server = sorry(d, n, port),
-            "alpha" => {
-                if values::boolean(d, n) == Some(true) {
-                    n.converted(
-                        d,
-                        "`alpha`: always the case in lb (a real gets no traffic before its \
-                         first check passes)"
-                            .into(),
-                    );
-                }
-            }
+            "alpha" => checks::alpha(d, n),
             "omega" => n.not_imported(
                 d,
                 Some("lb runs no quorum_down or notify_down hooks when it stops"),
             ),
-            "virtualhost" => inh.virtualhost = values::host(d, n),
-            "connect_timeout" => inh.connect_timeout = values::seconds(d, n),
-            "retry" | "nb_get_retry" => inh.retry = values::u32_in(d, n, 0, u32::MAX),
-            "delay_before_retry" => {
-                if values::seconds(d, n).is_some() {
-                    n.converted(
-                        d,
-                        "`delay_before_retry`: lb has no separate retry delay; it checks every \
-                         delay_loop, and `retry` became `fall`"
-                            .into(),
-                    );
-                }
-            }
+            _ if inh.take(d, n) => {}
             "inhibit_on_failure" => inhibit = values::boolean(d, n),
             "real_server" => reals.push(d),
             kw => n.not_imported(d, service_unsupported(kw)),
@@ -631,30 +610,9 @@ fn real_server(
             "lb_kind" | "lvs_method" => {
                 values::value(d, n);
             }
-            "virtualhost" => inh.virtualhost = values::host(d, n),
-            "connect_timeout" => inh.connect_timeout = values::seconds(d, n),
-            "retry" | "nb_get_retry" => inh.retry = values::u32_in(d, n, 0, u32::MAX),
-            "delay_before_retry" => {
-                if values::seconds(d, n).is_some() {
-                    n.converted(
-                        d,
-                        "`delay_before_retry`: lb has no separate retry delay; it checks every \
-                         delay_loop, and `retry` became `fall`"
-                            .into(),
-                    );
-                }
-            }
+            _ if inh.take(d, n) => {}
             "delay_loop" => real_delay = values::interval(values::seconds(d, n), d, n),
-            "alpha" => {
-                if values::boolean(d, n) == Some(true) {
-                    n.converted(
-                        d,
-                        "`alpha`: always the case in lb (a real gets no traffic before its \
-                         first check passes)"
-                            .into(),
-                    );
-                }
-            }
+            "alpha" => checks::alpha(d, n),
             kw if CHECKERS.contains(&kw) => checker_stmts.push(d),
             "uthreshold" | "lthreshold" => {
                 n.not_imported(d, Some("connection thresholds are not supported"))
