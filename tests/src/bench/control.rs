@@ -5,7 +5,6 @@
 use std::{
     fs,
     net::Ipv4Addr,
-    process::Stdio,
     time::{Duration, Instant},
 };
 
@@ -19,7 +18,7 @@ use lb_common::ServiceKey;
 use super::Stat;
 use crate::{
     agent::{Agent, WorkDir},
-    netns::{run, wait_for, Proc},
+    netns::{run, wait_for},
     topology::{Spec, Topology},
 };
 
@@ -167,18 +166,7 @@ pub fn run_all(quick: bool, progress: &mut dyn FnMut(&str)) -> Result<ControlRep
     t.lbs[0]
         .ns
         .ip(&["addr", "add", "10.98.255.1/16", "dev", "eth0"])?;
-    let conf = super::e2e::nginx_conf(&dir, "web", &super::e2e::web_body(&dir, "web"), false)?;
-    let web = t.reals[0]
-        .ns
-        .command("nginx")
-        .arg("-c")
-        .arg(&conf)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("nginx")?;
-    let _web = Proc::new(web, "nginx");
+    let _web = super::e2e::web_server(&t.reals[0].ns, &dir, "web")?;
     let rid = t.router_id(0);
     let agent = Agent::start_with(
         &super::agent_bin(),

@@ -180,7 +180,7 @@ struct Bed {
     _webs: Vec<Proc>,
 }
 
-pub(super) fn nginx_conf(
+fn nginx_conf(
     dir: &WorkDir,
     name: &str,
     body: &str,
@@ -205,8 +205,27 @@ pub(super) fn nginx_conf(
     Ok(p)
 }
 
+/// Runs nginx in `ns` with the config file `conf`, its output discarded.
+fn spawn_nginx(ns: &Netns, conf: &std::path::Path) -> Result<Proc> {
+    let child = ns
+        .command("nginx")
+        .arg("-c")
+        .arg(conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting nginx")?;
+    Ok(Proc::new(child, "nginx"))
+}
+
+/// An nginx in `ns` answering every GET on port 80 with 200 and `name`.
+pub(super) fn web_server(ns: &Netns, dir: &WorkDir, name: &str) -> Result<Proc> {
+    spawn_nginx(ns, &nginx_conf(dir, name, &web_body(dir, name), false)?)
+}
+
 /// An HTTP server answering 200 with `name`.
-pub(super) fn web_body(dir: &WorkDir, name: &str) -> String {
+fn web_body(dir: &WorkDir, name: &str) -> String {
     let d = dir.0.join(name);
     format!(
         "http {{ access_log off; client_body_temp_path {d}/b; proxy_temp_path {d}/p; fastcgi_temp_path {d}/f; \
@@ -229,18 +248,7 @@ impl Bed {
         let dir = WorkDir::new(&t.prefix)?;
         let mut webs = Vec::new();
         for (i, r) in t.reals.iter().enumerate() {
-            let name = format!("r{}", i + 1);
-            let conf = nginx_conf(&dir, &name, &web_body(&dir, &name), false)?;
-            let child =
-                r.ns.command("nginx")
-                    .arg("-c")
-                    .arg(&conf)
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .context("starting nginx on a real")?;
-            webs.push(Proc::new(child, "nginx"));
+            webs.push(web_server(&r.ns, &dir, &format!("r{}", i + 1))?);
         }
         let bed = Bed {
             t,
@@ -288,16 +296,7 @@ impl Bed {
                     }
                 }
                 let a = Agent::start_with(&super::agent_bin(), self.lb(), &self.dir, &rid, &y)?;
-                let vip = SocketAddr::from((VIP, 80));
-                let ready = wait_for(Duration::from_secs(15), || {
-                    self.t
-                        .client
-                        .ns
-                        .enter(move || http_ok(vip))
-                        .ok()
-                        .filter(|ok| *ok)
-                });
-                if ready.is_none() {
+                if !self.answers(Duration::from_secs(15)) {
                     bail!("XDP way never answered:\n{}", a.log_text());
                 }
                 Ok((vec![], Some(a), vec![]))
@@ -314,15 +313,7 @@ impl Bed {
                      server {{ listen {VIP}:{FLOOD_PORT} udp; proxy_pass u; proxy_responses 0; }} }}"
                 );
                 let conf = nginx_conf(&self.dir, "lbnginx", &body, true)?;
-                let child = self
-                    .lb()
-                    .command("nginx")
-                    .arg("-c")
-                    .arg(&conf)
-                    .stdin(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()?;
-                let p = Proc::new(child, "nginx");
+                let p = spawn_nginx(self.lb(), &conf)?;
                 self.ready("nginx")?;
                 let pid = p.pid().unwrap_or(0);
                 Ok((vec![p], None, vec![pid]))
@@ -388,18 +379,23 @@ impl Bed {
         }
     }
 
-    /// Waits until a GET through the VIP gets a 200.
-    fn ready(&self, what: &str) -> Result<()> {
+    /// Whether a GET through the VIP gets a 200 within `timeout`.
+    fn answers(&self, timeout: Duration) -> bool {
         let vip = SocketAddr::from((VIP, 80));
-        let ok = wait_for(Duration::from_secs(10), || {
+        wait_for(timeout, || {
             self.t
                 .client
                 .ns
                 .enter(move || http_ok(vip))
                 .ok()
                 .filter(|ok| *ok)
-        });
-        if ok.is_none() {
+        })
+        .is_some()
+    }
+
+    /// Waits until a GET through the VIP gets a 200.
+    fn ready(&self, what: &str) -> Result<()> {
+        if !self.answers(Duration::from_secs(10)) {
             bail!("{what} never answered through the VIP");
         }
         Ok(())
