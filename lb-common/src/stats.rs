@@ -35,9 +35,11 @@ stats! {
     PASS_TRUNCATED_L4 = 8, "pass_truncated_l4";
     /// No virtual service for (destination, port, protocol).
     PASS_NO_SERVICE = 9, "pass_no_service";
-    /// The service has no usable real (all down and no sorry server). The local stack answers
-    /// with a reset or port-unreachable, as IPVS does, so clients fail fast.
-    PASS_NO_REAL = 10, "pass_no_real";
+    /// The service has no usable real (all down, none resolved yet, no sorry server): dropped.
+    /// Passing it would hand an established flow's packet to a local stack that holds the VIP
+    /// and answers with a reset; dropped, the client retransmits and recovers once a real is
+    /// back (a new connection times out instead of being refused).
+    DROP_NO_REAL = 10, "drop_no_real";
     /// A map the data path relies on was missing an entry (agent mid-update). Never expected.
     PASS_INTERNAL = 11, "pass_internal";
     /// To a virtual service from a broadcast, multicast, zero or loopback source, or from a
@@ -65,4 +67,10 @@ stats! {
 /// True for the counters that are verdicts (each packet lands in exactly one).
 pub const fn is_verdict(idx: u32) -> bool {
     idx <= REDIRECT
+}
+
+/// True for the verdicts whose packets are dropped (the others of a non-forwarded packet pass
+/// to the local stack).
+pub const fn is_drop(idx: u32) -> bool {
+    idx == DROP_BAD_SOURCE || idx == DROP_NO_REAL
 }

@@ -28,7 +28,7 @@ use crate::{
 pub fn lb_xdp(ctx: XdpContext) -> u32 {
     let (stat, action) = match try_lb(&ctx) {
         Ok(done) => done,
-        Err(reason) if reason == stats::DROP_BAD_SOURCE => (reason, XDP_DROP),
+        Err(reason) if stats::is_drop(reason) => (reason, XDP_DROP),
         Err(reason) => (reason, XDP_PASS),
     };
     count(stat);

@@ -100,7 +100,7 @@ fn by_table(svc: &Service, hash: u32) -> Result<(u32, Real), u32> {
     let pair = LB_RINGS.get(idx >> 1).ok_or(stats::PASS_INTERNAL)?;
     let id = pair[(idx & 1) as usize];
     if id == REAL_NONE {
-        return Err(stats::PASS_NO_REAL);
+        return Err(stats::DROP_NO_REAL);
     }
     let r = real(id).ok_or(stats::PASS_INTERNAL)?;
     Ok((id, r))

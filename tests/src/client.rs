@@ -68,8 +68,14 @@ pub struct LongConn {
 
 impl LongConn {
     pub fn open(client: &Netns, addr: SocketAddr) -> Result<LongConn> {
+        Self::open_with(client, addr, TIMEOUT)
+    }
+
+    /// As `open`, waiting up to `timeout` for each answer (long enough for TCP to retransmit
+    /// across an outage).
+    pub fn open_with(client: &Netns, addr: SocketAddr, timeout: Duration) -> Result<LongConn> {
         let stream = client.enter(move || TcpStream::connect_timeout(&addr, TIMEOUT))??;
-        stream.set_read_timeout(Some(TIMEOUT))?;
+        stream.set_read_timeout(Some(timeout))?;
         stream.set_nodelay(true)?;
         let reader = BufReader::new(stream.try_clone()?);
         let mut c = LongConn {

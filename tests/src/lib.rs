@@ -5,6 +5,7 @@ pub mod bench;
 pub mod capture;
 pub mod client;
 pub mod frames;
+pub mod held;
 pub mod keepalived;
 pub mod lab;
 pub mod netns;

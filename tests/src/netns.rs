@@ -85,10 +85,20 @@ impl Netns {
     /// "vrrp", "drop"]` without the verdict), in an input chain of table `table` that runs
     /// before everything else. Undo with [`Netns::undrop`].
     pub fn drop_input(&self, table: &str, rule: &[&str]) -> Result<()> {
+        self.drop_at("input", table, rule)
+    }
+
+    /// As [`Netns::drop_input`], for packets this namespace's own stack sends (XDP-forwarded
+    /// frames never pass here).
+    pub fn drop_output(&self, table: &str, rule: &[&str]) -> Result<()> {
+        self.drop_at("output", table, rule)
+    }
+
+    fn drop_at(&self, hook: &str, table: &str, rule: &[&str]) -> Result<()> {
         self.exec("nft", &["add", "table", "inet", table])?;
-        let chain = "{ type filter hook input priority -300 ; }";
-        self.exec("nft", &["add", "chain", "inet", table, "in", chain])?;
-        let mut args = vec!["add", "rule", "inet", table, "in"];
+        let chain = format!("{{ type filter hook {hook} priority -300 ; }}");
+        self.exec("nft", &["add", "chain", "inet", table, hook, &chain])?;
+        let mut args = vec!["add", "rule", "inet", table, hook];
         args.extend_from_slice(rule);
         args.push("drop");
         self.exec("nft", &args)?;

@@ -240,8 +240,8 @@ fn everything_else_passes_untouched() {
     fx.run(
         "service whose reals have no MAC",
         &tcp(40000, 81).bytes(),
-        XDP_PASS,
-        stats::PASS_NO_REAL,
+        XDP_DROP,
+        stats::DROP_NO_REAL,
     );
 }
 

@@ -2,7 +2,7 @@
 
 use std::{path::Path, process::Command};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
 
 use crate::setup::{self, clean_env, status, step};
 
@@ -35,28 +35,117 @@ pub fn test(root: &Path, filter: Option<&str>) -> Result<()> {
         "test: build the agent and the lab binaries the tests run",
         || status(cargo(root).args(["build", "-p", "lb-agent", "-p", "lb-tests", "--bins"])),
     )?;
-    step("test: unit tests (lb-common, lb-agent, xtask)", || {
-        status(
-            cargo(root)
-                .args(["test", "-p", "lb-common", "-p", "lb-agent", "-p", "xtask"])
-                .args(&f),
-        )
-    })?;
+    // Every suite runs even after a failure, so one broken test never hides the state of the
+    // others; the summary at the end says what passed and what did not.
+    let mut tally = Tally::default();
+    eprintln!("==> test: unit tests (lb-common, lb-agent, xtask)");
+    tally.run(
+        cargo(root)
+            .args([
+                "test",
+                "--no-fail-fast",
+                "-p",
+                "lb-common",
+                "-p",
+                "lb-agent",
+                "-p",
+                "xtask",
+            ])
+            .args(&f),
+    )?;
     // Integration tests build and tear down network namespaces and load XDP programs: one at
     // a time on this 2-core machine, so their timing is not disturbed by each other.
-    step(
-        "test: integration tests (XDP fixtures, netns topologies, keepalived interop)",
-        || {
-            status(
-                cargo(root)
-                    .args(["test", "-p", "lb-tests"])
-                    .args(&f)
-                    .args(["--", "--test-threads=1"]),
-            )
-        },
+    eprintln!("==> test: integration tests (XDP fixtures, netns topologies, keepalived interop)");
+    tally.run(
+        cargo(root)
+            .args(["test", "--no-fail-fast", "-p", "lb-tests"])
+            .args(&f)
+            .args(["--", "--test-threads=1"]),
     )?;
-    eprintln!("all tests passed");
+    eprintln!("{}", tally.summary());
+    if !tally.ok() {
+        bail!("some tests failed");
+    }
     Ok(())
+}
+
+/// What `cargo test` reported, summed over its runs.
+#[derive(Default)]
+struct Tally {
+    suites_ok: usize,
+    suites_failed: usize,
+    passed: usize,
+    failed: usize,
+    ignored: usize,
+    failed_names: Vec<String>,
+    /// A cargo run that failed without a test failing (a build error, a crashed binary).
+    broken_runs: usize,
+}
+
+impl Tally {
+    /// Runs `cmd`, passing its output through and reading the test results from it.
+    fn run(&mut self, cmd: &mut Command) -> Result<()> {
+        use std::io::{BufRead as _, BufReader};
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .with_context(|| format!("running {cmd:?}"))?;
+        let failed_before = self.failed + self.suites_failed;
+        if let Some(out) = child.stdout.take() {
+            for line in BufReader::new(out).lines() {
+                let line = line.context("reading cargo test output")?;
+                println!("{line}");
+                self.read_line(&line);
+            }
+        }
+        let st = child.wait()?;
+        if !st.success() && self.failed + self.suites_failed == failed_before {
+            self.broken_runs += 1;
+        }
+        Ok(())
+    }
+
+    fn read_line(&mut self, line: &str) {
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            if rest.starts_with("ok") {
+                self.suites_ok += 1;
+            } else {
+                self.suites_failed += 1;
+            }
+            let num = |what: &str| -> usize {
+                rest.split(';')
+                    .find_map(|part| part.trim().strip_suffix(what))
+                    .and_then(|n| n.trim().rsplit(' ').next()?.parse().ok())
+                    .unwrap_or(0)
+            };
+            self.passed += num(" passed");
+            self.failed += num(" failed");
+            self.ignored += num(" ignored");
+        } else if let Some(name) = line
+            .strip_prefix("test ")
+            .and_then(|l| l.strip_suffix(" ... FAILED"))
+        {
+            self.failed_names.push(name.to_owned());
+        }
+    }
+
+    fn ok(&self) -> bool {
+        self.suites_failed == 0 && self.failed == 0 && self.broken_runs == 0
+    }
+
+    fn summary(&self) -> String {
+        let mut s = format!(
+            "test summary: {} suites passed, {} failed; {} tests passed, {} failed, {} ignored",
+            self.suites_ok, self.suites_failed, self.passed, self.failed, self.ignored
+        );
+        if self.broken_runs > 0 {
+            s += &format!("; {} cargo runs failed before reporting", self.broken_runs);
+        }
+        if !self.failed_names.is_empty() {
+            s += &format!(" (failed: {})", self.failed_names.join(", "));
+        }
+        s
+    }
 }
 
 /// Setup, then the release agent and the lab and benchmark binaries; returns target/release.
@@ -126,4 +215,29 @@ pub fn soak(root: &Path, minutes: u64) -> Result<()> {
             .arg("--soak")
             .arg((minutes * 60).to_string()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tally;
+
+    #[test]
+    fn reads_cargo_test_results() {
+        let mut t = Tally::default();
+        for l in [
+            "test a::b ... ok",
+            "test a::c ... FAILED",
+            "test result: FAILED. 3 passed; 1 failed; 2 ignored; 0 measured; 0 filtered out; finished in 1.2s",
+            "test result: ok. 7 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.1s",
+        ] {
+            t.read_line(l);
+        }
+        assert_eq!((t.suites_ok, t.suites_failed), (1, 1));
+        assert_eq!((t.passed, t.failed, t.ignored), (10, 1, 2));
+        assert_eq!(t.failed_names, vec!["a::c".to_owned()]);
+        assert!(!t.ok());
+        assert!(t.summary().starts_with(
+            "test summary: 1 suites passed, 1 failed; 10 tests passed, 1 failed, 2 ignored"
+        ));
+    }
 }

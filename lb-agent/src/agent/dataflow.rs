@@ -1,19 +1,12 @@
 //! Config + health + VRRP state -> desired data-path state -> map writes and attachments.
 
-use std::{
-    collections::BTreeSet,
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeSet, time::Instant};
 
 use anyhow::Result;
 use tracing::{error, info, warn};
 
-use super::{hooks, state::Health, Core, ServiceRt};
+use super::{hooks, neighbours::LINK_SETTLE, state::Health, Core, ServiceRt};
 use crate::dataplane::attach;
-
-/// How long a link must have been back before checks through it count again: the kernel can
-/// take up to a second (link-watch) before a returning link passes traffic.
-const LINK_SETTLE: Duration = Duration::from_secs(1);
 
 impl Core {
     fn standalone(&self) -> bool {
@@ -98,7 +91,8 @@ impl Core {
         self.checks.pause(&self.sched, &keys);
     }
 
-    /// Re-reads neighbours and updates each real's L2 path.
+    /// Re-reads neighbours and updates each real's L2 path; asks the kernel to resolve the
+    /// reals it has no current entry for.
     async fn refresh_l2(&mut self) -> Result<()> {
         let mut wanted = Vec::new();
         for s in &self.services {
@@ -109,15 +103,21 @@ impl Core {
                 wanted.push((a, s.cfg.interface.clone()));
             }
         }
-        let found = self
+        let table = self.nl.neighbours().await?;
+        let plan = self
             .resolver
-            .refresh(&self.nl, &wanted, &self.links)
-            .await?;
+            .update(Instant::now(), &wanted, &table, &self.links);
+        for (ifindex, ip) in plan.ask {
+            if let Err(e) = self.nl.resolve(ifindex, ip).await {
+                self.resolver.ask_failed(ip);
+                warn!(real = %ip, error = %e, "cannot ask the kernel to resolve");
+            }
+        }
         for s in &mut self.services {
             for r in &mut s.reals {
-                r.l2 = found.get(&r.cfg.addr).copied();
+                r.l2 = plan.l2.get(&r.cfg.addr).copied();
             }
-            s.sorry_l2 = s.cfg.sorry.and_then(|(a, _)| found.get(&a).copied());
+            s.sorry_l2 = s.cfg.sorry.and_then(|(a, _)| plan.l2.get(&a).copied());
         }
         Ok(())
     }
@@ -206,6 +206,11 @@ impl Core {
     /// Reals found in the (pinned) maps at startup keep serving until their first check, so
     /// restarting the agent does not take healthy reals out for a check interval.
     pub(super) fn adopt_recovered(&mut self) {
+        // Their paths too: a restarted agent forwards established flows before the kernel's
+        // neighbour table (perhaps flushed meanwhile) answers again.
+        for (ip, l2) in self.dp.programmer.recovered_paths() {
+            self.resolver.seed(ip, l2);
+        }
         for s in &mut self.services {
             let key = s.cfg.key();
             for r in &mut s.reals {

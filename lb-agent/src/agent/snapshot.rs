@@ -170,6 +170,7 @@ impl Core {
                         .and_then(|r| r.l2)
                         .or(if rt.is_none() { s.sorry_l2 } else { None })
                         .map(|l| mac_str(l.dst_mac)),
+                    arp: self.resolver.arp(addr).label().to_owned(),
                     packets: c.packets,
                     bytes: c.bytes,
                     flows: c.flows,

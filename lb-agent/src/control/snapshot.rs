@@ -75,6 +75,9 @@ pub struct RealSnap {
     pub check_latency_ms: Option<f64>,
     pub transitions: u64,
     pub mac: Option<String>,
+    /// Where the MAC stands: resolved, kept (re-resolving), silent (no ARP answer), unknown.
+    #[serde(default)]
+    pub arp: String,
     pub packets: u64,
     pub bytes: u64,
     /// Flows assigned to this real since its id was allocated.

@@ -149,7 +149,11 @@ pub fn render(s: &Snapshot) -> String {
                 "    -> {:<21} {:>6} {:<12} {:<26} {:>8} {:>10} {:>10} {:>9}",
                 format!("{}{}", r.real, if r.sorry { " (sorry)" } else { "" }),
                 format!("{}/{}", r.effective_weight, r.weight),
-                r.health,
+                match r.arp.split_whitespace().next() {
+                    Some("silent" | "unknown") if !r.sorry => format!("{} no-mac", r.health),
+                    Some("kept") => format!("{} mac-kept", r.health),
+                    _ => r.health.clone(),
+                },
                 last,
                 r.flows,
                 r.packets,

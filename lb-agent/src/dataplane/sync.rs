@@ -161,6 +161,22 @@ impl Programmer {
             .is_some_and(|r| r.entry.flags & REAL_F_KEEP_FLOWS != 0)
     }
 
+    /// The layer-2 path of every real the maps hold as usable (recovered from a previous run).
+    pub fn recovered_paths(&self) -> Vec<(Ipv4Addr, super::desired::L2)> {
+        self.reals
+            .iter()
+            .filter(|(_, r)| r.entry.flags & REAL_F_KEEP_FLOWS != 0 && r.entry.dst_mac != [0; 6])
+            .map(|((_, addr, _), r)| {
+                let l2 = super::desired::L2 {
+                    dst_mac: r.entry.dst_mac,
+                    src_mac: r.entry.src_mac,
+                    ifindex: r.entry.ifindex,
+                };
+                (*addr, l2)
+            })
+            .collect()
+    }
+
     pub fn real_id(&self, svc: &ServiceKey, addr: Ipv4Addr, port: u16) -> Option<u32> {
         let sid = self.service_id(svc)?;
         self.reals.get(&(sid, addr, port)).map(|r| r.id)
