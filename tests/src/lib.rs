@@ -1,15 +1,14 @@
-//! Shared helpers of lb's integration tests and of the lab (`cargo xtask build-and-run`).
+//! The test harness: network namespaces, topologies, the agent, clients, captures, frames,
+//! BPF_PROG_TEST_RUN; shared by the integration tests and the lab (`lab/`).
 
 pub mod agent;
-pub mod bench;
 pub mod capture;
 pub mod client;
 pub mod frames;
 pub mod held;
 pub mod keepalived;
-pub mod lab;
 pub mod netns;
 pub mod pair;
-pub mod soak;
 pub mod standalone;
+pub mod testrun;
 pub mod topology;

@@ -6,10 +6,13 @@ use std::net::Ipv4Addr;
 use aya::programs::Xdp;
 use lb_agent::{
     config::{Capacity, XdpMode},
-    dataplane::{loader, testrun, Dataplane, DesiredReal, DesiredService, L2},
+    dataplane::{loader, Dataplane, DesiredReal, DesiredService, L2},
 };
 use lb_common::{flow_hash, maps::PROG_LB, stats, ServiceKey};
-use lb_tests::frames::{Frame, ETH_P_ARP};
+use lb_tests::{
+    frames::{Frame, ETH_P_ARP},
+    testrun,
+};
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;

@@ -161,6 +161,8 @@ fn release_bins(root: &Path) -> Result<std::path::PathBuf> {
                 "lb-agent",
                 "-p",
                 "lb-tests",
+                "-p",
+                "lb-lab",
                 "--bins",
             ]))
         },

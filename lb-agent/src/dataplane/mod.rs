@@ -11,7 +11,6 @@ pub mod object;
 pub mod pins;
 pub mod rings;
 pub mod sync;
-pub mod testrun;
 
 use std::{collections::BTreeMap, path::Path};
 

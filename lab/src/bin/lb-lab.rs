@@ -12,8 +12,8 @@ use std::{
 };
 
 use anyhow::{bail, Result};
+use lb_lab::lab::{self, pause, stopped, Lab, Screen};
 use lb_tests::{
-    lab::{self, pause, stopped, Lab, Screen},
     netns::wait_for,
     topology::{bin_path, real_ip},
 };
@@ -308,7 +308,7 @@ fn main() -> ExitCode {
     progress("lab running");
     let code = if let Some(secs) = opts.soak {
         let mut say = |s: &str| println!("{s}");
-        match lb_tests::soak::run(&mut lab, secs, &mut say) {
+        match lb_lab::soak::run(&mut lab, secs, &mut say) {
             Ok(r) => {
                 println!("\nsoak: {r:#?}");
                 if r.passed() {

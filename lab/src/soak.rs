@@ -14,12 +14,13 @@ use std::{
 
 use anyhow::Result;
 
-use crate::{
+use lb_tests::{
     client::{http_get, LongConn},
-    lab::{pause, stopped, Lab},
     netns::Netns,
     topology::VIP,
 };
+
+use crate::lab::{pause, stopped, Lab};
 
 /// The real that flaps (r3).
 const FLAPPER: usize = 2;

@@ -6,12 +6,12 @@ use std::net::Ipv4Addr;
 use anyhow::{Context as _, Result};
 use lb_agent::{
     config::{Capacity, XdpMode},
-    dataplane::{loader, testrun, Dataplane, DesiredReal, DesiredService, L2},
+    dataplane::{loader, Dataplane, DesiredReal, DesiredService, L2},
 };
 use lb_common::{maps, ServiceKey};
 
 use super::Stat;
-use crate::frames::Frame;
+use lb_tests::{frames::Frame, testrun};
 
 const VIP_BASE: [u8; 4] = [10, 100, 0, 0];
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 2);

@@ -21,12 +21,12 @@ pub fn agent_bin() -> PathBuf {
     AGENT
         .get()
         .cloned()
-        .or_else(|| crate::topology::bin_path("lb-agent").ok())
+        .or_else(|| lb_tests::topology::bin_path("lb-agent").ok())
         .unwrap_or_else(|| PathBuf::from("lb-agent"))
 }
 
 /// Health checks completed so far, from the agent's latency histogram.
-pub fn checks_done(a: &crate::agent::Agent) -> u64 {
+pub fn checks_done(a: &lb_tests::agent::Agent) -> u64 {
     a.status()
         .ok()
         .and_then(|s| s["check_latency_count"].as_u64())

@@ -16,7 +16,7 @@ use lb_agent::{
 use lb_common::ServiceKey;
 
 use super::Stat;
-use crate::{
+use lb_tests::{
     agent::{Agent, WorkDir},
     netns::{run, wait_for},
     topology::{Spec, Topology},
@@ -235,7 +235,7 @@ pub fn run_all(quick: bool, progress: &mut dyn FnMut(&str)) -> Result<ControlRep
     progress("control: reload round trips");
     let mut reload = Vec::new();
     for r in 0..rounds {
-        crate::agent::write_config(&agent.config, &big_config(&rid, 2 + (r % 2) as u32, true))?;
+        lb_tests::agent::write_config(&agent.config, &big_config(&rid, 2 + (r % 2) as u32, true))?;
         let t = Instant::now();
         let (ok, _, err) = agent.cli(&["reload"])?;
         if !ok {

@@ -11,7 +11,7 @@ use std::{
 use anyhow::{bail, Result};
 
 use super::Stat;
-use crate::{
+use lb_tests::{
     agent::{Agent, WorkDir},
     client::{LongConn, Prober},
     keepalived::{self, Flavour, Keepalived},

@@ -17,7 +17,7 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 use lb_agent::control::{self, Request, Response, Snapshot};
 
-use crate::{
+use lb_tests::{
     agent::{Agent, WorkDir},
     client::{http_get, LongConn},
     netns::{wait_for, Netns},
@@ -142,7 +142,7 @@ impl Lab {
         lab.start_agent(1)?;
         // From the client's namespace (never from this one: packets stay in the lab).
         let ready = wait_for(Duration::from_secs(15), || {
-            crate::client::http_many(&lab.t.client.ns, vip(), 1)
+            lb_tests::client::http_many(&lab.t.client.ns, vip(), 1)
                 .ok()?
                 .pop()?
                 .ok()

@@ -13,7 +13,7 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 
 use super::Stat;
-use crate::{
+use lb_tests::{
     agent::{Agent, WorkDir},
     netns::{run, wait_for, Netns, Proc},
     topology::{lb_ip, real_ip, Spec, Topology, VIP},

@@ -4,7 +4,7 @@
 
 use std::{path::PathBuf, process::ExitCode, time::Instant};
 
-use lb_tests::bench::{control, e2e, failover, report, set_agent_bin, xdp};
+use lb_lab::bench::{control, e2e, failover, report, set_agent_bin, xdp};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
