@@ -1,5 +1,5 @@
-//! A raw AF_PACKET socket in a namespace: counts the IPv4 frames an interface receives,
-//! matched by source and destination address.
+//! A raw AF_PACKET socket in a namespace: the IPv4 frames an interface receives, by source
+//! and destination address.
 
 use std::{net::Ipv4Addr, os::fd::RawFd, time::Duration};
 
@@ -46,11 +46,11 @@ impl Capture {
         Ok(Capture { fd })
     }
 
-    /// Reads what arrived so far (incoming frames only) and counts IPv4 frames for which
-    /// `matches(src, dst)` holds.
-    pub fn count(&self, matches: impl Fn(Ipv4Addr, Ipv4Addr) -> bool) -> usize {
+    /// Reads what arrived so far (incoming frames only): (source, destination) of each IPv4
+    /// frame. Reading consumes them: take once, then count what you need.
+    pub fn take(&self) -> Vec<(Ipv4Addr, Ipv4Addr)> {
         std::thread::sleep(Duration::from_millis(50));
-        let mut n = 0;
+        let mut out = Vec::new();
         let mut buf = [0u8; 2048];
         loop {
             let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
@@ -67,7 +67,7 @@ impl Capture {
                 )
             };
             if r <= 0 {
-                return n;
+                return out;
             }
             let f = &buf[..r as usize];
             if from.sll_pkttype == libc::PACKET_OUTGOING || f.len() < 34 {
@@ -78,9 +78,7 @@ impl Capture {
             }
             let src = Ipv4Addr::new(f[26], f[27], f[28], f[29]);
             let dst = Ipv4Addr::new(f[30], f[31], f[32], f[33]);
-            if matches(src, dst) {
-                n += 1;
-            }
+            out.push((src, dst));
         }
     }
 }

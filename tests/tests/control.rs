@@ -202,8 +202,17 @@ fn reload_under_traffic_drops_nothing_and_keeps_the_program() {
 fn invalid_reload_keeps_the_running_config() {
     let l = lab("lbci", 2, |rid| config(rid, &[(0, 1), (1, 1)], ""));
     let good = std::fs::read_to_string(&l.agent.config).expect("config");
-    // A typo'd key and a port the DR rule forbids.
-    let bad = good.replacen("weight: 1", "wieght: 1", 1);
+    // A typo'd key and a port the DR rule forbids: both are reported, at once.
+    let bad = good.replacen("weight: 1", "wieght: 1", 1).replacen(
+        "port: 80, weight: 1",
+        "port: 8080, weight: 1",
+        1,
+    );
+    assert_ne!(
+        bad.matches("8080").count(),
+        0,
+        "the port error was not injected"
+    );
     lb_tests::agent::write_config(&l.agent.config, &bad).expect("write");
     let (ok, _, err) = l.agent.cli(&["reload"]).expect("cli");
     assert!(!ok, "reload of an invalid file must fail");
@@ -215,6 +224,10 @@ fn invalid_reload_keeps_the_running_config() {
     assert!(
         err.contains("unknown field `wieght`") && err.contains(&format!(".yaml:{line}:")),
         "{err}"
+    );
+    assert!(
+        err.contains("direct routing cannot change the port"),
+        "the second problem was not reported: {err}"
     );
     let c = tally(&http_many(&l.t.client.ns, vip(), 20).expect("traffic"));
     assert_eq!(c.get("error"), None, "{c:?}");

@@ -117,8 +117,12 @@ fn http_status_and_body_checks() {
 #[test]
 fn https_check_with_self_signed_real() {
     let checks = "      - https: { path: /, verify: false, connect_port: 443, connect_timeout: 500ms, timeout: 1s }\n";
-    let l = lab("lbhs", 2, |rid| config(rid, 2, checks, "", ""), true);
-    // Only r1 runs a TLS server; r2 has nothing on 443 and stays out.
+    let mut l = lab("lbhs", 2, |rid| config(rid, 2, checks, "", ""), true);
+    // Only r1 runs a TLS server. r2 answers HTTP on 443 in plain text: a check that did not
+    // speak TLS (or accepted any open port) would take it in; it must stay out.
+    l.t.stop_server(1);
+    l.t.start_server(1, &["--tcp", "0.0.0.0:443"])
+        .expect("r2 plain HTTP on 443");
     let key = l.dir.0.join("key.pem");
     let cert = l.dir.0.join("cert.pem");
     lb_tests::netns::run(std::process::Command::new("openssl").args([
@@ -159,6 +163,28 @@ fn https_check_with_self_signed_real() {
         "{}",
         l.agent.log_text()
     );
+    // r2's checks ran and failed on the handshake (not for want of trying).
+    let r2 = format!("{}:80", real_ip(1));
+    let failed = wait_for(Duration::from_secs(5), || {
+        let s = l.agent.status().ok()?;
+        let r = s["services"][0]["reals"]
+            .as_array()?
+            .iter()
+            .find(|r| r["real"] == r2.as_str())?
+            .clone();
+        let last = r["last_check"].as_str()?.to_owned();
+        (r["health"] == "unknown" || r["health"] == "down")
+            .then_some(last)
+            .filter(|l| !l.is_empty())
+    });
+    let last = failed.expect("r2 was never checked");
+    assert!(
+        last.to_lowercase().contains("tls") || last.to_lowercase().contains("handshake"),
+        "r2 failed for another reason than TLS: {last}"
+    );
+    // And it never took traffic.
+    let c = tally(&http_many(&l.t.client.ns, vip(), 30).expect("traffic"));
+    assert_eq!(c.get("r2"), None, "{c:?}");
 }
 
 #[test]
@@ -250,6 +276,16 @@ fn flapping_real_changes_state_no_faster_than_rise_and_fall_allow() {
         "{}",
         l.agent.log_text()
     );
+    let r1 = format!("{}:80", real_ip(0));
+    let r1_field = |field: &str| -> Option<u64> {
+        let s = l.agent.status().ok()?;
+        s["services"][0]["reals"]
+            .as_array()?
+            .iter()
+            .find(|r| r["real"] == r1.as_str())?[field]
+            .as_u64()
+    };
+    let failed_before = r1_field("checks_failed").expect("status");
     let t0 = Instant::now();
     let mut up = true;
     while t0.elapsed() < Duration::from_secs(6) {
@@ -265,6 +301,28 @@ fn flapping_real_changes_state_no_faster_than_rise_and_fall_allow() {
     let changes = log.matches("real server DOWN").count() + log.matches("real server UP").count();
     // 6 s / 300 ms = 20 rounds; each change needs 2 rounds: at most 10 (+1 for the first).
     assert!(changes <= 11, "{changes} transitions in 6 s:\n{log}");
+    // The bound above holds for an agent that ignores everything: show this one saw the
+    // flapping (failed rounds during it) and still acts on a real that stays down.
+    let failed = r1_field("checks_failed").expect("status") - failed_before;
+    assert!(
+        failed >= 3,
+        "only {failed} failed rounds seen while r1 flapped:\n{log}"
+    );
+    l.t.stop_server(0);
+    let gone = wait_for(Duration::from_secs(3), || {
+        let s = l.agent.status().ok()?;
+        let r = s["services"][0]["reals"]
+            .as_array()?
+            .iter()
+            .find(|r| r["real"] == r1.as_str())?
+            .clone();
+        (r["health"] == "down").then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "r1 stayed up after its server stopped for good:\n{}",
+        l.agent.log_text()
+    );
 }
 
 #[test]

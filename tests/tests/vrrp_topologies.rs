@@ -272,10 +272,12 @@ fn one_way_multicast_loss_split_brain_is_counted_and_heals_within_an_interval() 
     let count = s["instances"][0]["split_brains"].as_u64().unwrap_or(0);
     assert!(count > 0, "{s}");
 
-    // Heal, then sample both nodes every 5 ms: B must stop forwarding (VIP and XDP) within
-    // one advert interval.
+    // Heal, then sample B's VIPs every 5 ms, and read when B detached XDP from its own log
+    // (microsecond timestamps): B must stop forwarding (VIP and XDP) within one interval.
+    let before = b.log_text().len();
     ns.undrop("sb").expect("nft");
     let healed = Instant::now();
+    let healed_wall = std::time::SystemTime::now();
     let mut both_until = healed;
     while healed.elapsed() < Duration::from_secs(2) {
         let b_forwards = holds(&t, 1, VIP1) || holds(&t, 1, VIP2);
@@ -293,4 +295,18 @@ fn one_way_multicast_loss_split_brain_is_counted_and_heals_within_an_interval() 
     );
     assert!(holds(&t, 0, VIP1) && !holds(&t, 1, VIP1));
     assert!(!t.xdp_attached(1).expect("ip"), "B still forwards");
+    let log = b.log_text();
+    let detached = log[before..]
+        .lines()
+        .filter(|l| l.contains("XDP detached"))
+        .find_map(|l| lb_tests::pair::parse_log_time(l.split_whitespace().next()?))
+        .expect("B never logged its XDP detach");
+    let xdp_overlap = detached
+        .duration_since(healed_wall)
+        .unwrap_or(Duration::ZERO);
+    eprintln!("measured: B detached XDP {xdp_overlap:?} after healing");
+    assert!(
+        xdp_overlap <= Duration::from_millis(130),
+        "B kept XDP attached {xdp_overlap:?} after healing:\n{log}"
+    );
 }

@@ -58,6 +58,7 @@ pub fn test(root: &Path, filter: Option<&str>) -> Result<()> {
     eprintln!("==> test: integration tests (XDP fixtures, netns topologies, keepalived interop)");
     tally.run(
         cargo(root)
+            .env("LB_NO_SKIP", "1")
             .args(["test", "--no-fail-fast", "-p", "lb-tests"])
             .args(&f)
             .args(["--", "--test-threads=1"]),

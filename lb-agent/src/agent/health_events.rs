@@ -79,6 +79,11 @@ impl Core {
             }
             health::Event::ProbeDone(e) => {
                 real.last_result = e.outcome.reason.clone();
+                if e.outcome.ok {
+                    real.checks_ok += 1;
+                } else {
+                    real.checks_failed += 1;
+                }
                 real.last_latency = Some(e.outcome.latency);
                 self.latency.observe(e.outcome.latency.as_secs_f64());
                 false

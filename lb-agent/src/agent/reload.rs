@@ -45,6 +45,8 @@ impl Core {
                         // Same real: keep what we know about it unless its checks changed.
                         r.l2 = o.l2;
                         r.transitions = o.transitions;
+                        r.checks_ok = o.checks_ok;
+                        r.checks_failed = o.checks_failed;
                         if o.cfg.checks == r.cfg.checks {
                             r.health = o.health;
                             r.dynamic_weight = o.dynamic_weight;

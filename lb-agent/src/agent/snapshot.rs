@@ -166,6 +166,8 @@ impl Core {
                         .and_then(|r| r.last_latency)
                         .map(|d| d.as_secs_f64() * 1000.0),
                     transitions: rt.map_or(0, |r| r.transitions),
+                    checks_ok: rt.map_or(0, |r| r.checks_ok),
+                    checks_failed: rt.map_or(0, |r| r.checks_failed),
                     mac: rt
                         .and_then(|r| r.l2)
                         .or(if rt.is_none() { s.sorry_l2 } else { None })

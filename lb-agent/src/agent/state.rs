@@ -42,6 +42,9 @@ pub struct RealRt {
     pub last_latency: Option<std::time::Duration>,
     /// Health transitions since the agent started.
     pub transitions: u64,
+    /// Check rounds that passed and that failed since the agent started.
+    pub checks_ok: u64,
+    pub checks_failed: u64,
     pub l2: Option<L2>,
 }
 
@@ -59,6 +62,8 @@ impl RealRt {
             last_result: String::new(),
             last_latency: None,
             transitions: 0,
+            checks_ok: 0,
+            checks_failed: 0,
             l2: None,
         }
     }

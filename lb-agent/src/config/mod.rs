@@ -84,27 +84,131 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     parse(&text, &name)
 }
 
-/// Parses the YAML in `text` (named `file` in messages) and validates it.
+/// Parses the YAML in `text` (named `file` in messages) and validates it. Every unknown key and
+/// every validation problem is reported at once.
 pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
-    let schema = parse_schema(text, file)?;
-    validate::validate(&schema).map_err(|problems| {
-        let pos = locate::Positions::of(text);
-        ConfigError {
-            file: file.to_owned(),
-            problems: problems
-                .into_iter()
-                .map(|p| {
-                    let at = pos.locate(&p.path);
-                    Located {
-                        line: at.map(|a| a.0),
-                        column: at.map(|a| a.1),
-                        path: p.path,
-                        message: p.message,
-                    }
-                })
-                .collect(),
+    let pos = locate::Positions::of(text);
+    let located = |path: String, message: String| {
+        let at = pos.locate(&path);
+        Located {
+            line: at.map(|a| a.0),
+            column: at.map(|a| a.1),
+            path,
+            message,
         }
+    };
+    let (schema, unknown) = parse_lenient(text, file)?;
+    let mut problems: Vec<Located> = unknown
+        .into_iter()
+        .map(|(path, message)| located(path, message))
+        .collect();
+    match validate::validate(&schema) {
+        Ok(cfg) if problems.is_empty() => return Ok(cfg),
+        Ok(_) => {}
+        Err(found) => problems.extend(found.into_iter().map(|p| located(p.path, p.message))),
+    }
+    Err(ConfigError {
+        file: file.to_owned(),
+        problems,
     })
+}
+
+/// The schema pass, going on past unknown keys: each one is recorded (path of the key,
+/// serde's message with the keys expected there) and left out, and the rest is parsed again,
+/// so a file with three typos and a bad port gets four problems back, not one. Any other
+/// schema error (a wrong type, bad YAML) stops at once, with serde_yaml's position.
+fn parse_lenient(
+    text: &str,
+    file: &str,
+) -> Result<(schema::File, Vec<(String, String)>), ConfigError> {
+    /// More unknown keys than this in one file: stop listing them.
+    const MAX_UNKNOWN: usize = 50;
+    let mut unknown = Vec::new();
+    let mut current = text.to_owned();
+    loop {
+        match parse_schema(&current, file) {
+            Ok(s) => return Ok((s, unknown)),
+            Err(e) => {
+                let first = e.problems.first().map(|p| p.message.clone());
+                let removed = first
+                    .as_deref()
+                    .and_then(unknown_key)
+                    .filter(|_| unknown.len() < MAX_UNKNOWN)
+                    .and_then(|(parent, key)| {
+                        let mut v: serde_yaml::Value = serde_yaml::from_str(&current).ok()?;
+                        remove_key(&mut v, &parent, &key)?;
+                        Some((parent, key, serde_yaml::to_string(&v).ok()?))
+                    });
+                match removed {
+                    Some((parent, key, rest)) => {
+                        let message = first.unwrap_or_default();
+                        let message = message
+                            .strip_prefix(&format!("{parent}: "))
+                            .unwrap_or(&message)
+                            .to_owned();
+                        let path = if parent.is_empty() {
+                            key
+                        } else {
+                            format!("{parent}.{key}")
+                        };
+                        unknown.push((path, message));
+                        current = rest;
+                    }
+                    // Not an unknown key: report what was found so far, then this one (with
+                    // its position in the original text when it came from there).
+                    None if unknown.is_empty() => return Err(e),
+                    None => {
+                        let mut problems: Vec<Located> = Vec::new();
+                        let pos = locate::Positions::of(text);
+                        for (path, message) in unknown {
+                            let at = pos.locate(&path);
+                            problems.push(Located {
+                                line: at.map(|a| a.0),
+                                column: at.map(|a| a.1),
+                                path,
+                                message,
+                            });
+                        }
+                        problems.extend(e.problems.into_iter().map(|p| Located {
+                            line: None,
+                            column: None,
+                            ..p
+                        }));
+                        return Err(ConfigError {
+                            file: file.to_owned(),
+                            problems,
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `(parent path, key)` of serde's "PATH: unknown field `KEY`, expected ..." message.
+fn unknown_key(message: &str) -> Option<(String, String)> {
+    let at = message.find("unknown field `")?;
+    let key = message[at + "unknown field `".len()..].split('`').next()?;
+    let parent = message[..at].strip_suffix(": ").unwrap_or("");
+    Some((parent.to_owned(), key.to_owned()))
+}
+
+/// Removes `key` from the mapping at `path` (`a.b[2].c`); None if it is not there.
+fn remove_key(v: &mut serde_yaml::Value, path: &str, key: &str) -> Option<()> {
+    let mut node = v;
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        let (name, indices) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if !name.is_empty() {
+            node = node.get_mut(name)?;
+        }
+        for idx in indices.split(['[', ']']).filter(|s| !s.is_empty()) {
+            node = node.get_mut(idx.parse::<usize>().ok()?)?;
+        }
+    }
+    node.as_mapping_mut()?.remove(key).map(|_| ())
 }
 
 /// The strict schema pass alone (unknown keys, wrong types), with serde_yaml's position.

@@ -171,3 +171,29 @@ fn secrets_are_not_in_debug_output() {
         "{dbg}"
     );
 }
+
+#[test]
+fn every_unknown_key_and_every_problem_is_reported_at_once() {
+    let text = "global_defs:\n  router_id: a\n  routerid: b\nvirtual_servers:\n  - address: 10.0.0.100\n    port: 80\n    protocol: tcp\n    interface: eth0\n    real_servers:\n      - { address: 10.0.0.2, port: 8080, wieght: 1 }\n";
+    let e = crate::config::parse(text, "t.yaml").expect_err("invalid");
+    let msgs: Vec<String> = e
+        .problems
+        .iter()
+        .map(|p| format!("{}:{:?}:{}", p.path, p.line, p.message))
+        .collect();
+    assert_eq!(e.problems.len(), 3, "{msgs:#?}");
+    assert!(
+        msgs[0].starts_with("global_defs.routerid:Some(3):unknown field `routerid`, expected"),
+        "{msgs:#?}"
+    );
+    assert!(
+        msgs[1].starts_with(
+            "virtual_servers[0].real_servers[0].wieght:Some(10):unknown field `wieght`"
+        ),
+        "{msgs:#?}"
+    );
+    assert!(
+        msgs[2].contains("direct routing cannot change the port"),
+        "{msgs:#?}"
+    );
+}

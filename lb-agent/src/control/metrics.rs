@@ -97,7 +97,7 @@ pub fn render(s: &Snapshot) -> String {
     }
 
     type RealGet = fn(&super::snapshot::RealSnap) -> f64;
-    let real_metrics: [(&str, &str, RealGet); 7] = [
+    let real_metrics: [(&str, &str, RealGet); 9] = [
         (
             "lb_real_packets_total",
             "Packets forwarded to the real server.",
@@ -125,6 +125,16 @@ pub fn render(s: &Snapshot) -> String {
             "lb_real_health_transitions_total",
             "Health state changes.",
             |r| r.transitions as f64,
+        ),
+        (
+            "lb_real_checks_passed_total",
+            "Health-check rounds that passed.",
+            |r| r.checks_ok as f64,
+        ),
+        (
+            "lb_real_checks_failed_total",
+            "Health-check rounds that failed.",
+            |r| r.checks_failed as f64,
         ),
         (
             "lb_real_check_latency_seconds",

@@ -74,6 +74,11 @@ pub struct RealSnap {
     pub last_check: String,
     pub check_latency_ms: Option<f64>,
     pub transitions: u64,
+    /// Check rounds that passed / failed since the agent started.
+    #[serde(default)]
+    pub checks_ok: u64,
+    #[serde(default)]
+    pub checks_failed: u64,
     pub mac: Option<String>,
     /// Where the MAC stands: resolved, kept (re-resolving), silent (no ARP answer), unknown.
     #[serde(default)]

@@ -183,18 +183,22 @@ pub(crate) fn secure_path(program: &str) -> Result<PathBuf, String> {
 }
 
 fn insecure(m: &Metadata, euid: u32) -> Option<String> {
-    if m.uid() != 0 && m.uid() != euid {
-        return Some(format!("is owned by uid {}", m.uid()));
+    insecure_bits(m.uid(), m.gid(), m.mode(), m.is_dir(), euid)
+}
+
+/// The rule itself, on the owner, group and mode bits of one path component.
+fn insecure_bits(uid: u32, gid: u32, mode: u32, is_dir: bool, euid: u32) -> Option<String> {
+    if uid != 0 && uid != euid {
+        return Some(format!("is owned by uid {uid}"));
     }
-    let mode = m.mode();
-    if m.is_dir() && mode & S_ISVTX != 0 {
+    if is_dir && mode & S_ISVTX != 0 {
         return None;
     }
     if mode & 0o002 != 0 {
         return Some("is world-writable".into());
     }
-    if m.gid() != 0 && mode & 0o020 != 0 {
-        return Some(format!("is group-writable (gid {})", m.gid()));
+    if gid != 0 && mode & 0o020 != 0 {
+        return Some(format!("is group-writable (gid {gid})"));
     }
     None
 }
@@ -481,10 +485,36 @@ wait"#;
         );
     }
 
+    #[test]
+    fn insecure_bits_refuse_other_owners() {
+        // As root: anything not owned by root is refused.
+        assert_eq!(
+            insecure_bits(65534, 0, 0o755, false, 0).as_deref(),
+            Some("is owned by uid 65534")
+        );
+        // As a user: root's and our own files are fine, a third user's are not.
+        assert_eq!(insecure_bits(0, 0, 0o755, false, 1000), None);
+        assert_eq!(insecure_bits(1000, 1000, 0o755, false, 1000), None);
+        assert!(insecure_bits(1001, 1000, 0o755, false, 1000).is_some());
+        // Group-writable only matters for a group other than root; sticky dirs are fine.
+        assert_eq!(
+            insecure_bits(0, 7, 0o775, false, 0).as_deref(),
+            Some("is group-writable (gid 7)")
+        );
+        assert_eq!(insecure_bits(0, 0, 0o775, false, 0), None);
+        assert_eq!(insecure_bits(0, 0, 0o1777, true, 0), None);
+        assert_eq!(
+            insecure_bits(0, 0, 0o777, true, 0).as_deref(),
+            Some("is world-writable")
+        );
+    }
+
     #[tokio::test]
     async fn refuses_script_owned_by_another_user() {
         if !is_root() {
-            eprintln!("skipped: needs root to chown");
+            super::super::testutil::skip(
+                "needs root to chown (the rule itself: insecure_bits_refuse_other_owners)",
+            );
             return;
         }
         let dir = TempDir::new();

@@ -120,7 +120,7 @@ mod tests {
         // routed off this machine: never risk that.
         let nonlocal = std::fs::read_to_string("/proc/sys/net/ipv4/ip_nonlocal_bind");
         if nonlocal.map_or(true, |v| v.trim() != "0") {
-            eprintln!("skipped: ip_nonlocal_bind is not 0");
+            super::super::testutil::skip("net.ipv4.ip_nonlocal_bind is not 0 on this host");
             return;
         }
         let c = TcpCheck {
