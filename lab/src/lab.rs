@@ -73,6 +73,8 @@ pub struct Traffic {
     pub errors: u64,
     pub last_second: BTreeMap<String, u64>,
     pub window_start: Option<Instant>,
+    /// Why the request thread stopped early, if it did.
+    pub failed: Option<String>,
 }
 
 pub struct Lab {
@@ -205,6 +207,10 @@ impl Lab {
                     libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET)
                 } != 0
                 {
+                    let e = std::io::Error::last_os_error();
+                    if let Ok(mut t) = traffic.lock() {
+                        t.failed = Some(format!("request thread: setns: {e}"));
+                    }
                     return;
                 }
                 while !stop.load(Ordering::Relaxed) {
@@ -271,8 +277,23 @@ impl Lab {
         Ok(())
     }
 
-    pub fn errors(&self) -> u64 {
-        self.traffic.lock().map(|t| t.errors).unwrap_or(0)
+    /// (sent, failed) since `before` (an earlier [`Lab::requests`]).
+    pub fn since(&self, before: (u64, u64)) -> Result<(u64, u64)> {
+        let now = self.requests()?;
+        Ok((now.0 - before.0, now.1 - before.1))
+    }
+
+    /// Requests sent and failed so far. An error if the request thread is not running: a
+    /// "0 failed" that sent nothing would prove nothing.
+    pub fn requests(&self) -> Result<(u64, u64)> {
+        let t = self
+            .traffic
+            .lock()
+            .map_err(|_| anyhow::anyhow!("traffic state poisoned"))?;
+        if let Some(why) = &t.failed {
+            bail!("client traffic is not running: {why}");
+        }
+        Ok((t.ok + t.errors, t.errors))
     }
 
     /// The live view: both nodes, the reals, the client.

@@ -87,6 +87,27 @@ services cannot be carried over (direct routing only) and are reported, not impo
         #[command(flatten)]
         target: Target,
     },
+    /// Which real a flow goes to, and why: its connection-table entry (and whether that real
+    /// still takes it), or the choice a new flow would get (client affinity, Maglev slot).
+    #[command(
+        after_help = "Example:\n  lb-agent explain 198.51.100.7:51234 10.0.0.100:80 tcp\n\n\
+decision: entry (the flow's remembered real), affinity, maglev (a new flow's table slot), \
+none (no usable real: dropped), no service (not an active service here: passed to the kernel)."
+    )]
+    Explain {
+        /// The client's address and port.
+        client: std::net::SocketAddrV4,
+        /// The virtual service's address and port.
+        vip: std::net::SocketAddrV4,
+        /// tcp or udp.
+        #[arg(default_value = "tcp", value_parser = ["tcp", "udp"])]
+        proto: String,
+        #[command(flatten)]
+        target: Target,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -202,6 +223,37 @@ pub fn main() -> ExitCode {
                 }
                 print!("{}", crate::config::import::to_yaml(&report));
                 ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("lb-agent: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Cmd::Explain {
+            client,
+            vip,
+            proto,
+            target,
+            json,
+        } => match call(
+            &target,
+            crate::control::Request::Explain { client, vip, proto },
+        ) {
+            Ok(crate::control::Response::Explain(e)) => {
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&e).unwrap_or_default());
+                } else {
+                    print!("{}", crate::control::text::explain(&e));
+                }
+                ExitCode::SUCCESS
+            }
+            Ok(crate::control::Response::Error { message }) => {
+                eprintln!("lb-agent: {message}");
+                ExitCode::FAILURE
+            }
+            Ok(other) => {
+                eprintln!("lb-agent: unexpected answer: {other:?}");
+                ExitCode::FAILURE
             }
             Err(e) => {
                 eprintln!("lb-agent: {e}");

@@ -25,6 +25,34 @@ pub fn http_get(addr: SocketAddr) -> Result<String> {
         .context("no X-Served-By header")
 }
 
+/// One HTTP GET on a new connection from a port chosen before connecting, so a failure can be
+/// traced (`lb-agent explain`): (our address, the real that served it or the error).
+pub fn http_get_traced(addr: SocketAddr) -> Result<(SocketAddr, Result<String>)> {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    s.bind(&SockAddr::from(SocketAddr::from((
+        Ipv4Addr::UNSPECIFIED,
+        0,
+    ))))?;
+    let local = s
+        .local_addr()?
+        .as_socket()
+        .context("bound socket has no address")?;
+    let served = (|| {
+        s.connect_timeout(&SockAddr::from(addr), TIMEOUT)?;
+        let mut stream: TcpStream = s.into();
+        stream.set_read_timeout(Some(TIMEOUT))?;
+        stream.write_all(b"GET / HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n")?;
+        let mut resp = String::new();
+        stream.read_to_string(&mut resp)?;
+        resp.lines()
+            .find_map(|l| l.strip_prefix("X-Served-By: "))
+            .map(|s| s.trim().to_owned())
+            .context("no X-Served-By header")
+    })();
+    Ok((local, served))
+}
+
 /// `n` GETs on new connections from the client namespace; the name of the real per request
 /// (or the error).
 pub fn http_many(
@@ -85,6 +113,11 @@ impl LongConn {
         };
         c.real = c.ping(0)?;
         Ok(c)
+    }
+
+    /// The client side of the connection.
+    pub fn local(&self) -> Result<SocketAddr> {
+        Ok(self.stream.local_addr()?)
     }
 
     /// Sends one line and returns the real that answered it.

@@ -8,7 +8,7 @@ use std::{
 };
 
 use lb_tests::{
-    client::{http_many, tally, Prober},
+    client::{http_many, tally, LongConn, Prober},
     netns::wait_for,
     standalone::Standalone,
     topology::{real_ip, Topology, VIP},
@@ -232,4 +232,42 @@ fn invalid_reload_keeps_the_running_config() {
     let c = tally(&http_many(&l.t.client.ns, vip(), 20).expect("traffic"));
     assert_eq!(c.get("error"), None, "{c:?}");
     assert_eq!(c.len(), 2, "{c:?}");
+}
+
+#[test]
+fn explain_agrees_with_the_data_path() {
+    let l = lab("lbce", 3, |rid| config(rid, &[(0, 1), (1, 1), (2, 1)], ""));
+    for _ in 0..5 {
+        let mut conn = LongConn::open(&l.t.client.ns, vip()).expect("connect");
+        let local = conn.local().expect("local").to_string();
+        let (ok, out, err) = l
+            .agent
+            .cli(&["explain", &local, &vip().to_string(), "tcp", "--json"])
+            .expect("cli");
+        assert!(ok, "{err}");
+        let e: serde_json::Value = serde_json::from_str(&out).expect("json");
+        let served = conn.real.clone();
+        let idx: usize = served[1..].parse::<usize>().expect("name") - 1;
+        assert_eq!(e["decision"], "entry", "{e}");
+        assert_eq!(e["entry"]["real"], format!("{}:80", real_ip(idx)), "{e}");
+        // And the Maglev choice for a new flow with this tuple is the same real (the table
+        // did not change since the flow started).
+        assert_eq!(e["new_flow_real"]["real"], e["entry"]["real"], "{e}");
+        assert_eq!(conn.ping(1).expect("ping"), served);
+    }
+    // A flow that never existed: no entry, a table choice.
+    let (ok, out, _) = l
+        .agent
+        .cli(&[
+            "explain",
+            "10.99.0.2:1",
+            &vip().to_string(),
+            "udp",
+            "--json",
+        ])
+        .expect("cli");
+    assert!(ok);
+    let e: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(e["decision"], "maglev", "{e}");
+    assert!(e["entry"].is_null(), "{e}");
 }

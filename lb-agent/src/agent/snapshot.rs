@@ -81,6 +81,23 @@ impl Core {
     pub(super) async fn on_control(&mut self, req: Request) -> Response {
         match req {
             Request::Status { flows } => Response::Status(Box::new(self.snapshot(flows))),
+            Request::Explain { client, vip, proto } => {
+                let number = match proto.as_str() {
+                    "tcp" => lb_common::IPPROTO_TCP,
+                    "udp" => lb_common::IPPROTO_UDP,
+                    other => {
+                        return Response::Error {
+                            message: format!("protocol {other:?}: tcp or udp"),
+                        }
+                    }
+                };
+                Response::Explain(crate::dataplane::explain::explain(
+                    &self.dp.loaded.maps,
+                    client,
+                    vip,
+                    number,
+                ))
+            }
             Request::Reload => match self.reload().await {
                 Ok(()) => Response::Reloaded {
                     message: "configuration reloaded".into(),

@@ -21,6 +21,13 @@ pub enum Request {
         flows: bool,
     },
     Reload,
+    /// Which real a flow goes to and why.
+    Explain {
+        client: std::net::SocketAddrV4,
+        vip: std::net::SocketAddrV4,
+        /// `tcp` or `udp`.
+        proto: String,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -28,5 +35,6 @@ pub enum Request {
 pub enum Response {
     Status(Box<Snapshot>),
     Reloaded { message: String },
+    Explain(crate::dataplane::explain::Explanation),
     Error { message: String },
 }

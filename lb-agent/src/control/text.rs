@@ -171,3 +171,32 @@ pub fn render(s: &Snapshot) -> String {
     let _ = writeln!(o, "\nData path: {}", interesting.join(" "));
     o
 }
+
+/// `lb-agent explain`, for people.
+pub fn explain(e: &crate::dataplane::explain::Explanation) -> String {
+    let mut o = String::new();
+    let real = |r: &crate::dataplane::explain::RealRef| {
+        format!("{}{}", r.real, if r.usable { "" } else { " (not usable)" })
+    };
+    let _ = writeln!(
+        o,
+        "service:   {}",
+        e.service.as_deref().unwrap_or("none active here")
+    );
+    let _ = writeln!(
+        o,
+        "entry:     {}",
+        e.entry.as_ref().map_or("none".to_owned(), real)
+    );
+    let new = e.new_flow_real.as_ref().map_or("none".to_owned(), real);
+    match e.slot {
+        Some((slot, size)) => {
+            let _ = writeln!(o, "new flow:  {new} (Maglev slot {slot} of {size})");
+        }
+        None => {
+            let _ = writeln!(o, "new flow:  {new}");
+        }
+    }
+    let _ = writeln!(o, "decision:  {}", e.decision);
+    o
+}

@@ -4,6 +4,7 @@
 pub mod attach;
 pub mod counters;
 pub mod desired;
+pub mod explain;
 pub mod loader;
 pub mod maglev;
 pub mod maps;
