@@ -32,6 +32,9 @@ pub const PROG_LB: &str = "lb_xdp";
 pub const PROG_PASS: &str = "lb_pass";
 /// Swaps the Ethernet addresses and transmits: the floor the benchmarks compare against.
 pub const PROG_MACSWAP: &str = "lb_macswap";
+/// Drops everything: the receiving end of the forwarding benchmark (counts nothing itself;
+/// the veth's own XDP counters do).
+pub const PROG_DROP: &str = "lb_drop";
 
 pub const DEFAULT_MAX_SERVICES: u32 = 64;
 pub const DEFAULT_MAX_REALS: u32 = 4096;

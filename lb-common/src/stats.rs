@@ -45,12 +45,15 @@ stats! {
     /// To a virtual service from a broadcast, multicast, zero or loopback source, or from a
     /// multicast Ethernet source: spoofed, dropped.
     DROP_BAD_SOURCE = 12, "drop_bad_source";
-    /// Forwarded to a real with XDP_TX.
+    /// Forwarded to a real with XDP_TX. Not counted here by the data path, which updates one
+    /// counter per forwarded packet (its real's): the agent derives it as the sum of the reals'
+    /// packets minus `REDIRECT`.
     TX = 13, "tx";
     /// Forwarded to a real through another interface with XDP_REDIRECT.
     REDIRECT = 14, "redirect";
-    /// New flow: real chosen (table or affinity) and remembered. Connection-table hits are
-    /// not counted separately: they are `TX + REDIRECT - INFO_FLOW_NEW`.
+    /// New flow: real chosen (table or affinity) and remembered. Derived by the agent from the
+    /// reals' `flows` counters, like `TX`. Connection-table hits are `TX + REDIRECT -
+    /// INFO_FLOW_NEW`.
     INFO_FLOW_NEW = 15, "flow_new";
     /// Of the new flows: the remembered real had failed or was removed, so chosen again.
     INFO_FLOW_RESELECT = 16, "flow_reselect";

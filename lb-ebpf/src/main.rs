@@ -31,7 +31,11 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
         Err(reason) if stats::is_drop(reason) => (reason, XDP_DROP),
         Err(reason) => (reason, XDP_PASS),
     };
-    count(stat);
+    // A forwarded packet's one counter update is its real's (count_forward): the agent
+    // derives `tx` from those (see lb_common::stats::TX).
+    if stat != stats::TX {
+        count(stat);
+    }
     action
 }
 
@@ -39,13 +43,16 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
 #[inline(always)]
 fn try_lb(ctx: &XdpContext) -> Result<(u32, u32), u32> {
     let frame = Frame::new(ctx);
-    let pkt = parse::parse(&frame)?;
-
-    // One array read tells most traffic that is not for a service to go.
-    let (word, bit) = filter_bit(pkt.daddr_be, pkt.dport_be, pkt.proto);
-    match LB_FILTER.get(word) {
-        Some(w) if *w & (1u64 << bit) != 0 => {}
-        _ => return Err(stats::PASS_NO_SERVICE),
+    let ip = parse::ipv4(&frame)?;
+    // Traffic to an address that is no active VIP leaves after one array read, before its
+    // transport header is parsed...
+    if !filtered(ip.daddr_be, 0, 0) {
+        return Err(stats::PASS_NO_SERVICE);
+    }
+    let pkt = parse::transport(&frame, &ip)?;
+    // ...and traffic to a VIP on a port that is no service, after another.
+    if !filtered(pkt.daddr_be, pkt.dport_be, pkt.proto) {
+        return Err(stats::PASS_NO_SERVICE);
     }
 
     let key = FlowKey {
@@ -107,10 +114,25 @@ fn try_lb(ctx: &XdpContext) -> Result<(u32, u32), u32> {
     }
 }
 
+/// Whether the filter's bit for this key is set (the key may be a service; clear: certainly
+/// not). The agent sets one bit per active service and one per active VIP address (port and
+/// protocol 0).
+#[inline(always)]
+fn filtered(addr_be: u32, port_be: u16, proto: u8) -> bool {
+    let (word, bit) = filter_bit(addr_be, port_be, proto);
+    matches!(LB_FILTER.get(word), Some(w) if *w & (1u64 << bit) != 0)
+}
+
 /// Passes everything. Lives on the far end of a veth so native XDP_TX frames get delivered.
 #[xdp]
 pub fn lb_pass(_ctx: XdpContext) -> u32 {
     XDP_PASS
+}
+
+/// Drops everything. The receiving end of the forwarding benchmark: the cheapest consumer.
+#[xdp]
+pub fn lb_drop(_ctx: XdpContext) -> u32 {
+    XDP_DROP
 }
 
 /// Swaps source and destination MAC and transmits: the cheapest useful XDP program, the floor

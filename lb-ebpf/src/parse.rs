@@ -1,5 +1,6 @@
-//! Ethernet (optionally one 802.1Q tag) -> IPv4 -> TCP/UDP ports. Every way out that is not a
-//! balanceable packet is a `stats::*` reason.
+//! Ethernet (optionally one 802.1Q tag) -> IPv4 -> TCP/UDP ports, in two steps so traffic to an
+//! address that is no VIP leaves before the transport header is read. Every way out that is
+//! not a balanceable packet is a `stats::*` reason.
 
 use lb_common::{stats, IPPROTO_TCP, IPPROTO_UDP};
 
@@ -30,8 +31,23 @@ pub struct Packet {
     pub ip_options: bool,
 }
 
+/// The IPv4 header's facts the data path needs, before the transport header is read.
+pub struct Ipv4 {
+    pub saddr_be: u32,
+    pub daddr_be: u32,
+    pub proto: u8,
+    /// Header length in bytes.
+    pub ihl: usize,
+    /// Offset of the IPv4 header in the frame.
+    pub l3: usize,
+    pub ip_len: u16,
+    pub eth_src_multicast: bool,
+    pub vlan: bool,
+}
+
+/// Ethernet (at most one VLAN tag) and the IPv4 header, checked.
 #[inline(always)]
-pub fn parse(frame: &Frame) -> Result<Packet, u32> {
+pub fn ipv4(frame: &Frame) -> Result<Ipv4, u32> {
     let [_, _, _, src01, _, _, ty] = frame.words::<7>(0).ok_or(stats::PASS_TRUNCATED_ETH)?;
     let eth_src_multicast = src01.to_ne_bytes()[0] & 1 != 0;
     let mut ethertype = u16::from_be(ty);
@@ -57,17 +73,28 @@ pub fn parse(frame: &Frame) -> Result<Packet, u32> {
     if ver_ihl >> 4 != 4 || ihl < IPV4_MIN_HLEN {
         return Err(stats::PASS_BAD_IP_HEADER);
     }
-    let ip_len = u16::from_be(ip[1]);
     if u16::from_be(ip[3]) & IP_MF_OFFSET_MASK != 0 {
         return Err(stats::PASS_FRAGMENT);
     }
-    let proto = ip[4].to_ne_bytes()[1];
-    let saddr_be = join(ip[6], ip[7]);
-    let daddr_be = join(ip[8], ip[9]);
-    let l4 = l3 + ihl;
+    Ok(Ipv4 {
+        saddr_be: join(ip[6], ip[7]),
+        daddr_be: join(ip[8], ip[9]),
+        proto: ip[4].to_ne_bytes()[1],
+        ihl,
+        l3,
+        ip_len: u16::from_be(ip[1]),
+        eth_src_multicast,
+        vlan,
+    })
+}
+
+/// The transport ports, after checking the header lies inside the frame and the datagram.
+#[inline(always)]
+pub fn transport(frame: &Frame, ip: &Ipv4) -> Result<Packet, u32> {
+    let l4 = ip.l3 + ip.ihl;
     // Packet bounds first: were the datagram-length checks below done first, the compiler
     // could prove this check redundant and drop it, and the verifier cannot follow that proof.
-    let ports: [u16; 2] = match proto {
+    let ports: [u16; 2] = match ip.proto {
         IPPROTO_TCP => {
             let h = frame
                 .words::<{ TCP_HLEN / 2 }>(l4)
@@ -82,29 +109,29 @@ pub fn parse(frame: &Frame) -> Result<Packet, u32> {
         }
         _ => return Err(stats::PASS_OTHER_PROTO),
     };
-    let l4_min = if proto == IPPROTO_TCP {
+    let l4_min = if ip.proto == IPPROTO_TCP {
         TCP_HLEN
     } else {
         UDP_HLEN
     };
-    if (ip_len as usize) < ihl || l3 + ip_len as usize > frame.len() {
+    if (ip.ip_len as usize) < ip.ihl || ip.l3 + ip.ip_len as usize > frame.len() {
         return Err(stats::PASS_BAD_IP_HEADER);
     }
     // The minimal L4 header must also lie inside the IP datagram (not in trailing padding).
-    if ihl + l4_min > ip_len as usize {
+    if ip.ihl + l4_min > ip.ip_len as usize {
         return Err(stats::PASS_TRUNCATED_L4);
     }
 
     Ok(Packet {
-        saddr_be,
-        daddr_be,
+        saddr_be: ip.saddr_be,
+        daddr_be: ip.daddr_be,
         sport_be: ports[0],
         dport_be: ports[1],
-        proto,
-        ip_len,
-        eth_src_multicast,
-        vlan,
-        ip_options: ihl > IPV4_MIN_HLEN,
+        proto: ip.proto,
+        ip_len: ip.ip_len,
+        eth_src_multicast: ip.eth_src_multicast,
+        vlan: ip.vlan,
+        ip_options: ip.ihl > IPV4_MIN_HLEN,
     })
 }
 

@@ -86,7 +86,6 @@ pub fn choose_new(svc: &Service, pkt: &Packet, key: &FlowKey) -> Result<Choice, 
     if LB_FLOWS.insert(key, &value, 0).is_err() {
         count(stats::INFO_FLOW_INSERT_FAILED);
     }
-    count(stats::INFO_FLOW_NEW);
     Ok(Choice { real_id, real: r })
 }
 

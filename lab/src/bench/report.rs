@@ -12,6 +12,7 @@ pub struct Report {
     pub date: String,
     pub mode: String,
     pub xdp: Vec<Case>,
+    pub xdp_live: Option<super::xdp::Live>,
     pub e2e: Vec<WayResult>,
     pub failover: Vec<Row>,
     pub control: Option<ControlReport>,

@@ -1,5 +1,10 @@
-//! Data-path cost per packet with BPF_PROG_TEST_RUN (64-byte frames, repeat >= 1,000,000),
-//! each case beside a bare MAC-swap XDP_TX program (the floor) measured in the same round.
+//! Data-path cost with BPF_PROG_TEST_RUN (64-byte frames), each case beside a bare MAC-swap
+//! XDP_TX program (the floor) driven the same way, alternating in rounds:
+//! - a hit on an existing flow and a miss: one frame, run `repeat` times per call;
+//! - a true new flow: many distinct 5-tuples, each run once (so each is an insert of a key
+//!   that was not in the table), the floor also run once per distinct frame;
+//! - forwarded packets per second ([`live`]): frames injected in live mode into a veth and
+//!   counted where they arrive.
 
 use std::net::Ipv4Addr;
 
@@ -15,15 +20,21 @@ use lb_tests::{frames::Frame, testrun};
 
 const VIP_BASE: [u8; 4] = [10, 100, 0, 0];
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 2);
+/// Not a VIP: the miss case and the floor's frames.
+const OTHER: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 3);
 
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Case {
     pub name: String,
     pub services: u32,
     pub reals: u32,
+    /// How each figure was taken ("1 frame x 2000000 runs", "20000 distinct frames, 1 run
+    /// each").
+    pub method: String,
+    pub rounds: usize,
     /// ns per packet.
     pub ns: Stat,
-    /// The floor in the same rounds.
+    /// The floor in the same rounds, taken the same way.
     pub floor_ns: Stat,
     /// Per-round ratio case / floor.
     pub ratio: Stat,
@@ -34,7 +45,7 @@ fn vip(i: u32) -> Ipv4Addr {
     Ipv4Addr::new(VIP_BASE[0], VIP_BASE[1] + b[1], b[2], b[3])
 }
 
-fn reals(n: u32, keep_flows: bool) -> Vec<DesiredReal> {
+fn reals(n: u32, dst_mac: Option<[u8; 6]>, src_mac: [u8; 6]) -> Vec<DesiredReal> {
     (0..n)
         .map(|i| {
             let b = (i + 1).to_be_bytes();
@@ -42,10 +53,10 @@ fn reals(n: u32, keep_flows: bool) -> Vec<DesiredReal> {
                 addr: Ipv4Addr::new(10, 200 + b[1], b[2], b[3]),
                 port: 80,
                 weight: 1,
-                keep_flows,
+                keep_flows: true,
                 l2: Some(L2 {
-                    dst_mac: [2, 0, b[1], b[2], b[3], 1],
-                    src_mac: [2, 0, 0, 0, 0, 1],
+                    dst_mac: dst_mac.unwrap_or([2, 0, b[1], b[2], b[3], 1]),
+                    src_mac,
                     ifindex: 0,
                 }),
             }
@@ -53,25 +64,22 @@ fn reals(n: u32, keep_flows: bool) -> Vec<DesiredReal> {
         .collect()
 }
 
-/// A 64-byte TCP frame (with FCS that would be 64 on the wire; here 60 + padding to 64).
-fn frame(dst: Ipv4Addr, sport: u16) -> Vec<u8> {
-    let mut f = Frame::tcp(CLIENT, sport, dst, 80);
+/// A 64-byte TCP frame (60 bytes + FCS on the wire; here padded to 64).
+fn frame(src: Ipv4Addr, sport: u16, dst: Ipv4Addr) -> Vec<u8> {
+    let mut f = Frame::tcp(src, sport, dst, 80);
     f.payload = vec![0; 10];
     let mut b = f.bytes();
     b.resize(64, 0);
     b
 }
 
-struct Setup {
-    dp: Dataplane,
-}
-
-fn setup(services: u32, reals_per: u32, table: u32, keep_flows: bool) -> Result<Setup> {
+/// The data path with `services` services of `reals_per` reals each.
+fn setup(services: u32, reals_per: u32, table: u32, conntrack: u32) -> Result<Dataplane> {
     let cap = Capacity {
         max_services: services.max(2),
         max_reals: (services * reals_per).max(2),
         ring_size: table,
-        conntrack: 1 << 16,
+        conntrack,
         affinity: 1024,
     };
     let mut dp = Dataplane::open(&cap, None, XdpMode::Auto).context("loading the XDP object")?;
@@ -82,12 +90,12 @@ fn setup(services: u32, reals_per: u32, table: u32, keep_flows: bool) -> Result<
             flags: 0,
             affinity_timeout_s: 0,
             table_size: table,
-            reals: reals(reals_per, keep_flows),
+            reals: reals(reals_per, None, [2, 0, 0, 0, 0, 1]),
             sorry: None,
         })
         .collect();
     dp.apply(&desired)?;
-    Ok(Setup { dp })
+    Ok(dp)
 }
 
 fn ns_per_packet(dp: &mut Dataplane, prog: &str, f: &[u8], repeat: u32) -> Result<f64> {
@@ -95,58 +103,156 @@ fn ns_per_packet(dp: &mut Dataplane, prog: &str, f: &[u8], repeat: u32) -> Resul
     Ok(testrun::run(p, f, repeat, 0)?.ns_per_run as f64)
 }
 
-/// One case: `rounds` rounds of (floor, case), alternating.
-fn measure(
-    s: &mut Setup,
+/// One frame run `repeat` times per call, for each of `progs`; `rounds` rounds of (floor,
+/// each prog in turn). One case per prog.
+#[allow(clippy::too_many_arguments)]
+fn measure_repeat(
+    dp: &mut Dataplane,
+    progs: &[String],
     name: &str,
     services: u32,
     reals: u32,
     f: &[u8],
     rounds: usize,
     repeat: u32,
-) -> Result<Case> {
-    let floor_frame = frame(Ipv4Addr::new(10, 99, 0, 3), 1);
+) -> Result<Vec<Case>> {
+    let floor_frame = frame(CLIENT, 1, OTHER);
     // Warm up (and, for hits, create the flow).
-    ns_per_packet(&mut s.dp, maps::PROG_LB, f, 1000)?;
-    let (mut c, mut fl, mut r) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        let floor = ns_per_packet(&mut s.dp, maps::PROG_MACSWAP, &floor_frame, repeat)?;
-        let case = ns_per_packet(&mut s.dp, maps::PROG_LB, f, repeat)?;
-        fl.push(floor);
-        c.push(case);
-        r.push(case / floor.max(0.1));
+    for p in progs {
+        ns_per_packet(dp, p, f, 1000)?;
     }
-    Ok(Case {
-        name: name.to_owned(),
-        services,
-        reals,
-        ns: Stat::of(&c),
-        floor_ns: Stat::of(&fl),
-        ratio: Stat::of(&r),
-    })
+    let mut fl = Vec::new();
+    let mut c = vec![Vec::new(); progs.len()];
+    let mut r = vec![Vec::new(); progs.len()];
+    for _ in 0..rounds {
+        let floor = ns_per_packet(dp, maps::PROG_MACSWAP, &floor_frame, repeat)?;
+        fl.push(floor);
+        for (i, p) in progs.iter().enumerate() {
+            let case = ns_per_packet(dp, p, f, repeat)?;
+            c[i].push(case);
+            r[i].push(case / floor.max(0.1));
+        }
+    }
+    Ok(progs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Case {
+            name: named(name, p),
+            services,
+            reals,
+            method: format!("1 frame x {repeat} runs per call"),
+            rounds,
+            ns: Stat::of(&c[i]),
+            floor_ns: Stat::of(&fl),
+            ratio: Stat::of(&r[i]),
+        })
+        .collect())
+}
+
+/// A case's name, with the program when it is not the production one.
+fn named(name: &str, prog: &str) -> String {
+    if prog == maps::PROG_LB {
+        name.to_owned()
+    } else {
+        format!("{name} [{prog}]")
+    }
+}
+
+/// The median single-run time of `frames`, each run once.
+fn each_once(dp: &mut Dataplane, prog: &str, frames: &[Vec<u8>]) -> Result<f64> {
+    let p = loader::program(&mut dp.loaded.ebpf, prog)?;
+    let mut v = Vec::with_capacity(frames.len());
+    for f in frames {
+        v.push(testrun::run(p, f, 1, 0)?.ns_per_run as f64);
+    }
+    Ok(Stat::of(&v).median)
+}
+
+/// True new flows: each round sends `per_round` 5-tuples never seen before (a source
+/// address of its own per round and program, the source port differing within it), each run
+/// once; the floor is run once on as many distinct frames, in the same round.
+fn measure_new(
+    dp: &mut Dataplane,
+    progs: &[String],
+    services: u32,
+    reals: u32,
+    rounds: usize,
+    per_round: u16,
+) -> Result<Vec<Case>> {
+    let mut fl = Vec::new();
+    let mut c = vec![Vec::new(); progs.len()];
+    let mut r = vec![Vec::new(); progs.len()];
+    for round in 0..rounds {
+        let b = (round as u16 + 1).to_be_bytes();
+        let floors: Vec<Vec<u8>> = (0..per_round)
+            .map(|i| frame(Ipv4Addr::new(10, 97, b[0], b[1]), 1024 + i, OTHER))
+            .collect();
+        let floor = each_once(dp, maps::PROG_MACSWAP, &floors)?;
+        fl.push(floor);
+        for (k, p) in progs.iter().enumerate() {
+            let src = Ipv4Addr::new(10, 98 - k as u8, b[0], b[1]);
+            let news: Vec<Vec<u8>> = (0..per_round)
+                .map(|i| frame(src, 1024 + i, vip(services - 1)))
+                .collect();
+            let case = each_once(dp, p, &news)?;
+            c[k].push(case);
+            r[k].push(case / floor.max(0.1));
+        }
+    }
+    Ok(progs
+        .iter()
+        .enumerate()
+        .map(|(k, p)| Case {
+            name: named("VIP hit, new flow (Maglev + insert)", p),
+            services,
+            reals,
+            method: format!("{per_round} distinct frames per round, each run once"),
+            rounds,
+            ns: Stat::of(&c[k]),
+            floor_ns: Stat::of(&fl),
+            ratio: Stat::of(&r[k]),
+        })
+        .collect())
 }
 
 pub struct Plan {
     pub rounds: usize,
     pub repeat: u32,
+    /// Distinct new flows per round.
+    pub new_flows: u16,
     pub scaling: bool,
 }
 
 pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<Vec<Case>> {
+    // Every contender on the same core, so a migration never lands in one of them only.
+    pin_to_cpu0()?;
     let mut out = Vec::new();
     let (rounds, repeat) = (plan.rounds, plan.repeat);
+    let conntrack = 1 << 20;
     progress("xdp: 1 service, 3 reals, table 65537");
-    let mut s = setup(1, 3, 65537, true)?;
+    let mut dp = setup(1, 3, 65537, conntrack)?;
     for prog in [maps::PROG_LB, maps::PROG_MACSWAP] {
-        let info = loader::program(&mut s.dp.loaded.ebpf, prog)?.info()?;
+        let info = loader::program(&mut dp.loaded.ebpf, prog)?.info()?;
         progress(&format!(
             "xdp: {prog}: {} instructions after verification",
             info.size_translated().unwrap_or(0) / 8
         ));
     }
-    let hit = frame(vip(0), 40000);
-    out.push(measure(
-        &mut s,
+    let hit = frame(CLIENT, 40000, vip(0));
+    // Programs measured beside lb_xdp in the same rounds (variants built into the object for
+    // a comparison, e.g. without a feature), from LB_BENCH_PROGS.
+    let progs: Vec<String> = std::iter::once(maps::PROG_LB.to_owned())
+        .chain(
+            std::env::var("LB_BENCH_PROGS")
+                .unwrap_or_default()
+                .split(',')
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned),
+        )
+        .collect();
+    out.extend(measure_repeat(
+        &mut dp,
+        &progs,
         "VIP hit, existing flow",
         1,
         3,
@@ -154,37 +260,29 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<Vec<Case>> {
         rounds,
         repeat,
     )?);
-    out.push(measure(
-        &mut s,
+    out.extend(measure_repeat(
+        &mut dp,
+        &progs,
         "miss (not a VIP)",
         1,
         3,
-        &frame(Ipv4Addr::new(10, 99, 0, 3), 1),
+        &frame(CLIENT, 1, OTHER),
         rounds,
         repeat,
     )?);
-    // New-flow path: the flow's remembered real does not keep flows, so every packet takes
-    // the table, re-checks the real and rewrites the connection-table entry.
-    let mut s = setup(1, 3, 65537, false)?;
-    out.push(measure(
-        &mut s,
-        "VIP hit, new flow (table + insert)",
-        1,
-        3,
-        &hit,
-        rounds,
-        repeat,
-    )?);
+    out.extend(measure_new(&mut dp, &progs, 1, 3, rounds, plan.new_flows)?);
 
     if plan.scaling {
         for (services, reals) in [(1u32, 1u32), (100, 10), (10_000, 1), (1, 1000), (100, 1000)] {
             progress(&format!(
                 "xdp: {services} services x {reals} reals, table 4093"
             ));
-            let mut s = setup(services, reals, 4093, true)?;
-            let f = frame(vip(services - 1), 40000);
-            out.push(measure(
-                &mut s,
+            let mut dp = setup(services, reals, 4093, conntrack)?;
+            let f = frame(CLIENT, 40000, vip(services - 1));
+            let lb = [maps::PROG_LB.to_owned()];
+            out.extend(measure_repeat(
+                &mut dp,
+                &lb,
                 "VIP hit, existing flow",
                 services,
                 reals,
@@ -192,17 +290,145 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<Vec<Case>> {
                 rounds,
                 repeat,
             )?);
-            let mut s = setup(services, reals, 4093, false)?;
-            out.push(measure(
-                &mut s,
-                "VIP hit, new flow (table + insert)",
+            out.extend(measure_new(
+                &mut dp,
+                &lb,
                 services,
                 reals,
-                &f,
                 rounds,
-                repeat,
+                plan.new_flows,
             )?);
         }
     }
     Ok(out)
+}
+
+/// Forwarded packets per second on one core.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Live {
+    pub rounds: usize,
+    pub frames_per_run: u32,
+    /// Frames that arrived at the receiving end per second of the injecting call.
+    pub pps: Stat,
+    pub floor_pps: Stat,
+    /// Per-round ratio lb_xdp / floor.
+    pub ratio: Stat,
+    /// Frames injected and frames counted at the receiver, summed over the rounds (each).
+    pub injected: u64,
+    pub received: u64,
+    pub floor_received: u64,
+}
+
+/// The XDP packets a veth's receive queues counted (`ethtool -S`), in the current namespace.
+fn veth_xdp_packets(ifname: &str) -> Result<u64> {
+    let out = lb_tests::netns::run(std::process::Command::new("ethtool").args(["-S", ifname]))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let n: u64 = text
+        .lines()
+        .filter_map(|l| l.trim().split_once(':'))
+        .filter(|(k, _)| k.ends_with("_xdp_packets"))
+        .filter_map(|(_, v)| v.trim().parse::<u64>().ok())
+        .sum();
+    Ok(n)
+}
+
+/// Pins the calling thread to CPU 0, so "per core" means one core.
+fn pin_to_cpu0() -> Result<()> {
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET and sched_setaffinity on this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error()).context("sched_setaffinity");
+        }
+    }
+    Ok(())
+}
+
+/// Live frames (`BPF_F_TEST_XDP_LIVE_FRAMES`): `frames` 64-byte frames injected into a veth
+/// `lb0` as if received there, run through the program, and sent by its XDP_TX out of `lb0`
+/// to the peer `r0`, where an XDP_DROP program receives them; the pps is what `r0` counted
+/// per second of the call. lb_xdp forwards an established flow to a real whose MAC is r0's;
+/// the floor swaps MACs. Alternating in rounds, on CPU 0, in a namespace of its own.
+pub fn live(rounds: usize, frames: u32, progress: &mut dyn FnMut(&str)) -> Result<Live> {
+    use aya::programs::{TestRun as _, TestRunAttrs, TestRunOptions, XdpMode as AyaMode};
+    progress(&format!(
+        "xdp: forwarded pps, live frames on a veth, {rounds} rounds of {frames} frames"
+    ));
+    let ns = lb_tests::netns::Netns::new(&lb_tests::netns::unique_prefix("lbpps"))?;
+    ns.ip(&["link", "add", "lb0", "type", "veth", "peer", "name", "r0"])?;
+    let (lb_mac, r_mac) = ([2, 0, 0, 0, 0, 0xb1], [2, 0, 0, 0, 0, 0xb2]);
+    ns.ip(&["link", "set", "lb0", "address", "02:00:00:00:00:b1", "up"])?;
+    ns.ip(&["link", "set", "r0", "address", "02:00:00:00:00:b2", "up"])?;
+    ns.enter(move || -> Result<Live> {
+        pin_to_cpu0()?;
+        let cap = Capacity {
+            max_services: 2,
+            max_reals: 2,
+            ring_size: 4093,
+            conntrack: 1 << 16,
+            affinity: 1024,
+        };
+        let mut dp = Dataplane::open(&cap, None, XdpMode::Auto)?;
+        dp.apply(&[DesiredService {
+            key: ServiceKey::new(vip(0), 80, 6),
+            active: true,
+            flags: 0,
+            affinity_timeout_s: 0,
+            table_size: 4093,
+            reals: reals(1, Some(r_mac), lb_mac),
+            sorry: None,
+        }])?;
+        loader::program(&mut dp.loaded.ebpf, maps::PROG_DROP)?
+            .attach("r0", AyaMode::Driver)
+            .context("attaching lb_drop to r0")?;
+        let ifindex = {
+            let c = std::ffi::CString::new("lb0")?;
+            // SAFETY: a valid C string.
+            unsafe { libc::if_nametoindex(c.as_ptr()) }
+        };
+        let ctx: Vec<u8> = [0u32, 64, 0, ifindex, 0, 0]
+            .iter()
+            .flat_map(|w| w.to_ne_bytes())
+            .collect();
+        let hit = frame(CLIENT, 40000, vip(0));
+        let floor_frame = frame(CLIENT, 1, OTHER);
+        // One run through the program first: the flow is then established.
+        ns_per_packet(&mut dp, maps::PROG_LB, &hit, 1)?;
+        let mut run_live = |prog: &str, f: &[u8]| -> Result<(f64, u64)> {
+            let p = loader::program(&mut dp.loaded.ebpf, prog)?;
+            let before = veth_xdp_packets("r0")?;
+            let mut opts = TestRunOptions::new();
+            opts.data_in = Some(f);
+            opts.ctx_in = Some(&ctx);
+            opts.repeat = frames;
+            opts.attrs = TestRunAttrs::new().xdp_live_frames(64);
+            let t = std::time::Instant::now();
+            p.test_run(opts).context("live-frames test run")?;
+            let secs = t.elapsed().as_secs_f64();
+            let got = veth_xdp_packets("r0")? - before;
+            Ok((got as f64 / secs, got))
+        };
+        let (mut pps, mut floor, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut received, mut floor_received) = (0, 0);
+        for _ in 0..rounds {
+            let (f, fg) = run_live(maps::PROG_MACSWAP, &floor_frame)?;
+            let (c, cg) = run_live(maps::PROG_LB, &hit)?;
+            floor.push(f);
+            pps.push(c);
+            ratio.push(c / f.max(1.0));
+            received += cg;
+            floor_received += fg;
+        }
+        Ok(Live {
+            rounds,
+            frames_per_run: frames,
+            pps: Stat::of(&pps),
+            floor_pps: Stat::of(&floor),
+            ratio: Stat::of(&ratio),
+            injected: u64::from(frames) * rounds as u64,
+            received,
+            floor_received,
+        })
+    })?
 }

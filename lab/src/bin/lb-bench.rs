@@ -1,6 +1,7 @@
 //! `cargo xtask bench [--quick]`: see tests/src/bench.
 //!
 //!   lb-bench [--quick] [--agent PATH] [--out DIR] [--only xdp,e2e,failover,control]
+//!            [--rounds N (data path)]
 
 use std::{path::PathBuf, process::ExitCode, time::Instant};
 
@@ -50,18 +51,33 @@ fn main() -> ExitCode {
             xdp::Plan {
                 rounds: 5,
                 repeat: 1_000_000,
+                new_flows: 5_000,
                 scaling: false,
             }
         } else {
             xdp::Plan {
                 rounds: 9,
                 repeat: 2_000_000,
+                new_flows: 20_000,
                 scaling: true,
             }
         };
+        let mut plan = plan;
+        if let Some(n) = flag("--rounds").and_then(|n| n.parse().ok()) {
+            plan.rounds = n;
+        }
         match xdp::run(&plan, &mut progress) {
             Ok(c) => r.xdp = c,
             Err(e) => note("data path", e),
+        }
+        let (rounds, frames) = if quick {
+            (3, 2_000_000)
+        } else {
+            (7, 5_000_000)
+        };
+        match xdp::live(rounds, frames, &mut progress) {
+            Ok(l) => r.xdp_live = Some(l),
+            Err(e) => note("data path, live frames", e),
         }
     }
     if want("e2e") {

@@ -140,7 +140,12 @@ pub fn load(cap: &Capacity, pin_dir: Option<&Path>) -> Result<Loaded> {
     let mut ebpf = loader
         .load(OBJECT)
         .context("loading the XDP object (are you root, with BPF enabled?)")?;
-    for name in [names::PROG_LB, names::PROG_PASS, names::PROG_MACSWAP] {
+    for name in [
+        names::PROG_LB,
+        names::PROG_PASS,
+        names::PROG_MACSWAP,
+        names::PROG_DROP,
+    ] {
         program(&mut ebpf, name)?
             .load()
             .with_context(|| format!("the kernel verifier rejected {name}"))?;

@@ -96,7 +96,28 @@ impl Dataplane {
         }
     }
 
+    /// The verdict counters (with the derived `tx` and `flow_new`: the data path counts a
+    /// forwarded packet only on its real) and the counters of `real_ids`.
     pub fn counters(&self, real_ids: &[u32]) -> Result<counters::Snapshot> {
-        counters::read(&self.loaded.maps, real_ids)
+        let live = self.programmer.live_ids();
+        let mut s = counters::read(&self.loaded.maps, &live)?;
+        let mut forwarded = self.programmer.retired_total();
+        for c in s.reals.values() {
+            forwarded.add(c);
+        }
+        let redirect = s.get(lb_common::stats::REDIRECT);
+        if let Some(v) = s.verdicts.get_mut(lb_common::stats::TX as usize) {
+            *v = forwarded.packets.saturating_sub(redirect);
+        }
+        if let Some(v) = s.verdicts.get_mut(lb_common::stats::INFO_FLOW_NEW as usize) {
+            *v = forwarded.flows;
+        }
+        s.reals.retain(|id, _| real_ids.contains(id));
+        for &id in real_ids {
+            if let std::collections::hash_map::Entry::Vacant(e) = s.reals.entry(id) {
+                e.insert(counters::real(&self.loaded.maps, id)?);
+            }
+        }
+        Ok(s)
     }
 }

@@ -69,6 +69,8 @@ pub struct Programmer {
     filter: Vec<u64>,
     /// Counters of reals that left each service (so service totals never go backwards).
     retired: HashMap<ServiceKey, Counters>,
+    /// Counters of every real that left, whatever its service (for the derived totals).
+    retired_total: Counters,
 }
 
 fn nr_cpus() -> usize {
@@ -129,12 +131,23 @@ impl Programmer {
             gens,
             filter,
             retired: HashMap::new(),
+            retired_total: Counters::default(),
         }
     }
 
     /// Counters of reals that were removed from `svc` while this agent ran.
     pub fn retired(&self, svc: &ServiceKey) -> Counters {
         self.retired.get(svc).copied().unwrap_or_default()
+    }
+
+    /// Counters of every real that was removed while this agent ran.
+    pub fn retired_total(&self) -> Counters {
+        self.retired_total
+    }
+
+    /// Every real id in use.
+    pub fn live_ids(&self) -> Vec<u32> {
+        self.reals.values().map(|r| r.id).collect()
     }
 
     /// Writes the words of LB_FILTER that differ from `want`.
@@ -192,8 +205,11 @@ impl Programmer {
         // services exist), so a packet that passes the filter always finds its service.
         let mut bits = vec![0u64; FILTER_WORDS as usize];
         for svc in desired.iter().filter(|s| s.active) {
-            let (w, b) = filter_bit(svc.key.addr_be, svc.key.port_be, svc.key.proto);
-            bits[w as usize] |= 1 << b;
+            // The service, and its address alone (the data path's first check).
+            for (port_be, proto) in [(svc.key.port_be, svc.key.proto), (0, 0)] {
+                let (w, b) = filter_bit(svc.key.addr_be, port_be, proto);
+                bits[w as usize] |= 1 << b;
+            }
         }
         let keep: Vec<u64> = self.filter.iter().zip(&bits).map(|(a, b)| a & b).collect();
         self.write_filter(maps, &keep)?;
@@ -286,14 +302,11 @@ impl Programmer {
             .collect();
         for rk in gone {
             if let Some(r) = self.reals.remove(&rk) {
-                if let Some(key) = self
-                    .services
-                    .iter()
-                    .find(|(_, s)| s.id == rk.0)
-                    .map(|(k, _)| *k)
-                {
-                    if let Ok(c) = super::counters::real(maps, r.id) {
-                        self.retired.entry(key).or_default().add(&c);
+                if let Ok(c) = super::counters::real(maps, r.id) {
+                    self.retired_total.add(&c);
+                    let svc = self.services.iter().find(|(_, s)| s.id == rk.0);
+                    if let Some((key, _)) = svc {
+                        self.retired.entry(*key).or_default().add(&c);
                     }
                 }
                 let cleared = Real {
