@@ -9,6 +9,7 @@ pub mod held;
 pub mod keepalived;
 pub mod netns;
 pub mod pair;
+pub mod sniff;
 pub mod standalone;
 pub mod testrun;
 pub mod topology;

@@ -1,6 +1,7 @@
 //! `cargo xtask`: set up a machine, build, test, run the lab, benchmark.
 
 mod fuzz;
+mod readme;
 mod run;
 mod setup;
 
@@ -55,9 +56,13 @@ enum Cmd {
     /// and nftables, failover against keepalived, control-plane costs. Writes
     /// target/bench/report.md, report.json and SVG charts.
     Bench {
-        /// A reduced set in under 3 minutes.
+        /// A reduced set in a few minutes, written to target/bench (the full run writes
+        /// docs/bench and README's tables).
         #[arg(long)]
         quick: bool,
+        /// Do not measure: regenerate README's benchmark section from docs/bench/report.md.
+        #[arg(long, conflicts_with = "quick")]
+        update_readme: bool,
     },
     /// Coverage-guided fuzzing (cargo-fuzz, libFuzzer, the nightly) of the VRRP datagram
     /// parser, the YAML config and the keepalived.conf importer; installs cargo-fuzz if
@@ -92,7 +97,16 @@ fn main() -> ExitCode {
             no_tour,
             agent_args,
         } => run::build_and_run(&root, script, no_tour, &agent_args),
-        Cmd::Bench { quick } => run::bench(&root, quick),
+        Cmd::Bench {
+            quick,
+            update_readme,
+        } => {
+            if update_readme {
+                readme::update(&root)
+            } else {
+                run::bench(&root, quick)
+            }
+        }
         Cmd::Soak { minutes } => run::soak(&root, minutes),
         Cmd::Fuzz {
             time,

@@ -196,17 +196,28 @@ pub fn build_and_run(
     Ok(())
 }
 
+/// The full run writes docs/bench (the report README shows) and then README's tables; the
+/// quick one writes target/bench only.
 pub fn bench(root: &Path, quick: bool) -> Result<()> {
     let bin = release_bins(root)?;
+    let out = if quick {
+        root.join("target/bench")
+    } else {
+        root.join(crate::readme::REPORT_DIR)
+    };
     let mut b = Command::new(bin.join("lb-bench"));
     b.arg("--agent")
         .arg(bin.join("lb-agent"))
         .arg("--out")
-        .arg(root.join("target/bench"));
+        .arg(&out);
     if quick {
         b.arg("--quick");
     }
-    status(&mut b)
+    let measured = status(&mut b);
+    if !quick && out.join("report.md").exists() {
+        crate::readme::update(root)?;
+    }
+    measured
 }
 
 pub fn soak(root: &Path, minutes: u64) -> Result<()> {

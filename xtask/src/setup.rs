@@ -252,7 +252,7 @@ pub struct Setup;
 
 pub fn setup() -> Result<Setup> {
     step(
-        "setup: Debian packages, nightly rust-src, bpf-linker",
+        "setup: Debian packages, nightly rust-src, bpf-linker, cargo-fuzz",
         || {
             if euid() != 0 {
                 bail!("setup installs packages and tests need root: run as root");
@@ -261,6 +261,7 @@ pub fn setup() -> Result<Setup> {
             let sysroot = nightly_sysroot()?;
             rust_src(&sysroot)?;
             bpf_linker(&sysroot)?;
+            crate::fuzz::ensure_cargo_fuzz()?;
             Ok(Setup)
         },
     )

@@ -24,6 +24,7 @@ use lb_tests::{
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct ControlReport {
+    pub rounds: usize,
     /// (reals, ms) for a 65537-slot table.
     pub maglev_build_ms: Vec<(usize, Stat)>,
     /// One real of one service (of 100 x 10) goes down: the apply() that rewrites the maps.
@@ -200,19 +201,23 @@ pub fn run_all(quick: bool, progress: &mut dyn FnMut(&str)) -> Result<ControlRep
     }
     let pid = agent.proc.pid().context("agent pid")?;
     // nsenter execs the agent, so the pid is the agent's.
-    let jiffies = || -> u64 {
-        let s = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let jiffies = || -> Result<u64> {
+        let s = fs::read_to_string(format!("/proc/{pid}/stat"))?;
         let rest = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
         let f: Vec<&str> = rest.split_whitespace().collect();
-        f.get(11).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0)
-            + f.get(12).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0)
+        let field = |i: usize| -> Result<u64> {
+            f.get(i)
+                .and_then(|x| x.parse::<u64>().ok())
+                .with_context(|| format!("no CPU time in /proc/{pid}/stat"))
+        };
+        Ok(field(11)? + field(12)?)
     };
     let window = Duration::from_secs(if quick { 10 } else { 30 });
-    let checks0 = super::checks_done(&agent);
-    let (j0, t0) = (jiffies(), Instant::now());
+    let checks0 = super::checks_done(&agent)?;
+    let (j0, t0) = (jiffies()?, Instant::now());
     std::thread::sleep(window);
-    let (j1, el) = (jiffies(), t0.elapsed());
-    let checks1 = super::checks_done(&agent);
+    let (j1, el) = (jiffies()?, t0.elapsed());
+    let checks1 = super::checks_done(&agent)?;
     let hz = {
         // SAFETY: sysconf has no preconditions.
         let h = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
@@ -223,13 +228,13 @@ pub fn run_all(quick: bool, progress: &mut dyn FnMut(&str)) -> Result<ControlRep
         }
     };
     let agent_cpu_pct = (j1 - j0) as f64 / hz / el.as_secs_f64() * 100.0;
-    let rss = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = fs::read_to_string(format!("/proc/{pid}/status"))?;
     let agent_rss_mib = rss
         .lines()
         .find(|l| l.starts_with("VmRSS:"))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|k| k.parse::<f64>().ok())
-        .unwrap_or(0.0)
+        .context("no VmRSS in the agent's status")?
         / 1024.0;
 
     progress("control: reload round trips");
@@ -244,6 +249,7 @@ pub fn run_all(quick: bool, progress: &mut dyn FnMut(&str)) -> Result<ControlRep
         reload.push(ms(t.elapsed()));
     }
     Ok(ControlReport {
+        rounds,
         maglev_build_ms,
         health_change_to_maps_ms,
         reload_ms: Stat::of(&reload),

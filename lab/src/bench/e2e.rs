@@ -16,7 +16,7 @@ use super::Stat;
 use lb_tests::{
     agent::{Agent, WorkDir},
     netns::{run, wait_for, Netns, Proc},
-    topology::{lb_ip, real_ip, Spec, Topology, VIP},
+    topology::{real_ip, Spec, Topology, VIP},
 };
 
 const REALS: usize = 3;
@@ -41,39 +41,80 @@ impl Way {
     }
 }
 
+/// One wrk run: what the client saw and where the machine's CPU went meanwhile.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Load {
     pub requests_per_s: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub errors: u64,
-    /// CPU seconds of the whole machine (client, load balancer, reals) per million requests.
-    pub machine_cpu_s_per_m: f64,
-    /// CPU seconds of the load balancer's user-space process per million requests (0 for XDP
-    /// and nftables, which run in the kernel).
-    pub lb_process_cpu_s_per_m: f64,
+    /// CPU seconds of the whole machine (client, load balancer, reals: one kernel) per
+    /// million requests, split as /proc/stat splits it.
+    pub cpu: CpuSplit,
+}
+
+/// CPU seconds per million requests, by kind.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct CpuSplit {
+    /// user + nice: wrk, nginx on the reals, a proxy's own work.
+    pub user: f64,
+    /// system: system calls (socket work of the client, reals and proxies).
+    pub system: f64,
+    /// softirq + irq: the network stack's receive path, XDP programs, conntrack and NAT.
+    pub softirq: f64,
+}
+
+/// A way's figures over the rounds.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct LoadStats {
+    pub requests_per_s: Stat,
+    pub p50_ms: Stat,
+    pub p99_ms: Stat,
+    /// Summed over the rounds.
+    pub errors: u64,
+    pub cpu_user: Stat,
+    pub cpu_system: Stat,
+    pub cpu_softirq: Stat,
+}
+
+impl LoadStats {
+    fn of(runs: &[Load]) -> LoadStats {
+        let st = |f: fn(&Load) -> f64| Stat::of(&runs.iter().map(f).collect::<Vec<_>>());
+        LoadStats {
+            requests_per_s: st(|l| l.requests_per_s),
+            p50_ms: st(|l| l.p50_ms),
+            p99_ms: st(|l| l.p99_ms),
+            errors: runs.iter().map(|l| l.errors).sum(),
+            cpu_user: st(|l| l.cpu.user),
+            cpu_system: st(|l| l.cpu.system),
+            cpu_softirq: st(|l| l.cpu.softirq),
+        }
+    }
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct WayResult {
     pub way: Way,
     pub name: String,
-    pub keepalive: Load,
-    pub new_conn: Load,
+    pub rounds: usize,
+    pub keepalive: LoadStats,
+    pub new_conn: LoadStats,
     /// UDP datagrams per second delivered to the reals during a flood (None: not supported).
-    pub udp_pps: Option<f64>,
-    pub udp_sent_pps: Option<f64>,
+    pub udp_pps: Option<Stat>,
+    pub udp_sent_pps: Option<Stat>,
 }
 
 pub struct Plan {
     pub seconds: u64,
     pub connections: u32,
     pub flood_seconds: u64,
+    /// Each round runs every way once, in an order that rotates from round to round.
+    pub rounds: usize,
 }
 
-fn cpu_jiffies() -> u64 {
-    // user nice system idle iowait irq softirq steal: everything but idle and iowait.
-    let s = fs::read_to_string("/proc/stat").unwrap_or_default();
+/// The first line of /proc/stat: (user+nice, system, irq+softirq) jiffies.
+fn cpu_jiffies() -> Result<(u64, u64, u64)> {
+    let s = fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
     let f: Vec<u64> = s
         .lines()
         .next()
@@ -82,37 +123,11 @@ fn cpu_jiffies() -> u64 {
         .skip(1)
         .filter_map(|x| x.parse().ok())
         .collect();
-    f.iter()
-        .enumerate()
-        .filter(|(i, _)| *i != 3 && *i != 4)
-        .map(|(_, v)| v)
-        .sum()
-}
-
-fn proc_jiffies(pids: &[u32]) -> u64 {
-    pids.iter()
-        .filter_map(|p| fs::read_to_string(format!("/proc/{p}/stat")).ok())
-        .filter_map(|s| {
-            // After the ")" closing the command name: state is field 3, utime 14, stime 15.
-            let rest = s.rsplit_once(')')?.1.to_owned();
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-        })
-        .sum()
-}
-
-/// All descendants of `pid` (nginx and haproxy fork workers).
-fn tree(pid: u32) -> Vec<u32> {
-    let mut out = vec![pid];
-    let mut i = 0;
-    while i < out.len() {
-        let p = out[i];
-        if let Ok(c) = fs::read_to_string(format!("/proc/{p}/task/{p}/children")) {
-            out.extend(c.split_whitespace().filter_map(|x| x.parse::<u32>().ok()));
-        }
-        i += 1;
+    // user nice system idle iowait irq softirq steal ...
+    if f.len() < 7 {
+        bail!("unexpected /proc/stat: {}", s.lines().next().unwrap_or(""));
     }
-    out
+    Ok((f[0] + f[1], f[2], f[5] + f[6]))
 }
 
 fn hz() -> f64 {
@@ -125,8 +140,9 @@ fn hz() -> f64 {
     }
 }
 
-/// wrk's `--latency` output: requests/s, p50 and p99 (ms), socket errors.
-fn parse_wrk(out: &str) -> Load {
+/// wrk's `--latency` output: requests/s, p50 and p99 (ms), socket errors. An output without
+/// a rate is an error, never a zero.
+fn parse_wrk(out: &str) -> Result<Load> {
     let ms = |v: &str| -> f64 {
         let (num, unit) = v.split_at(v.find(|c: char| c.is_alphabetic()).unwrap_or(v.len()));
         let n: f64 = num.parse().unwrap_or(0.0);
@@ -139,10 +155,11 @@ fn parse_wrk(out: &str) -> Load {
         }
     };
     let mut l = Load::default();
+    let mut rate = None;
     for line in out.lines() {
         let t: Vec<&str> = line.split_whitespace().collect();
         match t.as_slice() {
-            ["Requests/sec:", v, ..] => l.requests_per_s = v.parse().unwrap_or(0.0),
+            ["Requests/sec:", v, ..] => rate = v.parse::<f64>().ok(),
             ["50%", v] => l.p50_ms = ms(v),
             ["99%", v] => l.p99_ms = ms(v),
             ["Socket", "errors:", rest @ ..] => {
@@ -155,7 +172,8 @@ fn parse_wrk(out: &str) -> Load {
             _ => {}
         }
     }
-    l
+    l.requests_per_s = rate.with_context(|| format!("no request rate in wrk's output:\n{out}"))?;
+    Ok(l)
 }
 
 /// One GET answered with 200 (nginx reals send no X-Served-By).
@@ -197,7 +215,7 @@ fn nginx_conf(
     fs::write(
         &p,
         format!(
-            "{head}worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+            "{head}worker_processes auto;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
              events {{ worker_connections 8192; }}\n{body}\n",
             d = d.display()
         ),
@@ -275,6 +293,13 @@ impl Bed {
         bed.t.lbs[0]
             .ns
             .ip(&["addr", "add", &format!("{VIP}/24"), "dev", "eth0"])?;
+        // The same client-side tuning for every way (and for the LB node, whose proxies and
+        // NAT open connections too): the full ephemeral port range and reuse of TIME_WAIT
+        // ports, or a new-connection-per-request load measures port exhaustion.
+        for ns in [&bed.t.client.ns, &bed.t.lbs[0].ns] {
+            ns.sysctl("net.ipv4.ip_local_port_range", "1024 65535")?;
+            ns.sysctl("net.ipv4.tcp_tw_reuse", "1")?;
+        }
         Ok(bed)
     }
 
@@ -282,8 +307,8 @@ impl Bed {
         &self.t.lbs[0].ns
     }
 
-    /// Sets the way up; returns what must stay alive and the pids whose CPU counts.
-    fn setup(&self, way: Way) -> Result<(Vec<Proc>, Option<Agent>, Vec<u32>)> {
+    /// Sets the way up; returns what must stay alive.
+    fn setup(&self, way: Way) -> Result<(Vec<Proc>, Option<Agent>)> {
         let reals: Vec<Ipv4Addr> = (0..REALS).map(real_ip).collect();
         match way {
             Way::Xdp => {
@@ -299,7 +324,7 @@ impl Bed {
                 if !self.answers(Duration::from_secs(15)) {
                     bail!("XDP way never answered:\n{}", a.log_text());
                 }
-                Ok((vec![], Some(a), vec![]))
+                Ok((vec![], Some(a)))
             }
             Way::Nginx => {
                 let ups: String = reals.iter().map(|r| format!("server {r}:80;")).collect();
@@ -315,8 +340,7 @@ impl Bed {
                 let conf = nginx_conf(&self.dir, "lbnginx", &body, true)?;
                 let p = spawn_nginx(self.lb(), &conf)?;
                 self.ready("nginx")?;
-                let pid = p.pid().unwrap_or(0);
-                Ok((vec![p], None, vec![pid]))
+                Ok((vec![p], None))
             }
             Way::Haproxy => {
                 let d = self.dir.0.join("haproxy");
@@ -330,8 +354,9 @@ impl Bed {
                 fs::write(
                     &conf,
                     format!(
-                        "global\n  maxconn 8000\n  nbthread 1\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
-                         frontend f\n  bind {VIP}:80\n  default_backend b\nbackend b\n  balance roundrobin\n{servers}"
+                        "global\n  maxconn 20000\n  nbthread {threads}\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
+                         frontend f\n  bind {VIP}:80\n  default_backend b\nbackend b\n  balance roundrobin\n{servers}",
+                        threads = cores()
                     ),
                 )?;
                 let log = fs::File::create(d.join("haproxy.log"))?;
@@ -349,8 +374,7 @@ impl Bed {
                 self.ready("haproxy").with_context(|| {
                     fs::read_to_string(d.join("haproxy.log")).unwrap_or_default()
                 })?;
-                let pid = p.pid().unwrap_or(0);
-                Ok((vec![p], None, vec![pid]))
+                Ok((vec![p], None))
             }
             Way::Nftables => {
                 let list = |port: u16| -> String {
@@ -374,7 +398,7 @@ impl Bed {
                 self.lb().exec("nft", &["-f", &f.to_string_lossy()])?;
                 self.lb().sysctl("net.ipv4.ip_forward", "1")?;
                 self.ready("nftables")?;
-                Ok((vec![], None, vec![]))
+                Ok((vec![], None))
             }
         }
     }
@@ -422,11 +446,10 @@ impl Bed {
         });
     }
 
-    fn wrk(&self, plan: &Plan, close: bool, lb_pids: &[u32]) -> Result<Load> {
-        let pids: Vec<u32> = lb_pids.iter().flat_map(|p| tree(*p)).collect();
-        let (m0, p0) = (cpu_jiffies(), proc_jiffies(&pids));
+    fn wrk(&self, plan: &Plan, close: bool) -> Result<Load> {
+        let c0 = cpu_jiffies()?;
         let mut args = vec![
-            "-t2".to_owned(),
+            format!("-t{}", cores()),
             format!("-c{}", plan.connections),
             format!("-d{}s", plan.seconds),
             "--latency".to_owned(),
@@ -437,31 +460,37 @@ impl Bed {
         }
         args.push(format!("http://{VIP}/"));
         let out = run(self.t.client.ns.command("wrk").args(&args))?;
-        let (m1, p1) = (cpu_jiffies(), proc_jiffies(&pids));
-        let mut l = parse_wrk(&String::from_utf8_lossy(&out.stdout));
+        let c1 = cpu_jiffies()?;
+        let mut l = parse_wrk(&String::from_utf8_lossy(&out.stdout))?;
         let total = l.requests_per_s * plan.seconds as f64;
-        if total > 0.0 {
-            l.machine_cpu_s_per_m = (m1 - m0) as f64 / hz() / total * 1e6;
-            l.lb_process_cpu_s_per_m = (p1.saturating_sub(p0)) as f64 / hz() / total * 1e6;
+        if total <= 0.0 {
+            bail!("wrk completed no request");
         }
+        let per_m = |a: u64, b: u64| b.saturating_sub(a) as f64 / hz() / total * 1e6;
+        l.cpu = CpuSplit {
+            user: per_m(c0.0, c1.0),
+            system: per_m(c0.1, c1.1),
+            softirq: per_m(c0.2, c1.2),
+        };
         Ok(l)
     }
 
-    fn rx_packets(&self) -> u64 {
-        self.t
-            .reals
-            .iter()
-            .filter_map(|r| {
-                let out = r.ns.ip(&["-j", "-s", "link", "show", "dev", "eth0"]).ok()?;
-                let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-                v[0]["stats64"]["rx"]["packets"].as_u64()
-            })
-            .sum()
+    /// Packets the reals' interfaces received.
+    fn rx_packets(&self) -> Result<u64> {
+        let mut n = 0;
+        for r in &self.t.reals {
+            let out = r.ns.ip(&["-j", "-s", "link", "show", "dev", "eth0"])?;
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+            n += v[0]["stats64"]["rx"]["packets"]
+                .as_u64()
+                .context("no rx packet count in ip -s link")?;
+        }
+        Ok(n)
     }
 
     /// Floods VIP:9/udp with 18-byte datagrams (64-byte frames) from 64 source ports.
     fn flood(&self, secs: u64) -> Result<(f64, f64)> {
-        let r0 = self.rx_packets();
+        let r0 = self.rx_packets()?;
         let dst = SocketAddr::from((VIP, FLOOD_PORT));
         let sent = self.t.client.ns.enter(move || -> Result<u64> {
             let socks: Vec<UdpSocket> = (0..64)
@@ -483,38 +512,64 @@ impl Bed {
             Ok(n)
         })??;
         std::thread::sleep(Duration::from_millis(200));
-        let got = self.rx_packets() - r0;
+        let got = self.rx_packets()? - r0;
         Ok((got as f64 / secs as f64, sent as f64 / secs as f64))
     }
 }
 
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// What one way measured in one round.
+#[derive(Default)]
+struct Runs {
+    keepalive: Vec<Load>,
+    new_conn: Vec<Load>,
+    udp: Vec<f64>,
+    udp_sent: Vec<f64>,
+}
+
 pub fn run_all(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<Vec<WayResult>> {
     let bed = Bed::new()?;
-    let _ = lb_ip(0);
-    let mut out = Vec::new();
-    for way in [Way::Xdp, Way::Nginx, Way::Haproxy, Way::Nftables] {
-        progress(&format!("e2e: {}", way.name()));
-        let (procs, agent, pids) = bed.setup(way)?;
-        let keepalive = bed.wrk(plan, false, &pids)?;
-        let new_conn = bed.wrk(plan, true, &pids)?;
-        let (udp, sent) = if way == Way::Haproxy {
-            (None, None)
-        } else {
-            let (g, s) = bed.flood(plan.flood_seconds)?;
-            (Some(g), Some(s))
-        };
-        bed.teardown(way, procs, agent);
-        out.push(WayResult {
-            way,
-            name: way.name().to_owned(),
-            keepalive,
-            new_conn,
-            udp_pps: udp,
-            udp_sent_pps: sent,
-        });
+    let ways = [Way::Xdp, Way::Nginx, Way::Haproxy, Way::Nftables];
+    let mut runs: Vec<Runs> = ways.iter().map(|_| Runs::default()).collect();
+    for round in 0..plan.rounds {
+        // The order rotates, so no way always runs first (or right after another).
+        for k in 0..ways.len() {
+            let i = (round + k) % ways.len();
+            let way = ways[i];
+            progress(&format!(
+                "e2e: round {}/{}: {}",
+                round + 1,
+                plan.rounds,
+                way.name()
+            ));
+            let (procs, agent) = bed.setup(way)?;
+            let r = &mut runs[i];
+            r.keepalive.push(bed.wrk(plan, false)?);
+            r.new_conn.push(bed.wrk(plan, true)?);
+            if way != Way::Haproxy {
+                let (g, s) = bed.flood(plan.flood_seconds)?;
+                r.udp.push(g);
+                r.udp_sent.push(s);
+            }
+            bed.teardown(way, procs, agent);
+        }
     }
-    let _ = Stat::default();
-    Ok(out)
+    Ok(ways
+        .iter()
+        .zip(runs)
+        .map(|(way, r)| WayResult {
+            way: *way,
+            name: way.name().to_owned(),
+            rounds: plan.rounds,
+            keepalive: LoadStats::of(&r.keepalive),
+            new_conn: LoadStats::of(&r.new_conn),
+            udp_pps: (!r.udp.is_empty()).then(|| Stat::of(&r.udp)),
+            udp_sent_pps: (!r.udp_sent.is_empty()).then(|| Stat::of(&r.udp_sent)),
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -524,10 +579,11 @@ mod tests {
     #[test]
     fn parses_wrk() {
         let out = "Running 1s test @ http://10.99.0.100/\n  Latency Distribution\n     50%  312.00us\n     75%  1.02ms\n     90%    2.1ms\n     99%    5.50ms\n  1000 requests in 1.00s\n  Socket errors: connect 0, read 3, write 0, timeout 1\nRequests/sec:   9876.54\n";
-        let l = parse_wrk(out);
+        let l = parse_wrk(out).expect("parsed");
         assert_eq!(l.requests_per_s, 9876.54);
         assert_eq!(l.p50_ms, 0.312);
         assert_eq!(l.p99_ms, 5.5);
         assert_eq!(l.errors, 4);
+        assert!(parse_wrk("unable to connect").is_err());
     }
 }

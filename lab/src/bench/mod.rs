@@ -26,11 +26,11 @@ pub fn agent_bin() -> PathBuf {
 }
 
 /// Health checks completed so far, from the agent's latency histogram.
-pub fn checks_done(a: &lb_tests::agent::Agent) -> u64 {
-    a.status()
-        .ok()
-        .and_then(|s| s["check_latency_count"].as_u64())
-        .unwrap_or(0)
+pub fn checks_done(a: &lb_tests::agent::Agent) -> anyhow::Result<u64> {
+    use anyhow::Context as _;
+    a.status()?["check_latency_count"]
+        .as_u64()
+        .context("no check_latency_count in the agent's status")
 }
 
 /// Median, min and max of a sample.

@@ -1,23 +1,47 @@
-//! The bench report: a table on stdout, target/bench/report.md, report.json and SVG charts.
+//! The bench report: report.md (the tables README shows), report.json (every figure, with
+//! the rounds and phases behind it) and SVG charts. Labels (CPU, kernel, tool versions) are
+//! read from the machine and the tools, never written in.
 
-use std::{fmt::Write as _, fs, path::Path};
+use std::{collections::BTreeMap, fmt::Write as _, fs, path::Path, process::Command};
 
 use anyhow::Result;
 
-use super::{charts, control::ControlReport, e2e::WayResult, failover::Row, xdp::Case};
+use super::{
+    charts, control::ControlReport, e2e::WayResult, failover::Row, xdp::Case, xdp::Live, Stat,
+};
 
 #[derive(Default, serde::Serialize)]
 pub struct Report {
     pub machine: String,
+    /// Tool name -> the version it printed (or why it could not be read).
+    pub tools: BTreeMap<String, String>,
     pub date: String,
     pub mode: String,
+    pub seconds: f64,
     pub xdp: Vec<Case>,
-    pub xdp_live: Option<super::xdp::Live>,
+    pub xdp_live: Option<Live>,
     pub e2e: Vec<WayResult>,
     pub failover: Vec<Row>,
     pub control: Option<ControlReport>,
+    /// Parts that failed: a figure that could not be taken is reported here, not filled in.
+    pub errors: Vec<String>,
 }
 
+fn first_line(cmd: &str, args: &[&str]) -> String {
+    match Command::new(cmd).args(args).output() {
+        Ok(o) => {
+            let text = String::from_utf8_lossy(&o.stdout).to_string()
+                + &String::from_utf8_lossy(&o.stderr);
+            text.lines().find(|l| !l.trim().is_empty()).map_or_else(
+                || format!("({cmd} printed nothing)"),
+                |l| l.trim().to_owned(),
+            )
+        }
+        Err(e) => format!("({cmd}: {e})"),
+    }
+}
+
+/// CPU model, cores and kernel release, as the machine reports them.
 pub fn machine() -> String {
     let cpu = fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -27,35 +51,66 @@ pub fn machine() -> String {
                 .and_then(|l| l.split(':').nth(1))
                 .map(|s| s.trim().to_owned())
         })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("{cpu}, {cores} cores, kernel {}", kernel.trim())
+        .unwrap_or_else(|| "(no model name in /proc/cpuinfo)".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!(
+        "{cpu}, {cores} cores, kernel {}",
+        first_line("uname", &["-r"])
+    )
 }
 
-fn s3(s: &super::Stat) -> String {
-    format!("{:.0} ({:.0}–{:.0})", s.median, s.min, s.max)
+/// The versions of the peers and tools the bench runs, as they print them.
+pub fn tools() -> BTreeMap<String, String> {
+    [
+        ("keepalived", "keepalived", &["--version"][..]),
+        ("nginx", "nginx", &["-v"][..]),
+        ("haproxy", "haproxy", &["-v"][..]),
+        ("nftables", "nft", &["--version"][..]),
+        ("wrk", "wrk", &["-v"][..]),
+    ]
+    .into_iter()
+    .map(|(name, cmd, args)| (name.to_owned(), first_line(cmd, args)))
+    .collect()
+}
+
+fn st(s: &Stat, digits: usize) -> String {
+    format!("{:.d$} ({:.d$}–{:.d$})", s.median, s.min, s.max, d = digits)
 }
 
 pub fn markdown(r: &Report) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "Machine: {} — {} ({} run)\n", r.machine, r.date, r.mode);
+    let _ = writeln!(
+        s,
+        "Machine: {} — {} ({} run, {:.1} minutes)\n",
+        r.machine,
+        r.date,
+        r.mode,
+        r.seconds / 60.0
+    );
+    let tools: Vec<String> = r.tools.values().cloned().collect();
+    let _ = writeln!(s, "Tools: {}\n", tools.join("; "));
+    let _ = writeln!(
+        s,
+        "Every comparison alternates its contenders in rounds within this one run; figures are \
+         the median and (min–max) over the rounds.\n"
+    );
     if !r.xdp.is_empty() {
-        let _ = writeln!(s, "### Data path: ns per packet (BPF_PROG_TEST_RUN, 64-byte frames), beside a MAC-swap XDP_TX program measured in the same rounds\n");
-        let _ = writeln!(s, "| case | services | reals | ns/pkt median (min–max) | floor ns | ratio to floor, median (min–max) |");
-        let _ = writeln!(s, "| --- | ---: | ---: | ---: | ---: | ---: |");
+        let _ = writeln!(s, "#### Data path: ns per packet (BPF_PROG_TEST_RUN, 64-byte frames), beside a MAC-swap XDP_TX floor taken the same way in the same rounds\n");
+        let _ = writeln!(
+            s,
+            "| case | services | reals | how | rounds | ns/pkt | floor ns | ratio to floor |"
+        );
+        let _ = writeln!(s, "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |");
         for c in &r.xdp {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {:.1} ({:.1}–{:.1}) | {:.1} | {:.2}x ({:.2}–{:.2}) |",
+                "| {} | {} | {} | {} | {} | {} | {:.1} | {:.2}x ({:.2}–{:.2}) |",
                 c.name,
                 c.services,
                 c.reals,
-                c.ns.median,
-                c.ns.min,
-                c.ns.max,
+                c.method,
+                c.rounds,
+                st(&c.ns, 1),
                 c.floor_ns.median,
                 c.ratio.median,
                 c.ratio.min,
@@ -63,86 +118,125 @@ pub fn markdown(r: &Report) -> String {
             );
         }
     }
-    if !r.e2e.is_empty() {
-        let _ = writeln!(s, "\n### End to end in the namespace lab (same client, 3 nginx reals, same VIP; wrk -t2)\n");
-        let _ = writeln!(s, "| way | keep-alive req/s | p50 / p99 ms | new conn req/s | p50 / p99 ms | errors | machine CPU s per M req (keep-alive / new) | LB process CPU s per M req | UDP flood delivered pkt/s (sent) |");
+    if let Some(l) = &r.xdp_live {
+        let _ = writeln!(s, "\n#### Data path: forwarded packets per second on one core (live frames injected into a veth, counted where they arrive)\n");
         let _ = writeln!(
             s,
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+            "| program | rounds | Mpps | frames injected / counted at the far end |"
+        );
+        let _ = writeln!(s, "| --- | ---: | ---: | ---: |");
+        let mpps = |x: &Stat| Stat {
+            median: x.median / 1e6,
+            min: x.min / 1e6,
+            max: x.max / 1e6,
+        };
+        let _ = writeln!(
+            s,
+            "| lb_xdp (established flow, MAC rewrite, XDP_TX) | {} | {} | {} / {} |",
+            l.rounds,
+            st(&mpps(&l.pps), 2),
+            l.injected,
+            l.received
+        );
+        let _ = writeln!(
+            s,
+            "| MAC-swap floor | {} | {} | {} / {} |",
+            l.rounds,
+            st(&mpps(&l.floor_pps), 2),
+            l.injected,
+            l.floor_received
+        );
+        let _ = writeln!(
+            s,
+            "| ratio lb_xdp / floor | | {:.2} ({:.2}–{:.2}) | |",
+            l.ratio.median, l.ratio.min, l.ratio.max
+        );
+    }
+    if !r.e2e.is_empty() {
+        let _ = writeln!(s, "\n#### End to end in the namespace lab (same client, 3 nginx reals, same VIP; wrk with one thread per core; the same port range and TIME_WAIT reuse for every way)\n");
+        let _ = writeln!(s, "| way | rounds | keep-alive req/s | p50 / p99 ms | new conn req/s | p50 / p99 ms | errors | CPU s per M req, keep-alive: user / system / softirq | new conn: user / system / softirq | UDP flood delivered pkt/s (sent) |");
+        let _ = writeln!(
+            s,
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
         );
         for w in &r.e2e {
-            let udp = match (w.udp_pps, w.udp_sent_pps) {
-                (Some(g), Some(t)) => format!("{g:.0} ({t:.0})"),
+            let udp = match (&w.udp_pps, &w.udp_sent_pps) {
+                (Some(g), Some(t)) => format!("{} ({:.0})", st(g, 0), t.median),
                 _ => "n/a (no UDP)".into(),
             };
+            let (k, n) = (&w.keepalive, &w.new_conn);
             let _ = writeln!(
                 s,
-                "| {} | {:.0} | {:.2} / {:.2} | {:.0} | {:.2} / {:.2} | {} | {:.1} / {:.1} | {:.1} | {} |",
+                "| {} | {} | {} | {:.2} / {:.2} | {} | {:.2} / {:.2} | {} | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} / {:.1} | {} |",
                 w.name,
-                w.keepalive.requests_per_s,
-                w.keepalive.p50_ms,
-                w.keepalive.p99_ms,
-                w.new_conn.requests_per_s,
-                w.new_conn.p50_ms,
-                w.new_conn.p99_ms,
-                w.keepalive.errors + w.new_conn.errors,
-                w.keepalive.machine_cpu_s_per_m,
-                w.new_conn.machine_cpu_s_per_m,
-                w.keepalive.lb_process_cpu_s_per_m.max(w.new_conn.lb_process_cpu_s_per_m),
+                w.rounds,
+                st(&k.requests_per_s, 0),
+                k.p50_ms.median,
+                k.p99_ms.median,
+                st(&n.requests_per_s, 0),
+                n.p50_ms.median,
+                n.p99_ms.median,
+                k.errors + n.errors,
+                k.cpu_user.median,
+                k.cpu_system.median,
+                k.cpu_softirq.median,
+                n.cpu_user.median,
+                n.cpu_system.median,
+                n.cpu_softirq.median,
                 udp
             );
         }
     }
     if !r.failover.is_empty() {
+        let _ = writeln!(s, "\n#### Failover (two nodes, priorities 150 and 100, three reals; the fault lands at a random phase of the advert interval)\n");
+        let _ = writeln!(s, "Times are from the fault to frames the new master sent, timestamped by the kernel on its switch port (microseconds). Takeover: its first advert. First reply: its first answer to the client's pings (one every 1 ms: 1 ms resolution). First forward (ours): the first UDP probe (one every 1 ms) it forwards to a real. Connections: 60 TCP connections through the VIP opened before each fault, afterwards still answered by the same real, moved to another real, or broken.\n");
+        let _ = writeln!(s, "| implementation | VRRP | event | runs | takeover ms | first reply ms | first forward ms | lost pings | connections: opened / same / moved / broken |");
         let _ = writeln!(
             s,
-            "\n### Failover (client pings the VIP every 10 ms; median (min–max) of the runs)\n"
+            "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
         );
-        let _ = writeln!(s, "| implementation | VRRP | event | runs | takeover ms | lost pings | lost UDP probes through the VIP | established TCP surviving (of 200) |");
-        let _ = writeln!(s, "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |");
         for f in &r.failover {
+            let conns = f.conns.as_ref().map_or("n/a (no IPVS here)".into(), |c| {
+                format!("{} / {} / {} / {}", c.opened, c.same, c.moved, c.broken)
+            });
             let _ = writeln!(
                 s,
-                "| {} | v{} {} | {} | {} | {} | {} | {} | {} |",
-                if f.imp == super::failover::Imp::Lb {
-                    "lb-agent"
-                } else {
-                    "keepalived 2.2.7"
-                },
+                "| {} | v{} {} | {} | {} | {} | {} | {} | {} | {} |",
+                f.label,
                 f.version,
                 if f.version == 2 { "1 s" } else { "100 ms" },
                 f.event.name(),
                 f.runs,
-                s3(&f.takeover_ms),
-                s3(&f.lost_pings),
-                f.lost_udp.as_ref().map_or("n/a".into(), s3),
-                f.tcp_survived
+                st(&f.takeover_ms, 1),
+                st(&f.first_reply_ms, 1),
+                f.first_forward_ms
                     .as_ref()
-                    .map_or("n/a (no IPVS here)".into(), s3),
+                    .map_or("n/a".into(), |x| st(x, 1)),
+                st(&f.lost_pings, 0),
+                conns
             );
         }
     }
     if let Some(c) = &r.control {
-        let _ = writeln!(s, "\n### Control plane\n");
+        let _ = writeln!(s, "\n#### Control plane ({} rounds each)\n", c.rounds);
         let _ = writeln!(s, "| measure | value |");
         let _ = writeln!(s, "| --- | ---: |");
-        for (n, st) in &c.maglev_build_ms {
+        for (n, x) in &c.maglev_build_ms {
             let _ = writeln!(
                 s,
-                "| Maglev build, {n} reals, 65537 slots | {:.2} ms ({:.2}–{:.2}) |",
-                st.median, st.min, st.max
+                "| Maglev build, {n} reals, 65537 slots | {} ms |",
+                st(x, 2)
             );
         }
-        let h = &c.health_change_to_maps_ms;
         let _ = writeln!(
             s,
-            "| one real down -> maps updated (100 services x 10 reals) | {:.2} ms ({:.2}–{:.2}) |",
-            h.median, h.min, h.max
+            "| one real down -> maps updated (100 services x 10 reals) | {} ms |",
+            st(&c.health_change_to_maps_ms, 2)
         );
         let _ = writeln!(
             s,
-            "| `lb-agent reload` round trip (100 services x 10 reals) | {:.1} ms ({:.1}–{:.1}) |",
-            c.reload_ms.median, c.reload_ms.min, c.reload_ms.max
+            "| `lb-agent reload` round trip (100 services x 10 reals) | {} ms |",
+            st(&c.reload_ms, 1)
         );
         let _ = writeln!(
             s,
@@ -154,6 +248,12 @@ pub fn markdown(r: &Report) -> String {
             "| agent CPU, 1,000 TCP checks/s ({:.0} measured) | {:.1} % of one core |",
             c.checks_per_s, c.agent_cpu_pct
         );
+    }
+    if !r.errors.is_empty() {
+        let _ = writeln!(s, "\n#### Parts that failed (no figure taken)\n");
+        for e in &r.errors {
+            let _ = writeln!(s, "- {}", e.replace('\n', " "));
+        }
     }
     s
 }
@@ -199,22 +299,41 @@ pub fn write(dir: &Path, r: &Report) -> Result<()> {
             &[
                 (
                     "keep-alive",
-                    r.e2e.iter().map(|w| w.keepalive.requests_per_s).collect(),
+                    r.e2e
+                        .iter()
+                        .map(|w| w.keepalive.requests_per_s.median)
+                        .collect(),
                 ),
                 (
                     "new connection per request",
-                    r.e2e.iter().map(|w| w.new_conn.requests_per_s).collect(),
+                    r.e2e
+                        .iter()
+                        .map(|w| w.new_conn.requests_per_s.median)
+                        .collect(),
                 ),
             ],
         )?;
         charts::bars(
-            &dir.join("latency.svg"),
-            "Latency through the VIP (keep-alive)",
-            "ms",
+            &dir.join("cpu.svg"),
+            "CPU seconds per million requests (new connection per request)",
+            "CPU s / M req",
             &groups,
             &[
-                ("p50", r.e2e.iter().map(|w| w.keepalive.p50_ms).collect()),
-                ("p99", r.e2e.iter().map(|w| w.keepalive.p99_ms).collect()),
+                (
+                    "user",
+                    r.e2e.iter().map(|w| w.new_conn.cpu_user.median).collect(),
+                ),
+                (
+                    "system",
+                    r.e2e.iter().map(|w| w.new_conn.cpu_system.median).collect(),
+                ),
+                (
+                    "softirq",
+                    r.e2e
+                        .iter()
+                        .map(|w| w.new_conn.cpu_softirq.median)
+                        .collect(),
+                ),
             ],
         )?;
     }
