@@ -296,7 +296,7 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<Vec<Case>> {
                 services,
                 reals,
                 rounds,
-                plan.new_flows,
+                plan.new_flows / 4,
             )?);
         }
     }

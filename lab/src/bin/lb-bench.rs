@@ -60,9 +60,9 @@ fn main() -> ExitCode {
             }
         } else {
             xdp::Plan {
-                rounds: 15,
+                rounds: 11,
                 repeat: 2_000_000,
-                new_flows: 20_000,
+                new_flows: 10_000,
                 scaling: true,
             }
         };
