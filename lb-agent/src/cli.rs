@@ -158,25 +158,13 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logs(cli.log_format, &cli.log_level);
     match cli.cmd {
-        Cmd::Run { config } => {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("lb-agent: cannot start the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match rt.block_on(crate::agent::run(crate::agent::Options { config })) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("lb-agent: {e:#}");
-                    ExitCode::FAILURE
-                }
+        Cmd::Run { config } => match crate::agent::run(crate::agent::Options { config }) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("lb-agent: {e:#}");
+                ExitCode::FAILURE
             }
-        }
+        },
         Cmd::Check { config } => match crate::config::load(&config) {
             Ok(cfg) => {
                 print!("{}", crate::config::summary(&cfg));

@@ -10,5 +10,6 @@ pub mod control;
 pub mod dataplane;
 pub mod health;
 pub mod netlink;
+pub mod node;
 pub mod packet_socket;
 pub mod vrrp;

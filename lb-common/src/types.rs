@@ -65,7 +65,8 @@ impl ServiceKey {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Service {
-    /// Index into `LB_SVC_STATS`.
+    /// The service's slot: its Maglev tables are at `2 * id` and `2 * id + 1` (times the table
+    /// stride) in `LB_RINGS`, and `AffinityKey::svc_id` names it.
     pub id: u32,
     /// First `LB_RINGS` index of the active Maglev table. The agent writes the inactive half of
     /// the service's two tables, then flips this field with one map update.
@@ -138,7 +139,8 @@ pub struct AffinityValue {
     pub last_seen_ns: u64,
 }
 
-/// Per-CPU traffic counters of a service or a real (`LB_SVC_STATS`, `LB_REAL_STATS`).
+/// Per-CPU traffic counters of a real (`LB_REAL_STATS`); a service's are the sum of its
+/// reals'.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {

@@ -24,24 +24,51 @@ use crate::{
     maps::{LB_FILTER, LB_SERVICES},
 };
 
-#[xdp]
-pub fn lb_xdp(ctx: XdpContext) -> u32 {
-    let (stat, action) = match try_lb(&ctx) {
-        Ok(done) => done,
-        Err(reason) if stats::is_drop(reason) => (reason, XDP_DROP),
-        Err(reason) => (reason, XDP_PASS),
-    };
-    // A forwarded packet's one counter update is its real's (count_forward): the agent
-    // derives `tx` from those (see lb_common::stats::TX).
-    if stat != stats::TX {
-        count(stat);
-    }
-    action
+/// What happens to a frame, and the counter it is counted under.
+struct Verdict {
+    stat: u32,
+    action: u32,
 }
 
-/// `Ok((verdict counter, action))` for a forwarded packet, `Err(reason)` otherwise.
+impl Verdict {
+    /// A frame that is not forwarded, for `reason` (a `stats::*` index): dropped or passed to
+    /// the local stack, as the reason says.
+    #[inline(always)]
+    fn refused(reason: u32) -> Verdict {
+        let action = if stats::is_drop(reason) {
+            XDP_DROP
+        } else {
+            XDP_PASS
+        };
+        Verdict {
+            stat: reason,
+            action,
+        }
+    }
+
+    /// Counts the frame (a forwarded packet's one counter update is its real's, done in
+    /// `count_forward`: the agent derives `tx` from those, see `lb_common::stats::TX`).
+    #[inline(always)]
+    fn count(&self) {
+        if self.stat != stats::TX {
+            count(self.stat);
+        }
+    }
+}
+
+#[xdp]
+pub fn lb_xdp(ctx: XdpContext) -> u32 {
+    let v = match try_lb(&ctx) {
+        Ok(v) => v,
+        Err(reason) => Verdict::refused(reason),
+    };
+    v.count();
+    v.action
+}
+
+/// The verdict of a forwarded packet, or the reason it is not forwarded.
 #[inline(always)]
-fn try_lb(ctx: &XdpContext) -> Result<(u32, u32), u32> {
+fn try_lb(ctx: &XdpContext) -> Result<Verdict, u32> {
     let frame = Frame::new(ctx);
     let ip = parse::ipv4(&frame)?;
     // Traffic to an address that is no active VIP leaves after one array read, before its
@@ -106,11 +133,17 @@ fn try_lb(ctx: &XdpContext) -> Result<(u32, u32), u32> {
 
     let ifindex = choice.real.ifindex;
     if ifindex == 0 || ifindex as usize == ctx.ingress_ifindex() {
-        Ok((stats::TX, XDP_TX))
+        Ok(Verdict {
+            stat: stats::TX,
+            action: XDP_TX,
+        })
     } else {
         // SAFETY: plain helper call; returns XDP_REDIRECT or XDP_ABORTED.
         let action = unsafe { bpf_redirect(ifindex, 0) } as u32;
-        Ok((stats::REDIRECT, action))
+        Ok(Verdict {
+            stat: stats::REDIRECT,
+            action,
+        })
     }
 }
 

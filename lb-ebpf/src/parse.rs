@@ -17,6 +17,28 @@ const UDP_HLEN: usize = 8;
 /// More-fragments flag and fragment offset, in host order of the `frag_off` field.
 const IP_MF_OFFSET_MASK: u16 = 0x3fff;
 
+/// Header fields as indices of 16-bit words (the frame is read in aligned words).
+mod word {
+    /// Ethernet: source MAC bytes 0-1 (the multicast bit), EtherType.
+    pub const ETH_SRC_MAC01: usize = 3;
+    pub const ETH_TYPE: usize = 6;
+    pub const ETH_WORDS: usize = 7;
+    /// 802.1Q: the inner EtherType after the tag control word.
+    pub const VLAN_INNER_TYPE: usize = 1;
+    /// IPv4: version+IHL / TOS, total length, flags+fragment offset, TTL / protocol,
+    /// source and destination (two words each).
+    pub const IP_VER_IHL: usize = 0;
+    pub const IP_TOTAL_LEN: usize = 1;
+    pub const IP_FRAG: usize = 3;
+    pub const IP_TTL_PROTO: usize = 4;
+    pub const IP_SADDR: usize = 6;
+    pub const IP_DADDR: usize = 8;
+    pub const IP_WORDS: usize = 10;
+    /// TCP and UDP: source and destination port.
+    pub const L4_SPORT: usize = 0;
+    pub const L4_DPORT: usize = 1;
+}
+
 /// What the data path needs from a packet. Addresses and ports hold wire bytes (`_be`).
 pub struct Packet {
     pub saddr_be: u32,
@@ -48,16 +70,18 @@ pub struct Ipv4 {
 /// Ethernet (at most one VLAN tag) and the IPv4 header, checked.
 #[inline(always)]
 pub fn ipv4(frame: &Frame) -> Result<Ipv4, u32> {
-    let [_, _, _, src01, _, _, ty] = frame.words::<7>(0).ok_or(stats::PASS_TRUNCATED_ETH)?;
-    let eth_src_multicast = src01.to_ne_bytes()[0] & 1 != 0;
-    let mut ethertype = u16::from_be(ty);
+    let eth = frame
+        .words::<{ word::ETH_WORDS }>(0)
+        .ok_or(stats::PASS_TRUNCATED_ETH)?;
+    let eth_src_multicast = eth[word::ETH_SRC_MAC01].to_ne_bytes()[0] & 1 != 0;
+    let mut ethertype = u16::from_be(eth[word::ETH_TYPE]);
     let mut l3 = ETH_HLEN;
     let vlan = ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD;
     if vlan {
-        let [_, inner] = frame
+        let tag = frame
             .words::<2>(ETH_HLEN)
             .ok_or(stats::PASS_TRUNCATED_VLAN)?;
-        ethertype = u16::from_be(inner);
+        ethertype = u16::from_be(tag[word::VLAN_INNER_TYPE]);
         if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
             return Err(stats::PASS_VLAN_STACKED);
         }
@@ -67,22 +91,24 @@ pub fn ipv4(frame: &Frame) -> Result<Ipv4, u32> {
         return Err(stats::PASS_NOT_IPV4);
     }
 
-    let ip = frame.words::<10>(l3).ok_or(stats::PASS_TRUNCATED_IP)?;
-    let [ver_ihl, _tos] = ip[0].to_ne_bytes();
+    let ip = frame
+        .words::<{ word::IP_WORDS }>(l3)
+        .ok_or(stats::PASS_TRUNCATED_IP)?;
+    let [ver_ihl, _tos] = ip[word::IP_VER_IHL].to_ne_bytes();
     let ihl = ((ver_ihl & 0x0f) as usize) * 4;
     if ver_ihl >> 4 != 4 || ihl < IPV4_MIN_HLEN {
         return Err(stats::PASS_BAD_IP_HEADER);
     }
-    if u16::from_be(ip[3]) & IP_MF_OFFSET_MASK != 0 {
+    if u16::from_be(ip[word::IP_FRAG]) & IP_MF_OFFSET_MASK != 0 {
         return Err(stats::PASS_FRAGMENT);
     }
     Ok(Ipv4 {
-        saddr_be: join(ip[6], ip[7]),
-        daddr_be: join(ip[8], ip[9]),
-        proto: ip[4].to_ne_bytes()[1],
+        saddr_be: join(ip[word::IP_SADDR], ip[word::IP_SADDR + 1]),
+        daddr_be: join(ip[word::IP_DADDR], ip[word::IP_DADDR + 1]),
+        proto: ip[word::IP_TTL_PROTO].to_ne_bytes()[1],
         ihl,
         l3,
-        ip_len: u16::from_be(ip[1]),
+        ip_len: u16::from_be(ip[word::IP_TOTAL_LEN]),
         eth_src_multicast,
         vlan,
     })
@@ -99,13 +125,13 @@ pub fn transport(frame: &Frame, ip: &Ipv4) -> Result<Packet, u32> {
             let h = frame
                 .words::<{ TCP_HLEN / 2 }>(l4)
                 .ok_or(stats::PASS_TRUNCATED_L4)?;
-            [h[0], h[1]]
+            [h[word::L4_SPORT], h[word::L4_DPORT]]
         }
         IPPROTO_UDP => {
             let h = frame
                 .words::<{ UDP_HLEN / 2 }>(l4)
                 .ok_or(stats::PASS_TRUNCATED_L4)?;
-            [h[0], h[1]]
+            [h[word::L4_SPORT], h[word::L4_DPORT]]
         }
         _ => return Err(stats::PASS_OTHER_PROTO),
     };

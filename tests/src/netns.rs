@@ -85,22 +85,27 @@ impl Netns {
     /// "vrrp", "drop"]` without the verdict), in an input chain of table `table` that runs
     /// before everything else. Undo with [`Netns::undrop`].
     pub fn drop_input(&self, table: &str, rule: &[&str]) -> Result<()> {
-        self.drop_at("input", table, rule)
+        self.drop_at("input", table, rule, &["drop"])
+    }
+
+    /// As [`Netns::drop_input`], answering TCP with a reset (a refused connection, at once).
+    pub fn reject_input(&self, table: &str, rule: &[&str]) -> Result<()> {
+        self.drop_at("input", table, rule, &["reject", "with", "tcp", "reset"])
     }
 
     /// As [`Netns::drop_input`], for packets this namespace's own stack sends (XDP-forwarded
     /// frames never pass here).
     pub fn drop_output(&self, table: &str, rule: &[&str]) -> Result<()> {
-        self.drop_at("output", table, rule)
+        self.drop_at("output", table, rule, &["drop"])
     }
 
-    fn drop_at(&self, hook: &str, table: &str, rule: &[&str]) -> Result<()> {
+    fn drop_at(&self, hook: &str, table: &str, rule: &[&str], verdict: &[&str]) -> Result<()> {
         self.exec("nft", &["add", "table", "inet", table])?;
         let chain = format!("{{ type filter hook {hook} priority -300 ; }}");
         self.exec("nft", &["add", "chain", "inet", table, hook, &chain])?;
         let mut args = vec!["add", "rule", "inet", table, hook];
         args.extend_from_slice(rule);
-        args.push("drop");
+        args.extend_from_slice(verdict);
         self.exec("nft", &args)?;
         Ok(())
     }

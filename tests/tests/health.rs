@@ -265,11 +265,13 @@ fn script_check_and_dynamic_weight() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A real whose every check round sees the opposite of the one before: with rise = fall = 2 it
+/// never changes state (two equal results in a row are never seen), where rise = fall = 1
+/// would change it every round. The result of each round is set, right after the previous one
+/// is counted, by a firewall rule on r1 that refuses its port 80 (instant, unlike stopping
+/// and starting a server).
 #[test]
 fn flapping_real_changes_state_no_faster_than_rise_and_fall_allow() {
-    // r1's server flips every 150 ms (half the 300 ms interval): with rise = fall = 2, a
-    // state change needs two equal results in a row, which a flip every half interval
-    // rarely gives; the number of transitions is bounded by rounds / 2 in any case.
     let mut l = lab("lbhf", 2, |rid| config(rid, 2, TCP_CHECK, "", ""), true);
     assert!(
         wait_serving(&l, &["r1", "r2"], Duration::from_secs(15)).is_some(),
@@ -285,38 +287,50 @@ fn flapping_real_changes_state_no_faster_than_rise_and_fall_allow() {
             .find(|r| r["real"] == r1.as_str())?[field]
             .as_u64()
     };
-    let failed_before = r1_field("checks_failed").expect("status");
-    let t0 = Instant::now();
-    let mut up = true;
-    while t0.elapsed() < Duration::from_secs(6) {
-        std::thread::sleep(Duration::from_millis(150));
-        if up {
-            l.t.stop_server(0);
+    let rounds = || Some(r1_field("checks_ok")? + r1_field("checks_failed")?);
+    let (failed_before, transitions_before) = (
+        r1_field("checks_failed").expect("status"),
+        r1_field("transitions").expect("status"),
+    );
+    let r1_ns = &l.t.reals[0].ns;
+    let mut answering = true;
+    for _ in 0..12 {
+        let seen = rounds().expect("status");
+        let next = wait_for(Duration::from_secs(3), || {
+            rounds().filter(|n| *n > seen).map(|_| ())
+        });
+        assert!(
+            next.is_some(),
+            "no check round finished:\n{}",
+            l.agent.log_text()
+        );
+        // The next round sees the opposite.
+        if answering {
+            r1_ns
+                .reject_input("flap", &["tcp", "dport", "80"])
+                .expect("nft");
         } else {
-            l.t.start_server(0, &[]).expect("restart");
+            r1_ns.undrop("flap").expect("nft");
         }
-        up = !up;
+        answering = !answering;
+    }
+    if !answering {
+        r1_ns.undrop("flap").expect("nft");
     }
     let log = l.agent.log_text();
-    let changes = log.matches("real server DOWN").count() + log.matches("real server UP").count();
-    // 6 s / 300 ms = 20 rounds; each change needs 2 rounds: at most 10 (+1 for the first).
-    assert!(changes <= 11, "{changes} transitions in 6 s:\n{log}");
-    // The bound above holds for an agent that ignores everything: show this one saw the
-    // flapping (failed rounds during it) and still acts on a real that stays down.
     let failed = r1_field("checks_failed").expect("status") - failed_before;
+    let transitions = r1_field("transitions").expect("status") - transitions_before;
+    // The agent saw the flapping...
     assert!(
-        failed >= 3,
-        "only {failed} failed rounds seen while r1 flapped:\n{log}"
+        failed >= 4,
+        "only {failed} failed rounds while r1 flapped:\n{log}"
     );
+    // ...and held r1's state, as rise = fall = 2 say.
+    assert_eq!(transitions, 0, "r1 changed state while flapping:\n{log}");
+    // It still acts on a real that stays down.
     l.t.stop_server(0);
     let gone = wait_for(Duration::from_secs(3), || {
-        let s = l.agent.status().ok()?;
-        let r = s["services"][0]["reals"]
-            .as_array()?
-            .iter()
-            .find(|r| r["real"] == r1.as_str())?
-            .clone();
-        (r["health"] == "down").then_some(())
+        (r1_field("transitions")? > transitions_before).then_some(())
     });
     assert!(
         gone.is_some(),

@@ -354,7 +354,7 @@ impl Bed {
                 fs::write(
                     &conf,
                     format!(
-                        "global\n  maxconn 20000\n  nbthread {threads}\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
+                        "global\n  maxconn 8000\n  nbthread {threads}\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
                          frontend f\n  bind {VIP}:80\n  default_backend b\nbackend b\n  balance roundrobin\n{servers}",
                         threads = cores()
                     ),

@@ -1,23 +1,24 @@
-//! Config -> health scheduler: one scheduled real per configured real that has checks, added,
-//! updated and removed as the config changes; events are mapped back to (service, real).
+//! The node's check plan -> the health scheduler: one scheduled check per real that has checks
+//! and per `vrrp_scripts` entry, added, updated and removed as the plan changes; the
+//! scheduler's events are mapped back to the node's (by real key and script name).
 
 use std::{
     collections::{BTreeSet, HashMap},
     net::Ipv4Addr,
+    time::Duration,
 };
 
 use lb_common::ServiceKey;
 use tracing::warn;
 
 use crate::{
-    config::{CheckCfg, RealCfg},
+    config::{CheckCfg, RealCfg, ScriptCfg},
     health::{
         self, HttpCheck, Probe, RealId, RealSpec, Scheduler, ScriptCheck, StatusRange, Target,
         TcpCheck, TlsOptions,
     },
+    node::{CheckPlan, Event, RealKey},
 };
-
-pub type RealKey = (ServiceKey, Ipv4Addr, u16);
 
 /// Translates check configs into probes.
 pub fn probes(checks: &[CheckCfg]) -> Vec<Probe> {
@@ -95,108 +96,152 @@ pub fn spec(real: &RealCfg) -> RealSpec {
     s
 }
 
-/// Scheduler ids at and above this are `vrrp_scripts` (index = id - SCRIPT_BASE).
-const SCRIPT_BASE: u64 = 1 << 62;
-
-/// Which scheduled id is which real (or VRRP script).
-#[derive(Default)]
-pub struct Registry {
-    ids: HashMap<RealKey, (RealId, RealSpecSig)>,
-    keys: HashMap<u64, RealKey>,
-    next: u64,
-    scripts: Vec<crate::config::ScriptCfg>,
+/// What a scheduled id checks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Checked {
+    Real(RealKey),
+    Script(String),
 }
 
-/// What the scheduler was given for a real, to tell whether a reload changed it.
-type RealSpecSig = (Vec<CheckCfg>, std::time::Duration, u32, u32);
+/// What the scheduler was given for a real or script, to tell whether a reload changed it.
+type Sig = (Vec<CheckCfg>, Vec<String>, Duration, Duration, u32, u32);
 
-fn sig(r: &RealCfg) -> RealSpecSig {
-    (r.checks.clone(), r.interval, r.rise, r.fall)
+fn real_sig(r: &RealCfg) -> Sig {
+    (
+        r.checks.clone(),
+        Vec::new(),
+        Duration::ZERO,
+        r.interval,
+        r.rise,
+        r.fall,
+    )
+}
+
+fn script_sig(s: &ScriptCfg) -> Sig {
+    (
+        Vec::new(),
+        s.argv.clone(),
+        s.timeout,
+        s.interval,
+        s.rise,
+        s.fall,
+    )
+}
+
+/// A `vrrp_scripts` entry as a scheduled check: a script check without a target, with the
+/// script's interval and rise/fall.
+fn script_spec(s: &ScriptCfg) -> RealSpec {
+    let probe = Probe::Script(ScriptCheck {
+        argv: s.argv.clone(),
+        timeout: s.timeout,
+        dynamic: false,
+    });
+    let mut spec = RealSpec::new(Target::new(Ipv4Addr::LOCALHOST.into(), 0), vec![probe]);
+    spec.delay_loop = s.interval;
+    spec.rise = s.rise;
+    spec.fall = s.fall;
+    spec
+}
+
+/// Which scheduled id is which real (or VRRP script), by key and name: reals and scripts
+/// whose checks did not change keep running (and keep their state) across reloads.
+#[derive(Default)]
+pub struct Registry {
+    ids: HashMap<u64, (Checked, Sig)>,
+    next: u64,
+    paused: BTreeSet<ServiceKey>,
 }
 
 impl Registry {
-    pub fn key(&self, id: RealId) -> Option<&RealKey> {
-        self.keys.get(&id.0)
-    }
-
-    /// The `vrrp_scripts` index of a scheduler id, if it is a script.
-    pub fn script_index(&self, id: RealId) -> Option<usize> {
-        id.0.checked_sub(SCRIPT_BASE).map(|i| i as usize)
-    }
-
-    /// Runs each `vrrp_scripts` entry on its interval with rise/fall, through the same
-    /// scheduler as the real servers' checks (a script is a check without a target).
-    pub fn reconcile_scripts(&mut self, sched: &Scheduler, scripts: &[crate::config::ScriptCfg]) {
-        if self.scripts == scripts {
-            return;
-        }
-        for i in 0..self.scripts.len() {
-            sched.remove(RealId(SCRIPT_BASE + i as u64));
-        }
-        for (i, s) in scripts.iter().enumerate() {
-            let probe = Probe::Script(ScriptCheck {
-                argv: s.argv.clone(),
-                timeout: s.timeout,
-                dynamic: false,
-            });
-            let mut spec = RealSpec::new(Target::new(Ipv4Addr::LOCALHOST.into(), 0), vec![probe]);
-            spec.delay_loop = s.interval;
-            spec.rise = s.rise;
-            spec.fall = s.fall;
-            if let Err(e) = sched.add(RealId(SCRIPT_BASE + i as u64), spec) {
-                warn!(script = %s.name, error = %e, "cannot schedule vrrp_script");
-            }
-        }
-        self.scripts = scripts.to_vec();
-    }
-
-    /// Pauses the checks of the reals of `down` services and resumes the others'.
-    pub fn pause(&self, sched: &Scheduler, down: &BTreeSet<ServiceKey>) {
-        for ((svc, _, _), (id, _)) in &self.ids {
-            sched.set_paused(*id, down.contains(svc));
-        }
-    }
-
-    /// Makes the scheduler check exactly `wanted` (reals with checks), keeping the state of
-    /// reals whose checks did not change.
-    pub fn reconcile(&mut self, sched: &Scheduler, wanted: &[(ServiceKey, &RealCfg)]) {
+    /// Makes the scheduler run exactly `plan`.
+    pub fn reconcile(&mut self, sched: &Scheduler, plan: &CheckPlan) {
+        let mut wanted: Vec<(Checked, Sig, RealSpec)> = plan
+            .reals
+            .iter()
+            .filter(|(_, r)| !r.checks.is_empty())
+            .map(|(k, r)| (Checked::Real(*k), real_sig(r), spec(r)))
+            .collect();
+        wanted.extend(plan.scripts.iter().map(|s| {
+            (
+                Checked::Script(s.name.clone()),
+                script_sig(s),
+                script_spec(s),
+            )
+        }));
         let mut keep = HashMap::new();
-        for (svc, r) in wanted {
-            if r.checks.is_empty() {
-                continue;
-            }
-            let key = (*svc, r.addr, r.port);
-            let s = sig(r);
-            match self.ids.get(&key) {
-                Some((id, old)) if *old == s => {
-                    keep.insert(key, (*id, s));
+        for (what, sig, spec) in wanted {
+            let existing = self
+                .ids
+                .iter()
+                .find(|(_, (w, _))| *w == what)
+                .map(|(id, (_, old))| (*id, old.clone()));
+            match existing {
+                Some((id, old)) if old == sig => {
+                    keep.insert(id, (what, sig));
                 }
                 Some((id, _)) => {
-                    if let Err(e) = sched.update(*id, spec(r)) {
-                        warn!(real = %r.addr, error = %e, "cannot update health check");
+                    if let Err(e) = sched.update(RealId(id), spec) {
+                        warn!(check = ?what, error = %e, "cannot update health check");
                     }
-                    keep.insert(key, (*id, s));
+                    keep.insert(id, (what, sig));
                 }
                 None => {
                     self.next += 1;
-                    let id = RealId(self.next);
-                    if let Err(e) = sched.add(id, spec(r)) {
-                        warn!(real = %r.addr, error = %e, "cannot schedule health check");
+                    if let Err(e) = sched.add(RealId(self.next), spec) {
+                        warn!(check = ?what, error = %e, "cannot schedule health check");
                         continue;
                     }
-                    self.keys.insert(id.0, key);
-                    keep.insert(key, (id, s));
+                    keep.insert(self.next, (what, sig));
                 }
             }
         }
-        for (key, (id, _)) in &self.ids {
-            if !keep.contains_key(key) {
-                sched.remove(*id);
-                self.keys.remove(&id.0);
+        for id in self.ids.keys() {
+            if !keep.contains_key(id) {
+                sched.remove(RealId(*id));
             }
         }
         self.ids = keep;
+        // Pause the reals behind a down interface; resume the others.
+        for (id, (what, _)) in &self.ids {
+            if let Checked::Real(k) = what {
+                sched.set_paused(RealId(*id), plan.paused.contains(&k.0));
+            }
+        }
+        self.paused.clone_from(&plan.paused);
+    }
+
+    /// A scheduler event as the node's event.
+    pub fn translate(&self, ev: health::Event) -> Option<Event> {
+        let id = match &ev {
+            health::Event::Health(e) => e.real,
+            health::Event::Weight(e) => e.real,
+            health::Event::ProbeDone(e) => e.real,
+        };
+        let (what, _) = self.ids.get(&id.0)?;
+        match (what, ev) {
+            (Checked::Script(name), health::Event::Health(e)) => Some(Event::Script {
+                name: name.clone(),
+                ok: e.state == health::State::Up,
+                reason: e.reason,
+            }),
+            (Checked::Script(_), _) => None,
+            (Checked::Real(real), health::Event::Health(e)) => Some(Event::RealHealth {
+                real: *real,
+                up: e.state == health::State::Up,
+                weight: e.weight,
+                reason: e.reason,
+            }),
+            (Checked::Real(real), health::Event::Weight(e)) => Some(Event::RealWeight {
+                real: *real,
+                weight: e.weight,
+                reason: e.reason,
+            }),
+            (Checked::Real(real), health::Event::ProbeDone(e)) => Some(Event::Probe {
+                real: *real,
+                ok: e.outcome.ok,
+                reason: e.outcome.reason,
+                latency: e.outcome.latency,
+            }),
+        }
     }
 }
-
-pub use health::Event;

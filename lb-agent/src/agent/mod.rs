@@ -1,249 +1,461 @@
-//! The running agent: one task owns all state (config, health, VRRP, data path) and changes it
-//! only in response to events (a timer, a packet, a health result, a signal), so there are no
-//! locks and no races between decisions.
+//! The running agent: wiring and the carrying out of effects, nothing else. The node core
+//! (`crate::node`) decides; this feeds it events stamped with the time and does what it asks.
+//!
+//! Two runtimes: the node loop runs on its own thread (a current-thread runtime) with the
+//! VRRP sockets, the timers, the maps and XDP; everything that may be slow (netlink, health
+//! checks, hooks, the control socket, metrics) runs on a second runtime. So the advert timer
+//! never waits on netlink, a check or a script.
 
+pub mod boot;
 pub mod checks;
-pub mod dataflow;
-pub mod health_events;
 pub mod hooks;
-pub mod neighbours;
-pub mod reload;
+pub mod host;
+pub mod receive;
 pub mod snapshot;
-pub mod state;
-pub mod vrrp;
-pub mod vrrp_driver;
 
 use std::{
     collections::{BTreeMap, HashMap},
+    net::Ipv4Addr,
     path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result};
-use futures::StreamExt as _;
 use tokio::{
+    runtime::Handle,
     signal::unix::{signal, SignalKind},
-    sync::mpsc,
+    sync::{mpsc, oneshot},
 };
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::{
     config::{self, Config},
-    control,
+    control::{self, Request, Response},
     dataplane::{pins::PinLock, Dataplane},
     health::{Scheduler, SchedulerConfig},
-    netlink::{link::Link, Netlink},
-    vrrp::io::VrrpSocket,
+    netlink::Netlink,
+    node::{Boot, DataplaneState, Effect, Event, Iface, Node},
+    vrrp::{garp, io::VrrpSocket},
 };
-use state::ServiceRt;
 
-/// How often neighbours (reals' MACs) and links are re-read (links also on every netlink
-/// link event).
-const REFRESH: Duration = Duration::from_secs(1);
-/// Upper bound on a graceful stop (hand-over plus grace), whatever the intervals.
-const MAX_STOP: Duration = Duration::from_secs(10);
+/// How often the per-real rates are sampled.
+const RATES_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Options {
     pub config: PathBuf,
 }
 
-pub struct Core {
-    pub cfg: Config,
-    pub cfg_path: PathBuf,
-    pub dp: Dataplane,
-    pub nl: Netlink,
-    pub services: Vec<ServiceRt>,
-    pub vrrp: Vec<vrrp::InstRt>,
-    pub links: HashMap<u32, Link>,
-    /// Latest result of each `vrrp_scripts` entry (None until its first run).
-    pub script_ok: Vec<Option<bool>>,
-    /// VRRP datagrams that failed the packet checks, by interface and reason.
-    pub vrrp_rx_invalid: BTreeMap<(String, &'static str), u64>,
-    /// Interfaces whose XDP link an earlier run left pinned: kept forwarding until this node's
-    /// role is known, then taken over or released.
-    pub adopted: BTreeMap<String, Instant>,
-    pub(crate) vrrp_socks: HashMap<String, Arc<VrrpSocket>>,
-    pub started: Instant,
-    rates: snapshot::Rates,
-    latency: snapshot::Latency,
-    resolver: neighbours::Resolver,
-    sched: Scheduler,
-    checks: checks::Registry,
-    /// Interfaces whose reals' health checks are paused: down, or back up since (settling).
-    checks_paused: BTreeMap<String, Option<Instant>>,
+/// What reaches the node loop besides node events.
+enum Cmd {
+    /// A reload prepared on the IO runtime (config read and validated, interfaces looked up).
+    Reload {
+        prepared: Result<(Config, HashMap<String, Iface>), String>,
+        reply: Option<oneshot::Sender<Response>>,
+    },
 }
 
 /// `lb-agent run`.
-pub async fn run(opts: Options) -> Result<()> {
+pub fn run(opts: Options) -> Result<()> {
     let cfg = config::load(&opts.config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let _lock = PinLock::acquire(&cfg.pin_path)?;
-    let dp = Dataplane::open(&cfg.capacity, Some(&cfg.pin_path), cfg.xdp_mode)
-        .context("loading the data path")?;
-    let nl = Netlink::connect()?;
-    let links = nl.links().await?;
-    let services = cfg.services.iter().cloned().map(ServiceRt::new).collect();
-    let (sched, mut health_rx) = Scheduler::new(SchedulerConfig::default());
-    let script_ok = vec![None; cfg.scripts.len()];
-    let mut core = Core {
-        cfg,
-        cfg_path: opts.config,
-        dp,
-        nl,
-        services,
-        vrrp: Vec::new(),
-        links,
-        script_ok,
-        vrrp_rx_invalid: BTreeMap::new(),
-        adopted: BTreeMap::new(),
-        vrrp_socks: HashMap::new(),
-        started: Instant::now(),
-        rates: snapshot::Rates::default(),
-        latency: snapshot::Latency::default(),
-        resolver: neighbours::Resolver::default(),
-        sched,
-        checks: checks::Registry::default(),
-        checks_paused: BTreeMap::new(),
-    };
-    info!(
-        router_id = %core.cfg.router_id,
-        services = core.services.len(),
-        instances = core.cfg.instances.len(),
-        "lb-agent starting"
-    );
-    core.adopt_recovered();
-    core.reconcile_checks();
-    core.adopt_pinned_links();
-    let (control_tx, mut control_rx) = mpsc::channel::<control::server::Call>(64);
-    let listener = control::server::bind(&core.cfg.control_socket)?;
-    control::server::spawn(
-        listener,
-        core.cfg.control_socket.clone(),
-        control_tx.clone(),
-    );
-    if let Some(addr) = core.cfg.metrics_listen {
-        control::metrics::spawn(addr, control_tx.clone()).await?;
-    }
-    let (vrrp_tx, mut vrrp_rx) = mpsc::channel(1024);
-    core.vrrp_start(vrrp_tx.clone()).await?;
-    core.tick().await;
+    let io = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("lb-io")
+        .enable_all()
+        .build()
+        .context("starting the IO runtime")?;
+    let node_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the node runtime")?;
+    let r = node_rt.block_on(Agent::start(cfg, opts.config, io.handle().clone()));
+    io.shutdown_timeout(Duration::from_secs(1));
+    r
+}
 
-    let mut link_events = link_events()?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut refresh = tokio::time::interval(REFRESH);
-    let mut stopping: Option<Instant> = None;
-    loop {
-        if let Some(t) = stopping {
-            if core.vrrp_done() || t.elapsed() > MAX_STOP {
-                break;
+/// Settings that size or place the maps: changing them needs a restart.
+fn restart_needed(old: &Config, new: &Config) -> Option<&'static str> {
+    if old.capacity != new.capacity {
+        Some("a map capacity (max_services, max_reals, maglev_table_size, conntrack_size)")
+    } else if old.pin_path != new.pin_path {
+        Some("global_defs.bpf_pin_path")
+    } else if old.router_id != new.router_id {
+        Some("global_defs.router_id")
+    } else if old.xdp_mode != new.xdp_mode {
+        Some("global_defs.xdp_mode")
+    } else if old.control_socket != new.control_socket {
+        Some("global_defs.control_socket")
+    } else if old.metrics_listen != new.metrics_listen {
+        Some("global_defs.metrics_listen")
+    } else {
+        None
+    }
+}
+
+struct Agent {
+    cfg_path: PathBuf,
+    node: Node,
+    dp: Dataplane,
+    io: Handle,
+    host: mpsc::Sender<host::Request>,
+    events: mpsc::Sender<Event>,
+    socks: HashMap<String, Arc<VrrpSocket>>,
+    garps: HashMap<u32, garp::Sender>,
+    sched: Scheduler,
+    registry: checks::Registry,
+    tx_errors: HashMap<String, u64>,
+    latency: snapshot::Latency,
+    rates: snapshot::Rates,
+    started: Instant,
+    /// Pinned links of an earlier run not taken over are released with the first data-path
+    /// state.
+    first_dataplane: bool,
+}
+
+impl Agent {
+    async fn start(cfg: Config, cfg_path: PathBuf, io: Handle) -> Result<()> {
+        let _lock = PinLock::acquire(&cfg.pin_path)?;
+        let dp = Dataplane::open(&cfg.capacity, Some(&cfg.pin_path), cfg.xdp_mode)
+            .context("loading the data path")?;
+        // Host facts, read on the IO runtime (netlink lives there).
+        let boot_cfg = cfg.clone();
+        let (links, ifaces) = io
+            .spawn(async move {
+                let nl = Netlink::connect()?;
+                boot::remove_stale_vips(&nl, &boot_cfg).await?;
+                let ifaces = boot::ifaces(&nl, &boot_cfg).await?;
+                Ok::<_, anyhow::Error>((nl.links().await?, ifaces))
+            })
+            .await
+            .context("reading the host")??;
+        let pinned_links = dp
+            .loaded
+            .pin_dir
+            .as_deref()
+            .map(crate::dataplane::attach::pinned_links)
+            .unwrap_or_default();
+        let boot = Boot {
+            links,
+            ifaces,
+            serving: recovered_serving(&cfg, &dp),
+            paths: dp.programmer.recovered_paths(),
+            pinned_links,
+        };
+        let (events_tx, mut events) = mpsc::channel::<Event>(4096);
+        let (host_tx, host_rx) = mpsc::channel(1024);
+        io.spawn(host::run(host_rx, events_tx.clone()));
+        let (sched, mut health) = {
+            let _g = io.enter();
+            Scheduler::new(SchedulerConfig::default())
+        };
+        let (cmd_tx, mut cmds) = mpsc::channel::<Cmd>(64);
+        let (control_tx, mut control_rx) = mpsc::channel::<control::server::Call>(64);
+        {
+            let _g = io.enter();
+            let listener = control::server::bind(&cfg.control_socket)?;
+            control::server::spawn(listener, cfg.control_socket.clone(), control_tx.clone());
+            if let Some(addr) = cfg.metrics_listen {
+                control::metrics::spawn(addr, control_tx.clone()).await?;
             }
         }
-        let deadline = core.next_deadline();
-        let timer = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d.into()).await,
-                None => std::future::pending::<()>().await,
+        let socket_path = cfg.control_socket.clone();
+        let node = Node::new(Instant::now(), cfg, boot).map_err(|e| anyhow::anyhow!(e))?;
+        let mut a = Agent {
+            cfg_path,
+            node,
+            dp,
+            io: io.clone(),
+            host: host_tx,
+            events: events_tx,
+            socks: HashMap::new(),
+            garps: HashMap::new(),
+            sched,
+            registry: checks::Registry::default(),
+            tx_errors: HashMap::new(),
+            latency: snapshot::Latency::default(),
+            rates: snapshot::Rates::default(),
+            started: Instant::now(),
+            first_dataplane: true,
+        };
+        a.open_sockets()?;
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        let mut rates = tokio::time::interval(RATES_EVERY);
+        loop {
+            a.carry_out();
+            if a.node.is_stopped() {
+                break;
+            }
+            let deadline = a.node.poll_timeout();
+            let timer = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = timer => a.node.handle(Instant::now(), Event::Timer),
+                Some(ev) = events.recv() => a.node.handle(Instant::now(), ev),
+                Some(ev) = health.recv() => {
+                    if let health::Event::ProbeDone(p) = &ev {
+                        a.latency.observe(p.outcome.latency.as_secs_f64());
+                    }
+                    if let Some(ev) = a.registry.translate(ev) {
+                        a.node.handle(Instant::now(), ev);
+                    }
+                }
+                Some((req, reply)) = control_rx.recv() => a.control(req, reply, &cmd_tx),
+                Some(cmd) = cmds.recv() => a.command(cmd),
+                _ = rates.tick() => a.rates.sample_all(&a.node, &a.dp, Instant::now()),
+                _ = term.recv() => {
+                    info!("SIGTERM: stopping (a master hands over first)");
+                    a.node.handle(Instant::now(), Event::Shutdown);
+                }
+                _ = int.recv() => {
+                    info!("SIGINT: stopping (a master hands over first)");
+                    a.node.handle(Instant::now(), Event::Shutdown);
+                }
+                _ = hup.recv() => {
+                    info!(config = %a.cfg_path.display(), "SIGHUP: reloading");
+                    a.prepare_reload(None, &cmd_tx);
+                }
+            }
+        }
+        let _ = std::fs::remove_file(&socket_path);
+        info!("stopped");
+        Ok(())
+    }
+
+    /// One VRRP socket (and receiver) per interface with instances.
+    fn open_sockets(&mut self) -> Result<()> {
+        let mut by_if: BTreeMap<String, Vec<Ipv4Addr>> = BTreeMap::new();
+        for i in self.node.instances() {
+            let groups = by_if.entry(i.cfg.interface.clone()).or_default();
+            if i.cfg.unicast_peers.is_empty() && !groups.contains(&i.cfg.mcast_group) {
+                groups.push(i.cfg.mcast_group);
+            }
+        }
+        for (ifname, groups) in by_if {
+            if self.socks.contains_key(&ifname) {
+                continue;
+            }
+            let ifindex = self
+                .node
+                .instances()
+                .iter()
+                .find(|i| i.cfg.interface == ifname)
+                .map_or(0, |i| i.iface.ifindex);
+            let sock = Arc::new(
+                VrrpSocket::open(&ifname, ifindex, &groups)
+                    .with_context(|| format!("opening the VRRP socket on {ifname}"))?,
+            );
+            receive::spawn(sock.clone(), self.events.clone());
+            self.socks.insert(ifname, sock);
+        }
+        Ok(())
+    }
+
+    /// Carries out every pending effect, in order.
+    fn carry_out(&mut self) {
+        while let Some(e) = self.node.poll_effect() {
+            match e {
+                Effect::SendAdvert {
+                    instance,
+                    ifname,
+                    dst,
+                    datagram,
+                } => {
+                    let sent = self.socks.get(&ifname).map(|s| s.send(&datagram, dst));
+                    if !matches!(sent, Some(Ok(()))) {
+                        *self.tx_errors.entry(instance.clone()).or_insert(0) += 1;
+                        debug!(%instance, result = ?sent, "advert not sent");
+                    }
+                }
+                Effect::SendFrame { ifindex, frame } => self.send_frame(ifindex, &frame),
+                Effect::AddVip(v) => self.to_host(host::Request::AddVip(v)),
+                Effect::RemoveVip(v) => self.to_host(host::Request::RemoveVip(v)),
+                Effect::Resolve { ifindex, ip } => {
+                    self.to_host(host::Request::Resolve { ifindex, ip })
+                }
+                Effect::WatchNeighbours(list) => self.to_host(host::Request::Watch(list)),
+                Effect::Dataplane(state) => self.dataplane(&state),
+                Effect::Hook { what, argv, args } => {
+                    let _g = self.io.enter();
+                    hooks::spawn(what, &argv, &args);
+                }
+                Effect::Checks(plan) => self.registry.reconcile(&self.sched, &plan),
+                Effect::Stopped => {}
+            }
+        }
+    }
+
+    fn send_frame(&mut self, ifindex: u32, frame: &[u8]) {
+        let sender = match self.garps.entry(ifindex) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => match garp::Sender::new(ifindex) {
+                Ok(s) => e.insert(s),
+                Err(err) => {
+                    warn!(ifindex, error = %err, "no gratuitous ARP socket");
+                    return;
+                }
+            },
+        };
+        if let Err(e) = sender.send(frame) {
+            debug!(ifindex, error = %e, "gratuitous ARP not sent");
+        }
+    }
+
+    fn to_host(&self, req: host::Request) {
+        if let Err(e) = self.host.try_send(req) {
+            error!(error = %e, "the host worker is not taking requests");
+        }
+    }
+
+    /// The maps first, then XDP where wanted (and nowhere else).
+    fn dataplane(&mut self, state: &DataplaneState) {
+        if let Err(e) = self.dp.apply(&state.services) {
+            error!(error = %format!("{e:#}"), "updating the data path failed");
+        }
+        let have: Vec<String> = self.dp.attached().map(str::to_owned).collect();
+        for ifname in have.iter().filter(|i| !state.attach.contains(*i)) {
+            self.dp.detach(ifname);
+        }
+        for ifname in &state.attach {
+            if let Err(e) = self.dp.attach(ifname) {
+                error!(interface = %ifname, error = %format!("{e:#}"), "cannot attach XDP");
+            }
+        }
+        if std::mem::take(&mut self.first_dataplane) {
+            let keep: Vec<&str> = state.attach.iter().map(String::as_str).collect();
+            self.dp.release_stale_links(&keep);
+        }
+    }
+
+    fn io_stats(&self) -> snapshot::IoStats<'_> {
+        snapshot::IoStats {
+            config: self.cfg_path.display().to_string(),
+            started: self.started,
+            rates: &self.rates,
+            latency: &self.latency,
+            tx_errors: &self.tx_errors,
+            socket_drops: self
+                .socks
+                .iter()
+                .map(|(i, s)| (i.clone(), s.kernel_drops()))
+                .collect(),
+        }
+    }
+
+    fn control(
+        &mut self,
+        req: Request,
+        reply: oneshot::Sender<Response>,
+        cmds: &mpsc::Sender<Cmd>,
+    ) {
+        let resp = match req {
+            Request::Status { flows } => Response::Status(Box::new(snapshot::snapshot(
+                &self.node,
+                &self.dp,
+                &self.io_stats(),
+                flows,
+            ))),
+            Request::Explain { client, vip, proto } => match proto.as_str() {
+                "tcp" | "udp" => {
+                    let number = if proto == "tcp" {
+                        lb_common::IPPROTO_TCP
+                    } else {
+                        lb_common::IPPROTO_UDP
+                    };
+                    Response::Explain(crate::dataplane::explain::explain(
+                        &self.dp.loaded.maps,
+                        client,
+                        vip,
+                        number,
+                    ))
+                }
+                other => Response::Error {
+                    message: format!("protocol {other:?}: tcp or udp"),
+                },
+            },
+            Request::Reload => {
+                self.prepare_reload(Some(reply), cmds);
+                return;
             }
         };
-        tokio::select! {
-            _ = refresh.tick() => core.tick().await,
-            _ = timer => core.on_timers().await,
-            Some(ev) = health_rx.recv() => core.on_health(ev).await,
-            Some(m) = vrrp_rx.recv() => core.on_vrrp(m).await,
-            Some(()) = link_events.recv() => core.on_links_changed().await,
-            Some((req, reply)) = control_rx.recv() => {
-                let resp = core.on_control(req).await;
-                let _ = reply.send(resp);
+        let _ = reply.send(resp);
+    }
+
+    /// Reads and validates the config and looks up its interfaces on the IO runtime; the
+    /// result comes back as a command.
+    fn prepare_reload(&self, reply: Option<oneshot::Sender<Response>>, cmds: &mpsc::Sender<Cmd>) {
+        let path = self.cfg_path.clone();
+        let cmds = cmds.clone();
+        self.io.spawn(async move {
+            let prepared = async {
+                let cfg = config::load(&path).map_err(|e| e.to_string())?;
+                let nl = Netlink::connect().map_err(|e| format!("{e:#}"))?;
+                let ifaces = boot::ifaces(&nl, &cfg)
+                    .await
+                    .map_err(|e| format!("{e:#}"))?;
+                Ok((cfg, ifaces))
             }
-            _ = term.recv(), if stopping.is_none() => {
-                info!("SIGTERM: stopping (a master hands over first)");
-                stopping = Some(Instant::now());
-                core.vrrp_shutdown();
-                core.vrrp_drive().await;
-            }
-            _ = int.recv(), if stopping.is_none() => {
-                info!("SIGINT: stopping (a master hands over first)");
-                stopping = Some(Instant::now());
-                core.vrrp_shutdown();
-                core.vrrp_drive().await;
-            }
-            _ = hup.recv() => {
-                info!(config = %core.cfg_path.display(), "SIGHUP: reloading");
-                if let Err(e) = core.reload().await {
-                    error!(error = %format!("{e:#}"), "reload failed; the running configuration stays");
+            .await;
+            let _ = cmds.send(Cmd::Reload { prepared, reply }).await;
+        });
+    }
+
+    fn command(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Reload { prepared, reply } => {
+                let resp = match prepared.and_then(|(cfg, ifaces)| {
+                    match restart_needed(self.node.config(), &cfg) {
+                        Some(why) => Err(format!("{why} changed: that needs a restart")),
+                        None => Ok((cfg, ifaces)),
+                    }
+                }) {
+                    Ok((cfg, ifaces)) => {
+                        self.node.handle(
+                            Instant::now(),
+                            Event::Reload {
+                                cfg: Box::new(cfg),
+                                ifaces,
+                            },
+                        );
+                        if let Err(e) = self.open_sockets() {
+                            error!(error = %format!("{e:#}"), "a VRRP socket for the reloaded config");
+                        }
+                        Response::Reloaded {
+                            message: "configuration reloaded".into(),
+                        }
+                    }
+                    Err(e) => {
+                        error!(error = %e, "reload failed; the running configuration stays");
+                        Response::Error {
+                            message: format!("reload failed, the running configuration stays: {e}"),
+                        }
+                    }
+                };
+                if let Some(reply) = reply {
+                    let _ = reply.send(resp);
                 }
             }
         }
     }
-    core.stop().await;
-    let _ = std::fs::remove_file(&core.cfg.control_socket);
-    info!("stopped");
-    Ok(())
 }
 
-/// A message per netlink link event (carrier, admin state), so link failures are acted on at
-/// once rather than at the next poll.
-fn link_events() -> Result<mpsc::Receiver<()>> {
-    use rtnetlink::sys::{AsyncSocket as _, SocketAddr};
-    let (mut conn, _handle, mut messages) =
-        rtnetlink::new_connection().context("opening rtnetlink for link events")?;
-    conn.socket_mut()
-        .socket_mut()
-        .bind(&SocketAddr::new(0, rtnetlink::constants::RTMGRP_LINK))
-        .context("subscribing to link events")?;
-    tokio::spawn(conn);
-    let (tx, rx) = mpsc::channel(16);
-    tokio::spawn(async move {
-        while messages.next().await.is_some() {
-            if tx.try_send(()).is_err() && tx.is_closed() {
-                return;
-            }
-        }
-    });
-    Ok(rx)
+/// Reals the pinned maps hold as serving (an earlier run's): they keep serving until checked.
+fn recovered_serving(cfg: &Config, dp: &Dataplane) -> Vec<crate::node::RealKey> {
+    cfg.services
+        .iter()
+        .flat_map(|s| {
+            let key = s.key();
+            s.reals
+                .iter()
+                .filter(move |r| dp.programmer.real_serving(&key, r.addr, r.port))
+                .map(move |r| (key, r.addr, r.port))
+        })
+        .collect()
 }
 
-impl Core {
-    fn next_deadline(&self) -> Option<Instant> {
-        [self.vrrp_deadline(), self.adopted.values().min().copied()]
-            .into_iter()
-            .flatten()
-            .min()
-    }
-
-    async fn on_timers(&mut self) {
-        let now = Instant::now();
-        let expired: Vec<String> = self
-            .adopted
-            .iter()
-            .filter(|(_, t)| **t <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
-        if !expired.is_empty() {
-            for k in expired {
-                self.adopted.remove(&k);
-            }
-            self.resync();
-        }
-        self.vrrp_timers().await;
-    }
-
-    async fn on_links_changed(&mut self) {
-        if let Err(e) = self.refresh_links().await {
-            warn!(error = %format!("{e:#}"), "reading links failed");
-        }
-        self.apply_tracking(Instant::now());
-        self.vrrp_drive().await;
-    }
-
-    /// Final cleanup: release everything still held, detach XDP (the pins of the maps stay,
-    /// so the next run keeps the connection table).
-    async fn stop(&mut self) {
-        for i in 0..self.vrrp.len() {
-            self.release(i).await;
-        }
-        self.dp.detach_all();
-    }
-}
+use crate::health;

@@ -252,7 +252,7 @@ pub fn summary(cfg: &Config) -> String {
             i.interface,
             i.vrid,
             i.priority,
-            if i.version == VrrpVersion::V2 { 2 } else { 3 },
+            i.version.number(),
             duration::format_duration(i.advert_int),
             if i.preempt { "preempt" } else { "nopreempt" },
             vips.join(" ")

@@ -5,6 +5,8 @@ use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
 
 use lb_common::ServiceKey;
 
+pub use crate::vrrp::packet::{V3Checksum, Version};
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     pub router_id: String,
@@ -57,20 +59,6 @@ pub struct ScriptCfg {
     pub fall: u32,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum VrrpVersion {
-    V2,
-    V3,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum V3Checksum {
-    /// IPv4 pseudo-header included (keepalived, Wireshark).
-    Keepalived,
-    /// VRRP message only (RFC 9568).
-    Rfc9568,
-}
-
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Vip {
     pub addr: Ipv4Addr,
@@ -85,7 +73,7 @@ pub struct InstanceCfg {
     pub interface: String,
     pub vrid: u8,
     pub priority: u8,
-    pub version: VrrpVersion,
+    pub version: Version,
     pub advert_int: Duration,
     pub preempt: bool,
     pub preempt_delay: Duration,
@@ -96,12 +84,15 @@ pub struct InstanceCfg {
     pub unicast_peers: Vec<Ipv4Addr>,
     pub allowed_peers: Vec<Ipv4Addr>,
     pub mcast_group: Ipv4Addr,
+    /// The form v3 checksums are sent in (`keepalived`: with the IPv4 pseudo-header;
+    /// `rfc9568`: the VRRP message only). Both are accepted.
     pub v3_checksum: V3Checksum,
     pub track_interfaces: Vec<(String, i32)>,
-    /// (index into `Config::scripts`, weight override or the script's weight).
-    pub track_scripts: Vec<(usize, i32)>,
-    /// (index into `Config::services`, weight).
-    pub track_services: Vec<(usize, i32)>,
+    /// (name of a `vrrp_scripts` entry, weight override or the script's weight).
+    pub track_scripts: Vec<(String, i32)>,
+    /// (a virtual service, weight): by key, so inserting a service never changes what an
+    /// instance tracks.
+    pub track_services: Vec<(ServiceKey, i32)>,
     pub notify: Notify,
     pub garp: Garp,
 }
@@ -118,8 +109,8 @@ pub struct Notify {
 #[derive(Clone, Debug, PartialEq)]
 pub struct SyncGroupCfg {
     pub name: String,
-    /// Indices into `Config::instances`.
-    pub members: Vec<usize>,
+    /// Names of its `vrrp_instances`.
+    pub members: Vec<String>,
     pub notify: Notify,
 }
 

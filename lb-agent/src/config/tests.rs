@@ -133,7 +133,7 @@ fn defaults_are_filled_in() {
     assert_eq!(c.pin_path, std::path::PathBuf::from("/sys/fs/bpf/lb/lb"));
     assert_eq!(c.capacity.ring_size, 65537);
     let i = &c.instances[0];
-    assert_eq!(i.version, VrrpVersion::V3);
+    assert_eq!(i.version, Version::V3);
     assert_eq!(i.advert_int, std::time::Duration::from_secs(1));
     assert!(i.preempt);
     assert_eq!(i.vips[0].prefix, 32);

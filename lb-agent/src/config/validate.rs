@@ -11,6 +11,12 @@ use std::{
 
 use lb_common::maps as caps;
 
+use crate::vrrp::{
+    packet::{V3Checksum, Version, MAX_VRID},
+    state::OWNER_PRIORITY,
+    timers,
+};
+
 use super::{
     duration::format_duration,
     model::*,
@@ -665,9 +671,15 @@ fn instances(
             &format!("{at}.virtual_router_id"),
             vi.virtual_router_id,
             1,
-            255,
+            u32::from(MAX_VRID),
         );
-        range(p, &format!("{at}.priority"), vi.priority, 1, 255);
+        range(
+            p,
+            &format!("{at}.priority"),
+            vi.priority,
+            1,
+            u32::from(OWNER_PRIORITY),
+        );
         if let Some(first) = vrids.insert((vi.interface.clone(), vi.virtual_router_id), i) {
             p.add(
                 format!("{at}.virtual_router_id"),
@@ -678,44 +690,28 @@ fn instances(
             );
         }
         let version = match vi.version.unwrap_or(3) {
-            2 => VrrpVersion::V2,
-            3 => VrrpVersion::V3,
+            2 => Version::V2,
+            3 => Version::V3,
             v => {
                 p.add(format!("{at}.version"), format!("{v}: expected 2 or 3"));
-                VrrpVersion::V3
+                Version::V3
             }
         };
         let advert_int = vi.advert_int.map_or(DEFAULT_ADVERT_INT, |d| d.0);
-        match version {
-            VrrpVersion::V2 => {
-                if advert_int.subsec_nanos() != 0
-                    || advert_int < Duration::from_secs(1)
-                    || advert_int > Duration::from_secs(255)
-                {
-                    p.add(
-                        format!("{at}.advert_int"),
-                        format!(
-                            "{}: VRRPv2 intervals are whole seconds, 1s..=255s (use version: 3 for \
-                             sub-second)",
-                            format_duration(advert_int)
-                        ),
-                    );
-                }
-            }
-            VrrpVersion::V3 => {
-                if advert_int.as_nanos() % 10_000_000 != 0
-                    || advert_int < Duration::from_millis(10)
-                    || advert_int > Duration::from_millis(40_950)
-                {
-                    p.add(
-                        format!("{at}.advert_int"),
-                        format!(
-                            "{}: VRRPv3 intervals are 10ms..=40.95s in steps of 10ms",
-                            format_duration(advert_int)
-                        ),
-                    );
-                }
-            }
+        if !timers::interval_valid(version, advert_int) {
+            let hint = if version == Version::V2 {
+                " (use version: 3 for sub-second)"
+            } else {
+                ""
+            };
+            p.add(
+                format!("{at}.advert_int"),
+                format!(
+                    "{}: {}{hint}",
+                    format_duration(advert_int),
+                    timers::interval_rule(version)
+                ),
+            );
         }
         let preempt = match (vi.preempt, vi.nopreempt) {
             (Some(a), Some(b)) if a == b => {
@@ -759,7 +755,7 @@ fn instances(
                 );
                 return None;
             }
-            if version != VrrpVersion::V2 {
+            if version != Version::V2 {
                 p.add(
                     format!("{at}.authentication"),
                     "VRRPv3 has no authentication (RFC 5798 §9); use version: 2 or remove it",
@@ -788,14 +784,14 @@ fn instances(
             p.add(format!("{at}.mcast_group4"), "must be a multicast address");
         }
         let v3_checksum = match vi.v3_checksum.as_deref().unwrap_or("keepalived") {
-            "keepalived" => V3Checksum::Keepalived,
-            "rfc9568" => V3Checksum::Rfc9568,
+            "keepalived" => V3Checksum::PseudoHeader,
+            "rfc9568" => V3Checksum::VrrpOnly,
             other => {
                 p.add(
                     format!("{at}.v3_checksum"),
                     format!("`{other}`: expected keepalived or rfc9568"),
                 );
-                V3Checksum::Keepalived
+                V3Checksum::PseudoHeader
             }
         };
         let track_interfaces = vi
@@ -812,8 +808,8 @@ fn instances(
                 TrackScript::Name(n) => (n, None),
                 TrackScript::Weighted { name, weight } => (name, Some(*weight)),
             };
-            match scripts.iter().position(|s| &s.name == name) {
-                Some(k) => track_scripts.push((k, weight.unwrap_or(scripts[k].weight))),
+            match scripts.iter().find(|s| &s.name == name) {
+                Some(s) => track_scripts.push((name.clone(), weight.unwrap_or(s.weight))),
                 None => p.add(
                     format!("{at}.track_scripts[{j}]"),
                     format!("`{name}` is not defined in vrrp_scripts"),
@@ -822,8 +818,8 @@ fn instances(
         }
         let mut track_services = Vec::new();
         for (j, t) in vi.track_services.iter().enumerate() {
-            match services.iter().position(|s| s.label() == t.service) {
-                Some(k) => track_services.push((k, t.weight)),
+            match services.iter().find(|s| s.label() == t.service) {
+                Some(s) => track_services.push((s.key(), t.weight)),
                 None => p.add(
                     format!("{at}.track_services[{j}].service"),
                     format!(
@@ -843,8 +839,8 @@ fn instances(
         out.push(InstanceCfg {
             name: vi.name.clone(),
             interface: vi.interface.clone(),
-            vrid: vi.virtual_router_id.clamp(1, 255) as u8,
-            priority: vi.priority.clamp(1, 255) as u8,
+            vrid: vi.virtual_router_id.clamp(1, u32::from(MAX_VRID)) as u8,
+            priority: vi.priority.clamp(1, u32::from(OWNER_PRIORITY)) as u8,
             version,
             advert_int,
             preempt,
@@ -878,21 +874,21 @@ fn sync_groups(
     list: &[schema::SyncGroup],
     instances: &[InstanceCfg],
 ) -> Vec<SyncGroupCfg> {
-    let mut member_of: HashMap<usize, String> = HashMap::new();
+    let mut member_of: HashMap<String, String> = HashMap::new();
     let mut out = Vec::new();
     for (i, g) in list.iter().enumerate() {
         let at = format!("vrrp_sync_groups[{i}]");
         let mut members = Vec::new();
         for (j, name) in g.group.iter().enumerate() {
-            match instances.iter().position(|x| &x.name == name) {
-                Some(k) => {
-                    if let Some(other) = member_of.insert(k, g.name.clone()) {
+            match instances.iter().find(|x| &x.name == name) {
+                Some(_) => {
+                    if let Some(other) = member_of.insert(name.clone(), g.name.clone()) {
                         p.add(
                             format!("{at}.group[{j}]"),
                             format!("`{name}` is already in sync group `{other}`"),
                         );
                     }
-                    members.push(k);
+                    members.push(name.clone());
                 }
                 None => p.add(
                     format!("{at}.group[{j}]"),

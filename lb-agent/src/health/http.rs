@@ -42,6 +42,35 @@ fn stage_name(stage: u8) -> &'static str {
     }
 }
 
+/// Why an HTTP(S) check failed. The text is the check's reason in logs and status.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpFailure {
+    /// The TCP connection (the reason from the TCP check's connect).
+    #[error("{0}")]
+    Connect(String),
+    /// The TLS handshake or the server name.
+    #[error("{0}")]
+    Tls(String),
+    #[error("send request: {0}")]
+    Send(io::Error),
+    #[error("read: {0}")]
+    Read(io::Error),
+    #[error("empty response (connection closed)")]
+    Empty,
+    /// A status outside the accepted ranges.
+    #[error("HTTP {0}")]
+    Status(u16),
+    #[error("body did not match /{0}/")]
+    BodyMismatch(String),
+    /// A response that is not valid HTTP/1.1, or exceeds our bounds.
+    #[error("invalid response: {0}")]
+    Invalid(String),
+}
+
+fn invalid(s: impl Into<String>) -> HttpFailure {
+    HttpFailure::Invalid(s.into())
+}
+
 /// Run one HTTP(S) check. Success reason is `"HTTP <code>"`.
 pub async fn check(cfg: &HttpCheck, target: &Target) -> Outcome {
     let start = Instant::now();
@@ -50,7 +79,7 @@ pub async fn check(cfg: &HttpCheck, target: &Target) -> Outcome {
     let latency = start.elapsed();
     match result {
         Ok(Ok(code)) => Outcome::up(format!("HTTP {code}"), latency),
-        Ok(Err(reason)) => Outcome::down(reason, latency),
+        Ok(Err(why)) => Outcome::down(why.to_string(), latency),
         Err(_) => Outcome::down(
             format!(
                 "timeout {} {}",
@@ -62,9 +91,11 @@ pub async fn check(cfg: &HttpCheck, target: &Target) -> Outcome {
     }
 }
 
-async fn exchange(cfg: &HttpCheck, target: &Target, stage: &AtomicU8) -> Result<u16, String> {
+async fn exchange(cfg: &HttpCheck, target: &Target, stage: &AtomicU8) -> Result<u16, HttpFailure> {
     let addr = target.socket_addr(cfg.connect_port);
-    let tcp = super::tcp::connect(addr, cfg.bind_to, cfg.connect_timeout).await?;
+    let tcp = super::tcp::connect(addr, cfg.bind_to, cfg.connect_timeout)
+        .await
+        .map_err(HttpFailure::Connect)?;
     // One small write; no reason to let Nagle hold it back. Failure is harmless.
     let _ = tcp.set_nodelay(true);
     let request = build_request(cfg, target.addr, addr.port());
@@ -72,8 +103,11 @@ async fn exchange(cfg: &HttpCheck, target: &Target, stage: &AtomicU8) -> Result<
         None => converse(tcp, &request, cfg, stage).await,
         Some(tls) => {
             stage.store(STAGE_TLS, Ordering::Relaxed);
-            let name = super::tls::server_name(cfg.virtualhost.as_deref(), target.addr)?;
-            let stream = super::tls::connect(tls, name, tcp).await?;
+            let name = super::tls::server_name(cfg.virtualhost.as_deref(), target.addr)
+                .map_err(HttpFailure::Tls)?;
+            let stream = super::tls::connect(tls, name, tcp)
+                .await
+                .map_err(HttpFailure::Tls)?;
             converse(stream, &request, cfg, stage).await
         }
     }
@@ -113,16 +147,14 @@ async fn converse<S>(
     request: &[u8],
     cfg: &HttpCheck,
     stage: &AtomicU8,
-) -> Result<u16, String>
+) -> Result<u16, HttpFailure>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     stage.store(STAGE_SEND, Ordering::Relaxed);
-    io.write_all(request)
-        .await
-        .map_err(|e| format!("send request: {e}"))?;
+    io.write_all(request).await.map_err(HttpFailure::Send)?;
     // TLS streams buffer inside rustls until flushed.
-    io.flush().await.map_err(|e| format!("send request: {e}"))?;
+    io.flush().await.map_err(HttpFailure::Send)?;
 
     stage.store(STAGE_HEAD, Ordering::Relaxed);
     let mut reader = Reader::new(io);
@@ -134,14 +166,14 @@ where
         if (100..200).contains(&head.status) && head.status != 101 {
             interim += 1;
             if interim > MAX_INTERIM {
-                return Err("invalid response: too many 1xx responses".into());
+                return Err(invalid("too many 1xx responses"));
             }
             continue;
         }
         break head;
     };
     if !cfg.status_ok(head.status) {
-        return Err(format!("HTTP {}", head.status));
+        return Err(HttpFailure::Status(head.status));
     }
     // Without a regex the status decides; not reading the body keeps slow or huge bodies
     // from costing time or memory.
@@ -153,7 +185,7 @@ where
     if re.is_match(&body) {
         Ok(head.status)
     } else {
-        Err(format!("body did not match /{}/", re.as_str()))
+        Err(HttpFailure::BodyMismatch(re.as_str().to_owned()))
     }
 }
 
@@ -239,13 +271,13 @@ fn parse_decimal(v: &[u8]) -> Option<u64> {
     })
 }
 
-fn parse_head(raw: &[u8]) -> Result<Head, String> {
+fn parse_head(raw: &[u8]) -> Result<Head, HttpFailure> {
     let mut lines = raw
         .split(|&b| b == b'\n')
         .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
     let status_line = lines.next().unwrap_or_default();
     let status = parse_status_line(status_line)
-        .ok_or_else(|| format!("invalid response: bad status line {}", snippet(status_line)))?;
+        .ok_or_else(|| invalid(format!("bad status line {}", snippet(status_line))))?;
 
     let mut transfer_encoding: Option<Vec<u8>> = None;
     let mut length: Option<u64> = None;
@@ -257,7 +289,7 @@ fn parse_head(raw: &[u8]) -> Result<Head, String> {
             Some(b' ' | b'\t') => continue,
             Some(_) => {}
         }
-        let bad_line = || format!("invalid response: bad header line {}", snippet(line));
+        let bad_line = || invalid(format!("bad header line {}", snippet(line)));
         let colon = line.iter().position(|&b| b == b':').ok_or_else(bad_line)?;
         let (name, value) = (&line[..colon], trim_ows(&line[colon + 1..]));
         if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
@@ -269,11 +301,10 @@ fn parse_head(raw: &[u8]) -> Result<Head, String> {
                 transfer_encoding = Some(trim_ows(last).to_ascii_lowercase());
             }
         } else if name.eq_ignore_ascii_case(b"content-length") {
-            let n = parse_decimal(value).ok_or_else(|| {
-                format!("invalid response: bad Content-Length {}", snippet(value))
-            })?;
+            let n = parse_decimal(value)
+                .ok_or_else(|| invalid(format!("bad Content-Length {}", snippet(value))))?;
             if length.is_some_and(|prev| prev != n) {
-                return Err("invalid response: conflicting Content-Length headers".into());
+                return Err(invalid("conflicting Content-Length headers"));
             }
             length = Some(n);
         }
@@ -333,7 +364,7 @@ impl<S: AsyncRead + Unpin> Reader<S> {
     }
 
     /// Read more bytes; `Ok(0)` at end of stream.
-    async fn fill(&mut self) -> Result<usize, String> {
+    async fn fill(&mut self) -> Result<usize, HttpFailure> {
         if self.eof {
             return Ok(0);
         }
@@ -354,11 +385,11 @@ impl<S: AsyncRead + Unpin> Reader<S> {
                 self.eof = true;
                 Ok(0)
             }
-            Err(e) => Err(format!("read: {e}")),
+            Err(e) => Err(HttpFailure::Read(e)),
         }
     }
 
-    async fn read_head(&mut self) -> Result<Head, String> {
+    async fn read_head(&mut self) -> Result<Head, HttpFailure> {
         let mut scanned = 0;
         loop {
             if let Some(end) = head_end(self.available(), scanned) {
@@ -368,25 +399,25 @@ impl<S: AsyncRead + Unpin> Reader<S> {
             }
             let have = self.available().len();
             if have > MAX_HEAD {
-                return Err(format!(
-                    "invalid response: headers larger than {} KiB",
+                return Err(invalid(format!(
+                    "headers larger than {} KiB",
                     MAX_HEAD / 1024
-                ));
+                )));
             }
             // A terminator may straddle the old end; rescan its last bytes only.
             scanned = have.saturating_sub(3);
             if self.fill().await? == 0 {
                 return Err(if have == 0 {
-                    "empty response (connection closed)".into()
+                    HttpFailure::Empty
                 } else {
-                    "invalid response: connection closed in headers".into()
+                    invalid("connection closed in headers")
                 });
             }
         }
     }
 
     /// Append up to `n` bytes to `out`; `false` if the stream ended first.
-    async fn read_n(&mut self, mut n: usize, out: &mut Vec<u8>) -> Result<bool, String> {
+    async fn read_n(&mut self, mut n: usize, out: &mut Vec<u8>) -> Result<bool, HttpFailure> {
         while n > 0 {
             if self.available().is_empty() && self.fill().await? == 0 {
                 return Ok(false);
@@ -401,7 +432,7 @@ impl<S: AsyncRead + Unpin> Reader<S> {
     }
 
     /// One line without its line end, at most `max` bytes long.
-    async fn read_line(&mut self, max: usize) -> Result<Vec<u8>, String> {
+    async fn read_line(&mut self, max: usize) -> Result<Vec<u8>, HttpFailure> {
         loop {
             let avail = self.available();
             if let Some(nl) = avail.iter().position(|&b| b == b'\n') {
@@ -411,25 +442,25 @@ impl<S: AsyncRead + Unpin> Reader<S> {
                 return Ok(line);
             }
             if avail.len() > max {
-                return Err("invalid response: chunk line too long".into());
+                return Err(invalid("chunk line too long"));
             }
             if self.fill().await? == 0 {
-                return Err("invalid response: connection closed in chunked body".into());
+                return Err(invalid("connection closed in chunked body"));
             }
         }
     }
 
-    async fn read_body(&mut self, framing: Framing) -> Result<Vec<u8>, String> {
+    async fn read_body(&mut self, framing: Framing) -> Result<Vec<u8>, HttpFailure> {
         let mut body = Vec::new();
         match framing {
             Framing::Empty => {}
             Framing::Length(n) => {
                 let want = usize::try_from(n).unwrap_or(usize::MAX).min(MAX_BODY);
                 if !self.read_n(want, &mut body).await? {
-                    return Err(format!(
-                        "invalid response: connection closed after {} of {n} body bytes",
+                    return Err(invalid(format!(
+                        "connection closed after {} of {n} body bytes",
                         body.len()
-                    ));
+                    )));
                 }
             }
             Framing::UntilClose => {
@@ -445,9 +476,8 @@ impl<S: AsyncRead + Unpin> Reader<S> {
             }
             Framing::Chunked => loop {
                 let line = self.read_line(MAX_CHUNK_LINE).await?;
-                let size = parse_chunk_size(&line).ok_or_else(|| {
-                    format!("invalid response: bad chunk size {}", snippet(&line))
-                })?;
+                let size = parse_chunk_size(&line)
+                    .ok_or_else(|| invalid(format!("bad chunk size {}", snippet(&line))))?;
                 if size == 0 {
                     // Trailers are not needed; the connection is closed anyway.
                     break;
@@ -455,13 +485,13 @@ impl<S: AsyncRead + Unpin> Reader<S> {
                 let room = MAX_BODY - body.len();
                 let take = usize::try_from(size).unwrap_or(usize::MAX).min(room);
                 if !self.read_n(take, &mut body).await? {
-                    return Err("invalid response: connection closed in chunked body".into());
+                    return Err(invalid("connection closed in chunked body"));
                 }
                 if body.len() >= MAX_BODY {
                     break;
                 }
                 if !self.read_line(2).await?.is_empty() {
-                    return Err("invalid response: chunk not followed by CRLF".into());
+                    return Err(invalid("chunk not followed by CRLF"));
                 }
             },
         }

@@ -20,18 +20,53 @@ const SYN: u8 = 0x02;
 const RST: u8 = 0x04;
 const ACK: u8 = 0x10;
 
+/// Why a probe through the VIP did not find it answering.
+#[derive(Debug, thiserror::Error)]
+pub enum VipFailure {
+    #[error("probe_vip needs an IPv4 real")]
+    NotIpv4,
+    #[error("MAC of {0} unknown (not in the neighbour table)")]
+    NoNeighbour(Ipv4Addr),
+    #[error("/proc/net/arp: {0}")]
+    NeighbourTable(io::Error),
+    #[error("interface {0} not found")]
+    NoInterface(String),
+    #[error("{what}: {err}")]
+    Io { what: &'static str, err: io::Error },
+    #[error("no IPv4 source towards the real")]
+    NoSource,
+    #[error(
+        "no answer on VIP {vip}:{port} through {real} in {waited} (VIP missing on its loopback?)"
+    )]
+    NoAnswer {
+        vip: Ipv4Addr,
+        port: u16,
+        real: Ipv4Addr,
+        waited: String,
+    },
+    #[error("VIP {vip}:{port} refused through {real}")]
+    Refused {
+        vip: Ipv4Addr,
+        port: u16,
+        real: Ipv4Addr,
+    },
+}
+
+fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> VipFailure {
+    move |err| VipFailure::Io { what, err }
+}
+
 pub async fn check(c: &TcpCheck, target: &Target, vip: Ipv4Addr) -> Outcome {
     let start = Instant::now();
     match probe(c, target, vip).await {
-        Ok(Ok(reason)) => Outcome::up(reason, start.elapsed()),
-        Ok(Err(reason)) | Err(reason) => Outcome::down(reason, start.elapsed()),
+        Ok(reason) => Outcome::up(reason, start.elapsed()),
+        Err(why) => Outcome::down(why.to_string(), start.elapsed()),
     }
 }
 
 /// The real's MAC and interface, from the kernel's ARP table of this namespace.
-fn neighbour(real: Ipv4Addr) -> Result<([u8; 6], String), String> {
-    let table =
-        std::fs::read_to_string("/proc/net/arp").map_err(|e| format!("/proc/net/arp: {e}"))?;
+fn neighbour(real: Ipv4Addr) -> Result<([u8; 6], String), VipFailure> {
+    let table = std::fs::read_to_string("/proc/net/arp").map_err(VipFailure::NeighbourTable)?;
     for line in table.lines().skip(1) {
         let f: Vec<&str> = line.split_whitespace().collect();
         if f.len() < 6 || f[0] != real.to_string() {
@@ -43,38 +78,35 @@ fn neighbour(real: Ipv4Addr) -> Result<([u8; 6], String), String> {
             continue;
         }
         let mut mac = [0u8; 6];
-        let parts: Vec<&str> = f[3].split(':').collect();
+        let parts: Vec<u8> = f[3]
+            .split(':')
+            .filter_map(|p| u8::from_str_radix(p, 16).ok())
+            .collect();
         if parts.len() != 6 {
             continue;
         }
-        for (m, p) in mac.iter_mut().zip(parts) {
-            *m = u8::from_str_radix(p, 16).map_err(|_| "bad MAC in /proc/net/arp".to_owned())?;
-        }
+        mac.copy_from_slice(&parts);
         return Ok((mac, f[5].to_owned()));
     }
-    Err(format!(
-        "MAC of {real} unknown (not in the neighbour table)"
-    ))
+    Err(VipFailure::NoNeighbour(real))
 }
 
-fn if_mac_index(ifname: &str) -> Result<([u8; 6], u32), String> {
-    let c = std::ffi::CString::new(ifname).map_err(|_| "bad interface name".to_owned())?;
+fn if_mac_index(ifname: &str) -> Result<([u8; 6], u32), VipFailure> {
+    let missing = || VipFailure::NoInterface(ifname.to_owned());
+    let c = std::ffi::CString::new(ifname).map_err(|_| missing())?;
     // SAFETY: if_nametoindex reads a valid C string.
     let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
     if index == 0 {
-        return Err(format!("interface {ifname} not found"));
+        return Err(missing());
     }
-    let sock = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
+    let sock = UdpSocket::bind("0.0.0.0:0").map_err(io_err("socket"))?;
     // SAFETY: a zeroed ifreq with the name copied in; SIOCGIFHWADDR fills ifr_hwaddr.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     for (d, s) in req.ifr_name.iter_mut().zip(ifname.bytes()) {
         *d = s as libc::c_char;
     }
     if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFHWADDR, &mut req) } != 0 {
-        return Err(format!(
-            "SIOCGIFHWADDR {ifname}: {}",
-            io::Error::last_os_error()
-        ));
+        return Err(io_err("SIOCGIFHWADDR")(io::Error::last_os_error()));
     }
     let mut mac = [0u8; 6];
     // SAFETY: the union member the ioctl filled.
@@ -240,14 +272,10 @@ fn send(fd: &OwnedFd, ifindex: u32, dst_mac: [u8; 6], frame: &[u8]) -> io::Resul
     crate::packet_socket::send_frame(fd.as_raw_fd(), ifindex, ETH_P_IP, dst_mac, frame)
 }
 
-/// Ok(Ok(reason)) = up, Ok(Err(reason)) = down, Err(reason) = could not probe.
-async fn probe(
-    c: &TcpCheck,
-    target: &Target,
-    vip: Ipv4Addr,
-) -> Result<Result<String, String>, String> {
+/// The up reason, or why the VIP did not answer (down either way).
+async fn probe(c: &TcpCheck, target: &Target, vip: Ipv4Addr) -> Result<String, VipFailure> {
     let IpAddr::V4(real) = target.addr else {
-        return Err("probe_vip needs an IPv4 real".into());
+        return Err(VipFailure::NotIpv4);
     };
     let port = c.connect_port.unwrap_or(target.port);
     let (real_mac, dev) = match neighbour(real) {
@@ -262,7 +290,7 @@ async fn probe(
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                 match neighbour(real) {
                     Ok(n) => break n,
-                    Err(e) if Instant::now() >= until => return Ok(Err(e)),
+                    Err(e) if Instant::now() >= until => return Err(e),
                     Err(_) => {}
                 }
             }
@@ -271,12 +299,12 @@ async fn probe(
     let (our_mac, ifindex) = if_mac_index(&dev)?;
     // The source address the kernel would use towards the real.
     let src = {
-        let s = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
+        let s = UdpSocket::bind("0.0.0.0:0").map_err(io_err("socket"))?;
         s.connect(SocketAddr::from((real, port)))
-            .map_err(|e| e.to_string())?;
-        match s.local_addr().map_err(|e| e.to_string())?.ip() {
+            .map_err(io_err("route to the real"))?;
+        match s.local_addr().map_err(io_err("source address"))?.ip() {
             IpAddr::V4(a) => a,
-            IpAddr::V6(_) => return Err("no IPv4 source towards the real".into()),
+            IpAddr::V6(_) => return Err(VipFailure::NoSource),
         }
     };
     let src = match c.bind_to {
@@ -289,30 +317,32 @@ async fn probe(
         .unwrap_or(0x5eed);
     let sport = 32768 + (nonce % 28000) as u16;
     let seq = nonce.rotate_left(13);
-    let fd = packet_socket(ifindex, &filter(vip, port, sport))
-        .map_err(|e| format!("packet socket: {e}"))?;
+    let fd = packet_socket(ifindex, &filter(vip, port, sport)).map_err(io_err("packet socket"))?;
     // SAFETY: the AsyncFd owns the fd; nothing else closes or replaces it.
-    let afd = unsafe { AsyncFd::register(fd) }.map_err(|e| e.to_string())?;
+    let afd =
+        unsafe { AsyncFd::register(fd) }.map_err(|e| io_err("registering the socket")(e.into()))?;
     send(
         afd.get_ref(),
         ifindex,
         real_mac,
         &tcp_frame(real_mac, our_mac, src, vip, sport, port, seq, 0, SYN),
     )
-    .map_err(|e| format!("send: {e}"))?;
+    .map_err(io_err("send"))?;
     let deadline = Instant::now() + c.connect_timeout;
     let mut buf = [0u8; 256];
     loop {
         let ready = match tokio::time::timeout_at(deadline, afd.readable()).await {
             Err(_) => {
-                return Ok(Err(format!(
-                "no answer on VIP {vip}:{port} through {real} in {} (VIP missing on its loopback?)",
-                fmt_duration(c.connect_timeout)
-            )))
+                return Err(VipFailure::NoAnswer {
+                    vip,
+                    port,
+                    real,
+                    waited: fmt_duration(c.connect_timeout),
+                })
             }
             Ok(r) => r,
         };
-        let mut guard = ready.map_err(|e| e.to_string())?;
+        let mut guard = ready.map_err(io_err("wait"))?;
         // SAFETY: recv into our buffer.
         let n = unsafe {
             libc::recv(
@@ -328,7 +358,7 @@ async fn probe(
                 guard.clear_ready();
                 continue;
             }
-            return Err(format!("recv: {e}"));
+            return Err(io_err("recv")(e));
         }
         let f = &buf[..n as usize];
         let ihl = usize::from(f.get(14).copied().unwrap_or(0) & 0x0f) * 4;
@@ -356,10 +386,10 @@ async fn probe(
                     RST | ACK,
                 ),
             );
-            return Ok(Ok(format!("VIP {vip}:{port} answers through {real}")));
+            return Ok(format!("VIP {vip}:{port} answers through {real}"));
         }
         if flags & RST != 0 {
-            return Ok(Err(format!("VIP {vip}:{port} refused through {real}")));
+            return Err(VipFailure::Refused { vip, port, real });
         }
     }
 }

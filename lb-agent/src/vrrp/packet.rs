@@ -35,6 +35,8 @@ use std::time::Duration;
 
 /// IP protocol number of VRRP (RFC 3768 §5.2.4, RFC 9568 §5.1.1.4).
 pub const VRRP_PROTO: u8 = 112;
+/// Highest virtual router ID (RFC 3768 §5.3.3, RFC 9568 §5.2.3: 1..=255).
+pub const MAX_VRID: u8 = 255;
 /// The IPv4 multicast group adverts are sent to (RFC 3768 §5.2.2,
 /// RFC 9568 §5.1.1.2).
 pub const VRRP_MCAST_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);

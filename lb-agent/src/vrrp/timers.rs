@@ -68,6 +68,57 @@ pub const fn default_handover_timeout(version: Version, adver_interval_cs: u16) 
     Duration::from_nanos(skew.as_nanos() as u64 + adver_interval_cs as u64 * NANOS_PER_CS)
 }
 
+/// The advertisement intervals the wire can carry: v2 whole seconds 1..=255 (RFC 3768 §5.3.7,
+/// an 8-bit field in seconds), v3 whole centiseconds 1..=4095 (RFC 9568 §5.2.7, a 12-bit
+/// field in centiseconds). The one place this rule lives: config validation, the importer and
+/// the protocol core all ask here.
+pub const fn interval_bounds(version: Version) -> (Duration, Duration, Duration) {
+    match version {
+        Version::V2 => (
+            Duration::from_secs(1),
+            Duration::from_secs(255),
+            Duration::from_secs(1),
+        ),
+        Version::V3 => (
+            cs_to_duration(1),
+            cs_to_duration(super::packet::V3_MAX_INTERVAL_CS),
+            cs_to_duration(1),
+        ),
+    }
+}
+
+/// Whether `d` is an interval the wire can carry exactly.
+pub fn interval_valid(version: Version, d: Duration) -> bool {
+    let (min, max, step) = interval_bounds(version);
+    d >= min && d <= max && d.as_nanos().is_multiple_of(step.as_nanos())
+}
+
+/// The carried interval nearest to `d` (rounded to the step, clamped to the range).
+pub fn nearest_interval(version: Version, d: Duration) -> Duration {
+    let (min, max, step) = interval_bounds(version);
+    let step_ns = step.as_nanos();
+    let steps = (d.as_nanos() + step_ns / 2) / step_ns;
+    Duration::from_nanos((steps * step_ns).min(u64::MAX as u128) as u64).clamp(min, max)
+}
+
+/// The rule in words, for messages.
+pub const fn interval_rule(version: Version) -> &'static str {
+    match version {
+        Version::V2 => "VRRPv2 intervals are whole seconds, 1s..=255s",
+        Version::V3 => "VRRPv3 intervals are 10ms..=40.95s in steps of 10ms",
+    }
+}
+
+/// The interval in centiseconds as the wire carries it (`d` is normally valid; anything else
+/// is clamped and truncated to what the wire can say).
+pub fn interval_cs(version: Version, d: Duration) -> u16 {
+    let (min, max, step) = interval_bounds(version);
+    let d = d.clamp(min, max);
+    let steps = d.as_nanos() / step.as_nanos();
+    let cs = steps * step.as_nanos() / u128::from(NANOS_PER_CS);
+    u16::try_from(cs).unwrap_or(super::packet::V3_MAX_INTERVAL_CS)
+}
+
 /// `now + d`. `Instant` addition can only overflow near the end of the
 /// platform's time range, centuries away; rather than panic there, the
 /// deadline becomes `now` (fires at once), which is safe for every VRRP
@@ -78,6 +129,35 @@ pub fn deadline(now: Instant, d: Duration) -> Instant {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn interval_rule_is_the_wire() {
+        use super::*;
+        let ms = Duration::from_millis;
+        assert!(interval_valid(Version::V3, ms(10)));
+        assert!(interval_valid(Version::V3, ms(40_950)));
+        assert!(!interval_valid(Version::V3, ms(15)));
+        assert!(!interval_valid(Version::V3, ms(40_960)));
+        assert!(interval_valid(Version::V2, Duration::from_secs(1)));
+        assert!(!interval_valid(Version::V2, ms(1500)));
+        assert!(!interval_valid(Version::V2, Duration::from_secs(256)));
+        assert_eq!(
+            nearest_interval(Version::V2, ms(1500)),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            nearest_interval(Version::V2, ms(10)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(nearest_interval(Version::V3, ms(14)), ms(10));
+        assert_eq!(
+            nearest_interval(Version::V3, Duration::from_secs(60)),
+            ms(40_950)
+        );
+        assert_eq!(interval_cs(Version::V3, ms(100)), 10);
+        assert_eq!(interval_cs(Version::V2, Duration::from_secs(3)), 300);
+        assert_eq!(interval_cs(Version::V2, ms(1500)), 100);
+    }
+
     use super::*;
 
     const MS: u64 = 1_000_000;

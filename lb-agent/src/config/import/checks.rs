@@ -4,14 +4,13 @@
 //! the real down; lb checks every `delay_loop` and marks the real down after `fall` failures in
 //! a row. `retry N` becomes `fall: N` (lb's documented mapping; see [`fall_from_retry`]).
 
+use super::super::{duration, schema};
 use super::ast::Stmt;
 use super::command::{command, After};
 use super::report::Notes;
 use super::values::{self, NoteAt};
 use duration::Dur;
 use schema::{Check, HttpCheck, ScriptCheck, StatusCode, TcpCheck};
-// Shim: `use super::super::{duration, schema};` when mounted under lb-agent's config/import/.
-use super::super::{duration, schema};
 
 /// What a checker inherits from its real server, which inherits it from its virtual server.
 #[derive(Clone, Debug, Default)]

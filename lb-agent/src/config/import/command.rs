@@ -9,12 +9,11 @@
 //! * a program named without a path (`killall`, `pidof`) runs through `/usr/bin/env`, which
 //!   looks it up in `PATH` as keepalived did, with a warning to write the full path.
 
+use super::super::schema;
 use super::ast::Stmt;
 use super::lexer::split_quoted_escaped;
 use super::report::Notes;
 use super::values::{no_block, NoteAt};
-// Shim: `use super::super::schema;` when mounted under lb-agent's config/import/.
-use super::super::schema;
 use schema::Command;
 
 /// What keepalived does with the words after the command.

@@ -5,14 +5,13 @@
 //! tell on which interface each virtual server attaches), `vrrp_sync_group`s (their members
 //! must exist), and last `virtual_server`s. Notes are sorted by file and line at the end.
 
+use super::super::schema;
 use super::ast::Stmt;
 use super::global;
 use super::lvs;
 use super::report::{Notes, Report};
 use super::values::NoteAt;
 use super::vrrp;
-// Shim: `use super::super::schema;` when mounted under lb-agent's config/import/.
-use super::super::schema;
 
 /// Conversion state shared by the parts.
 pub struct Cx {

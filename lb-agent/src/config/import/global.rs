@@ -1,10 +1,9 @@
 //! `global_defs`.
 
+use super::super::schema;
 use super::ast::Stmt;
 use super::convert::Cx;
 use super::values::{self, NoteAt};
-// Shim: `use super::super::schema;` when mounted under lb-agent's config/import/.
-use super::super::schema;
 
 const EMAIL: &str = "lb sends no e-mail: use notify scripts";
 

@@ -12,14 +12,13 @@ use std::{
     time::Duration,
 };
 
+use super::super::{duration, schema};
 use super::ast::Stmt;
 use super::checks::{self, fall_from_retry, Inherited};
 use super::command::{command, After};
 use super::convert::Cx;
 use super::report::Notes;
 use super::values::{self, NoteAt};
-// Shim: `use super::super::{duration, schema};` when mounted under lb-agent's config/import/.
-use super::super::{duration, schema};
 use duration::Dur;
 use schema::{Check, RealServer, SorryServer, VirtualIp, VirtualServer, VrrpInstance};
 

@@ -3,7 +3,6 @@
 
 use std::fmt;
 
-// Shim: `use super::super::schema;` when mounted under lb-agent's config/import/.
 use super::super::schema;
 
 /// The converted configuration and what the user must know about it.

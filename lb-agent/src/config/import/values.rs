@@ -3,10 +3,9 @@
 
 use std::{net::Ipv4Addr, str::FromStr, time::Duration};
 
+use super::super::duration;
 use super::ast::Stmt;
 use super::report::{Notes, Severity};
-// Shim: `use super::super::duration;` when mounted under lb-agent's config/import/.
-use super::super::duration;
 
 /// Notes about a statement.
 pub trait NoteAt {

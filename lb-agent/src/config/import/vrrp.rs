@@ -6,13 +6,12 @@ use std::{
     time::Duration,
 };
 
+use super::super::{duration, schema};
 use super::ast::Stmt;
 use super::command::{command, After};
 use super::convert::Cx;
 use super::report::Notes;
 use super::values::{self, NoteAt};
-// Shim: `use super::super::{duration, schema};` when mounted under lb-agent's config/import/.
-use super::super::{duration, schema};
 use duration::Dur;
 use schema::{
     Authentication, SyncGroup, TrackInterface, TrackScript, VirtualIp, VirtualIpFull, VrrpInstance,
@@ -294,8 +293,12 @@ fn instance_stmt<'a>(d: &'a Stmt, r: &mut Raw<'a>, n: &mut Notes) {
             }
         }
         "interface" => r.interface = values::value(d, n).map(str::to_owned),
-        "virtual_router_id" => r.vrid = values::u32_in(d, n, 1, 255),
-        "priority" => r.priority = values::u32_in(d, n, 1, 255),
+        "virtual_router_id" => {
+            r.vrid = values::u32_in(d, n, 1, u32::from(crate::vrrp::packet::MAX_VRID))
+        }
+        "priority" => {
+            r.priority = values::u32_in(d, n, 1, u32::from(crate::vrrp::state::OWNER_PRIORITY))
+        }
         "version" => r.version = values::u32_in(d, n, 2, 3).map(|v| v as u8),
         "advert_int" => r.advert_int = values::seconds(d, n).map(|v| (v.0, d)),
         "nopreempt" => {
@@ -701,12 +704,12 @@ fn finish(
             n.warning(
                 at,
                 format!(
-                    "`advert_int`: VRRPv{version} {}; imported as {}",
-                    if version == 2 {
-                        "adverts are whole seconds from 1 to 255"
+                    "`advert_int`: {}; imported as {}",
+                    crate::vrrp::timers::interval_rule(if version == 2 {
+                        crate::vrrp::packet::Version::V2
                     } else {
-                        "advert intervals are 10ms to 40.95s in steps of 10ms"
-                    },
+                        crate::vrrp::packet::Version::V3
+                    }),
                     Dur(fixed)
                 ),
             );
@@ -725,7 +728,7 @@ fn finish(
                  not work with initial state MASTER\"); not imported: use state BACKUP"
                     .into(),
             );
-        } else if r.inst.priority == 255 {
+        } else if r.inst.priority == u32::from(crate::vrrp::state::OWNER_PRIORITY) {
             n.warning(
                 at,
                 "`nopreempt` with priority 255: keepalived clears nopreempt for the address \
@@ -814,15 +817,14 @@ fn finish(
     Some(r.inst)
 }
 
-/// v2: whole seconds 1..=255; v3: centiseconds 1..=4095. Rounded to the nearest step.
+/// The nearest interval the wire can carry (the rule is the protocol core's).
 fn advert_int(d: Duration, version: u8) -> Duration {
-    if version == 2 {
-        let secs = (d.as_millis().saturating_add(500) / 1000).clamp(1, 255);
-        Duration::from_secs(secs as u64)
+    let v = if version == 2 {
+        crate::vrrp::packet::Version::V2
     } else {
-        let cs = (d.as_micros().saturating_add(5_000) / 10_000).clamp(1, 4095);
-        Duration::from_millis(cs as u64 * 10)
-    }
+        crate::vrrp::packet::Version::V3
+    };
+    crate::vrrp::timers::nearest_interval(v, d)
 }
 
 fn authentication(a: RawAuth<'_>, version: u8, n: &mut Notes) -> Option<Authentication> {

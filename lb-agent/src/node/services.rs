@@ -1,10 +1,16 @@
-//! The agent's picture of each service and real: config, health, resolved MAC. A pure function
+//! The node's picture of each service and real: config, health, resolved MAC. A pure function
 //! of it gives the desired data-path state (unit-tested without a kernel).
 
-use std::net::Ipv4Addr;
+use std::{
+    collections::{BTreeSet, HashMap},
+    net::Ipv4Addr,
+    time::Duration,
+};
 
-use lb_common::{SVC_F_AFFINITY, SVC_F_HASH_SRC};
+use lb_common::{ServiceKey, SVC_F_AFFINITY, SVC_F_HASH_SRC};
+use tracing::{info, warn};
 
+use super::{effects::Effects, io::RealKey};
 use crate::{
     config::{RealCfg, Scheduler, ServiceCfg},
     dataplane::{DesiredReal, DesiredService, L2},
@@ -172,6 +178,202 @@ impl ServiceRt {
                 l2: self.sorry_l2,
             }),
         }
+    }
+}
+
+/// Every service, in config order, looked up by key.
+#[derive(Default)]
+pub struct Services {
+    pub list: Vec<ServiceRt>,
+}
+
+impl Services {
+    pub fn new(cfgs: &[ServiceCfg]) -> Services {
+        Services {
+            list: cfgs.iter().cloned().map(ServiceRt::new).collect(),
+        }
+    }
+
+    pub fn get(&self, key: &ServiceKey) -> Option<&ServiceRt> {
+        self.list.iter().find(|s| s.cfg.key() == *key)
+    }
+
+    fn real_mut(&mut self, key: &RealKey) -> Option<(String, &mut RealRt)> {
+        let svc = self.list.iter_mut().find(|s| s.cfg.key() == key.0)?;
+        let label = svc.cfg.label();
+        Some((label, svc.real_mut(key.1, key.2)?))
+    }
+
+    /// Interfaces services live on.
+    pub fn interfaces(&self) -> BTreeSet<String> {
+        self.list.iter().map(|s| s.cfg.interface.clone()).collect()
+    }
+
+    /// Every real (and sorry server) address, with the interface it is reached on.
+    pub fn neighbours(&self) -> Vec<(Ipv4Addr, String)> {
+        let mut out = Vec::new();
+        for s in &self.list {
+            for r in &s.reals {
+                out.push((r.cfg.addr, s.cfg.interface.clone()));
+            }
+            if let Some((a, _)) = s.cfg.sorry {
+                out.push((a, s.cfg.interface.clone()));
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// The reals' layer-2 paths from the resolver.
+    pub fn set_paths(&mut self, paths: &HashMap<Ipv4Addr, L2>) {
+        for s in &mut self.list {
+            for r in &mut s.reals {
+                r.l2 = paths.get(&r.cfg.addr).copied();
+            }
+            s.sorry_l2 = s.cfg.sorry.and_then(|(a, _)| paths.get(&a).copied());
+        }
+    }
+
+    /// Reals with checks, by key.
+    pub fn checked(&self) -> Vec<(RealKey, RealCfg)> {
+        self.list
+            .iter()
+            .flat_map(|s| {
+                let key = s.cfg.key();
+                s.reals
+                    .iter()
+                    .map(move |r| ((key, r.cfg.addr, r.cfg.port), r.cfg.clone()))
+            })
+            .collect()
+    }
+
+    /// Reals the maps of an earlier run hold as serving keep serving until their first check.
+    pub fn assume(&mut self, serving: &[RealKey]) {
+        for s in &mut self.list {
+            let key = s.cfg.key();
+            for r in &mut s.reals {
+                if r.health == Health::Unknown && serving.contains(&(key, r.cfg.addr, r.cfg.port)) {
+                    r.health = Health::Assumed;
+                }
+            }
+        }
+    }
+
+    /// A real's health changed. True when the data path must change.
+    pub fn health(
+        &mut self,
+        real: &RealKey,
+        up: bool,
+        weight: Option<u32>,
+        reason: &str,
+        out: &mut Effects,
+    ) -> bool {
+        let Some((label, r)) = self.real_mut(real) else {
+            return false;
+        };
+        let who = format!("{}:{}", real.1, real.2);
+        r.health = if up { Health::Up } else { Health::Down };
+        r.dynamic_weight = weight.or(r.dynamic_weight);
+        reason.clone_into(&mut r.last_result);
+        r.transitions += 1;
+        if up {
+            info!(service = %label, real = %who, %reason, "real server UP");
+            if let Some(h) = &r.cfg.notify_up {
+                out.hook(format!("notify_up {who}"), h, &[]);
+            }
+        } else {
+            warn!(service = %label, real = %who, %reason, "real server DOWN");
+            if let Some(h) = &r.cfg.notify_down {
+                out.hook(format!("notify_down {who}"), h, &[]);
+            }
+        }
+        true
+    }
+
+    /// A real's dynamic weight changed. True when the data path must change.
+    pub fn weight(&mut self, real: &RealKey, weight: u32, reason: &str) -> bool {
+        let Some((label, r)) = self.real_mut(real) else {
+            return false;
+        };
+        info!(service = %label, real = %format!("{}:{}", real.1, real.2), weight, %reason, "dynamic weight");
+        r.dynamic_weight = Some(weight);
+        true
+    }
+
+    /// One check round of a real finished.
+    pub fn probe(&mut self, real: &RealKey, ok: bool, reason: &str, latency: Duration) {
+        if let Some((_, r)) = self.real_mut(real) {
+            reason.clone_into(&mut r.last_result);
+            r.last_latency = Some(latency);
+            if ok {
+                r.checks_ok += 1;
+            } else {
+                r.checks_failed += 1;
+            }
+        }
+    }
+
+    /// Services crossing their quorum: log, run quorum_up/quorum_down. True if any crossed.
+    pub fn update_quorum(&mut self, out: &mut Effects) -> bool {
+        let mut changed = false;
+        for s in &mut self.list {
+            if let Some(up) = s.update_quorum() {
+                changed = true;
+                let label = s.cfg.label();
+                if up {
+                    info!(service = %label, live_weight = s.live_weight(), "service quorum gained");
+                    if let Some(h) = &s.cfg.quorum_up {
+                        out.hook(format!("quorum_up {label}"), h, &[]);
+                    }
+                } else {
+                    warn!(service = %label, live_weight = s.live_weight(), quorum = s.cfg.quorum, "service below quorum");
+                    if let Some(h) = &s.cfg.quorum_down {
+                        out.hook(format!("quorum_down {label}"), h, &[]);
+                    }
+                }
+            }
+        }
+        changed
+    }
+
+    /// The services of a new config; those that stay keep what is known about them: a real
+    /// that stays keeps its MAC and counters, and its health unless its checks changed (a
+    /// new real is checked before it gets traffic).
+    pub fn reload(&mut self, cfgs: &[ServiceCfg]) -> (usize, usize) {
+        let mut next = Vec::with_capacity(cfgs.len());
+        for scfg in cfgs {
+            let mut rt = ServiceRt::new(scfg.clone());
+            if let Some(old) = self.get(&scfg.key()) {
+                for r in &mut rt.reals {
+                    let same = |o: &&RealRt| o.cfg.addr == r.cfg.addr && o.cfg.port == r.cfg.port;
+                    if let Some(o) = old.reals.iter().find(same) {
+                        r.l2 = o.l2;
+                        r.transitions = o.transitions;
+                        r.checks_ok = o.checks_ok;
+                        r.checks_failed = o.checks_failed;
+                        if o.cfg.checks == r.cfg.checks {
+                            r.health = o.health;
+                            r.dynamic_weight = o.dynamic_weight;
+                            r.last_result.clone_from(&o.last_result);
+                            r.last_latency = o.last_latency;
+                        }
+                    }
+                }
+                rt.sorry_l2 = old.sorry_l2;
+                rt.quorum_up = old.quorum_up;
+                rt.active = old.active;
+            }
+            next.push(rt);
+        }
+        let added = cfgs.iter().filter(|n| self.get(&n.key()).is_none()).count();
+        let removed = self
+            .list
+            .iter()
+            .filter(|o| !cfgs.iter().any(|n| n.key() == o.cfg.key()))
+            .count();
+        self.list = next;
+        (added, removed)
     }
 }
 

@@ -1,20 +1,32 @@
-//! The agent's VRRP instances: each wraps the sans-IO protocol core with what the node does
-//! about it (VIPs held, gratuitous ARPs planned, hand-over grace) and the tracking inputs
-//! that set its priority.
+//! One VRRP instance as the node runs it: the sans-IO protocol core plus what the node does
+//! about it (VIPs held, gratuitous ARPs planned, hand-over grace, the fault from tracking).
 
 use std::{
+    collections::BTreeSet,
     net::Ipv4Addr,
     time::{Duration, Instant},
 };
 
 use crate::{
-    config::{InstanceCfg, V3Checksum, VrrpVersion},
+    config::InstanceCfg,
     vrrp::{
-        garp,
-        packet::{self, Auth, Version},
-        state::{Instance, InstanceConfig, State},
+        packet::Auth,
+        state::{ConfigError, Instance, InstanceConfig, State},
     },
 };
+
+/// What the host says about an instance's interface: resolved by the agent (netlink) and
+/// handed to the node, which never asks itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Iface {
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+    /// The source of our adverts (the interface's first address that is not a VIP, or
+    /// `unicast_src_ip`).
+    pub src: Ipv4Addr,
+    /// The interface is up (admin and carrier) now.
+    pub up: bool,
+}
 
 /// How long a node that stopped being master keeps forwarding (and its VIPs) after the new
 /// master announced itself: the new master sends its gratuitous ARPs with that advert, so
@@ -32,65 +44,22 @@ pub fn planned_handover_grace(advert_int: Duration) -> Duration {
     advert_int.clamp(Duration::from_millis(50), Duration::from_millis(500))
 }
 
-/// A tracked condition's effect on an instance (keepalived semantics): weight 0 means a
-/// failure faults the instance; a positive weight is added while it is fine, a negative one
-/// while it fails.
-pub fn tracked(ok: bool, weight: i32) -> Effect {
-    match (ok, weight) {
-        (false, 0) => Effect::Fault,
-        (true, w) if w > 0 => Effect::Add(w),
-        (false, w) if w < 0 => Effect::Add(w),
-        _ => Effect::Add(0),
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Effect {
-    Fault,
-    Add(i32),
-}
-
-/// Effective priority from the base and every tracked effect; None = fault.
-pub fn effective_priority(base: u8, effects: &[Effect]) -> Option<u8> {
-    let mut p = i32::from(base);
-    for e in effects {
-        match e {
-            Effect::Fault => return None,
-            Effect::Add(w) => p += w,
-        }
-    }
-    // An owner (255) is not adjusted; others stay within 1..=254 (RFC: 255 is the owner).
-    if base == 255 {
-        return Some(255);
-    }
-    Some(p.clamp(1, 254) as u8)
-}
-
-pub fn protocol_config(c: &InstanceCfg, primary: Ipv4Addr) -> InstanceConfig {
+/// The protocol core's configuration of `c`, sending from `src`.
+pub fn protocol_config(c: &InstanceCfg, src: Ipv4Addr) -> InstanceConfig {
     InstanceConfig {
         name: c.name.clone(),
         vrid: c.vrid,
-        version: match c.version {
-            VrrpVersion::V2 => Version::V2,
-            VrrpVersion::V3 => Version::V3,
-        },
+        version: c.version,
         priority: c.priority,
         advert_interval: c.advert_int,
         preempt: c.preempt,
         preempt_delay: c.preempt_delay,
-        primary_addr: primary,
+        primary_addr: src,
         vips: c.vips.iter().map(|v| v.addr).collect(),
         auth: c.auth_pass.map_or(Auth::None, |s| Auth::Pass(s.0)),
         unicast_peers: c.unicast_peers.clone(),
         allowed_peers: c.allowed_peers.clone(),
         handover_timeout: None,
-    }
-}
-
-pub fn checksum_form(c: &InstanceCfg) -> packet::V3Checksum {
-    match c.v3_checksum {
-        V3Checksum::Keepalived => packet::V3Checksum::PseudoHeader,
-        V3Checksum::Rfc9568 => packet::V3Checksum::VrrpOnly,
     }
 }
 
@@ -104,31 +73,55 @@ pub fn notify_state(s: State) -> &'static str {
     }
 }
 
-pub struct InstRt {
+pub struct Inst {
     pub cfg: InstanceCfg,
     pub sm: Instance,
-    pub ifindex: u32,
-    pub mac: [u8; 6],
-    pub src: Ipv4Addr,
+    pub iface: Iface,
     /// VIPs on the interface and XDP forwarding for this instance's services.
     pub holds: bool,
+    /// VIPs given up whose removal the host has not confirmed yet: forwarding for them goes
+    /// on until it has (a VIP still on the interface without XDP would have this node's stack
+    /// reset the flows that still arrive).
+    pub releasing: BTreeSet<Ipv4Addr>,
     /// When a node that left master gives up what it holds.
     pub release_at: Option<Instant>,
     /// Planned gratuitous ARP rounds (one frame per VIP each).
     pub garp_at: Vec<Instant>,
-    pub garp_tx: Option<garp::Sender>,
+    /// IPv4 identification of our adverts.
     pub ident: u16,
     /// The instance's own interface is up (implicitly tracked, as keepalived does).
     pub link_up: bool,
     pub faulted: bool,
     pub split_brains_logged: u64,
-    pub adverts_tx_errors: u64,
     pub became_master_at: Option<Instant>,
+    /// Removed by a reload: shut down, and dropped once stopped and released.
+    pub retiring: bool,
 }
 
-impl InstRt {
+impl Inst {
+    /// A new instance (not started). Refuses what the protocol core would only normalize:
+    /// an unusable source address, our own address as a unicast peer.
+    pub fn new(cfg: InstanceCfg, iface: Iface) -> Result<Inst, ConfigError> {
+        let sm = Instance::try_new(protocol_config(&cfg, iface.src))?;
+        Ok(Inst {
+            link_up: iface.up,
+            cfg,
+            sm,
+            iface,
+            holds: false,
+            releasing: BTreeSet::new(),
+            release_at: None,
+            garp_at: Vec::new(),
+            ident: 0,
+            faulted: false,
+            split_brains_logged: 0,
+            became_master_at: None,
+            retiring: false,
+        })
+    }
+
     /// Plans the gratuitous ARPs of a new master: `repeat` now (spaced by `interval`), as
-    /// many again after `delay`.
+    /// many again after `delay`, and the periodic refresh.
     pub fn plan_garps(&mut self, now: Instant) {
         let g = &self.cfg.garp;
         self.garp_at.clear();
@@ -144,6 +137,27 @@ impl InstRt {
         self.garp_at.sort();
     }
 
+    /// Takes the GARP rounds due at `now`; plans the next refresh when one was among them.
+    pub fn due_garps(&mut self, now: Instant) -> usize {
+        let due = self.garp_at.iter().take_while(|t| **t <= now).count();
+        self.garp_at.drain(..due);
+        if due > 0 {
+            if let Some(r) = self.cfg.garp.refresh {
+                let master = self.sm.state() == State::Master;
+                if master && !self.garp_at.iter().any(|t| *t > now + r / 2) {
+                    self.garp_at.push(now + r);
+                }
+            }
+        }
+        due
+    }
+
+    /// Forwarding for this instance's VIPs goes on (master, in the hand-over grace, or until
+    /// the host confirmed the VIPs are gone).
+    pub fn forwards(&self) -> bool {
+        self.holds || !self.releasing.is_empty()
+    }
+
     pub fn next_deadline(&self) -> Option<Instant> {
         [
             self.sm.poll_timeout(),
@@ -154,32 +168,19 @@ impl InstRt {
         .flatten()
         .min()
     }
+
+    /// A stopped instance that holds and forwards nothing more.
+    pub fn finished(&self) -> bool {
+        self.sm.state() == State::Stopped
+            && self.release_at.is_none()
+            && !self.holds
+            && self.releasing.is_empty()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keepalived_weight_rules() {
-        assert_eq!(tracked(false, 0), Effect::Fault);
-        assert_eq!(tracked(true, 0), Effect::Add(0));
-        assert_eq!(tracked(true, 10), Effect::Add(10));
-        assert_eq!(tracked(false, 10), Effect::Add(0));
-        assert_eq!(tracked(false, -30), Effect::Add(-30));
-        assert_eq!(tracked(true, -30), Effect::Add(0));
-        assert_eq!(
-            effective_priority(100, &[Effect::Add(-30), Effect::Add(5)]),
-            Some(75)
-        );
-        assert_eq!(effective_priority(100, &[Effect::Add(-300)]), Some(1));
-        assert_eq!(effective_priority(250, &[Effect::Add(10)]), Some(254));
-        assert_eq!(effective_priority(255, &[Effect::Add(-10)]), Some(255));
-        assert_eq!(
-            effective_priority(100, &[Effect::Add(5), Effect::Fault]),
-            None
-        );
-    }
 
     #[test]
     fn grace_is_short() {

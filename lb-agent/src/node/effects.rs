@@ -1,0 +1,60 @@
+//! The node's outbox: effects in the order they must be carried out. Desired-state effects
+//! (data path, checks, watched neighbours) are queued only when they differ from the last
+//! ones queued, so the agent never redoes work that changes nothing.
+
+use std::collections::VecDeque;
+
+use super::io::{CheckPlan, DataplaneState, Effect};
+
+#[derive(Default)]
+pub struct Effects {
+    queue: VecDeque<Effect>,
+    dataplane: Option<DataplaneState>,
+    checks: Option<CheckPlan>,
+    watch: Option<Vec<(std::net::Ipv4Addr, String)>>,
+}
+
+impl Effects {
+    pub fn push(&mut self, e: Effect) {
+        self.queue.push_back(e);
+    }
+
+    pub fn pop(&mut self) -> Option<Effect> {
+        self.queue.pop_front()
+    }
+
+    /// The data path should hold `state` from now on.
+    pub fn dataplane(&mut self, state: DataplaneState) {
+        if self.dataplane.as_ref() != Some(&state) {
+            self.dataplane = Some(state.clone());
+            self.queue.push_back(Effect::Dataplane(state));
+        }
+    }
+
+    /// The last data-path state asked for.
+    pub fn last_dataplane(&self) -> Option<&DataplaneState> {
+        self.dataplane.as_ref()
+    }
+
+    pub fn checks(&mut self, plan: CheckPlan) {
+        if self.checks.as_ref() != Some(&plan) {
+            self.checks = Some(plan.clone());
+            self.queue.push_back(Effect::Checks(plan));
+        }
+    }
+
+    pub fn watch(&mut self, list: Vec<(std::net::Ipv4Addr, String)>) {
+        if self.watch.as_ref() != Some(&list) {
+            self.watch = Some(list.clone());
+            self.queue.push_back(Effect::WatchNeighbours(list));
+        }
+    }
+
+    pub fn hook(&mut self, what: String, argv: &[String], args: &[String]) {
+        self.queue.push_back(Effect::Hook {
+            what,
+            argv: argv.to_vec(),
+            args: args.to_vec(),
+        });
+    }
+}

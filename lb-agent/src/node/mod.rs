@@ -1,0 +1,367 @@
+//! The node core, sans-IO: everything one load-balancer node decides, in virtual time.
+//!
+//! It owns the VRRP instances, sync groups and tracking, the services and their health
+//! summary, the host's links and the reals' paths, and the desired data-path state. It reads
+//! no clock and touches no socket: the agent feeds it [`Event`]s stamped with `now`
+//! ([`Node::handle`]), wakes it at [`Node::poll_timeout`], and carries out the [`Effect`]s
+//! it drains from [`Node::poll_effect`], in order. So every decision a failover depends on
+//! can be tested without root, on a simulated network, in virtual time (`sim`).
+
+mod adopted;
+mod effects;
+pub mod host;
+pub mod instance;
+pub mod io;
+pub mod neighbours;
+mod reload;
+pub mod services;
+#[cfg(test)]
+mod sim;
+#[cfg(test)]
+mod tests;
+pub mod tracking;
+pub mod vrrp;
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    net::Ipv4Addr,
+    time::{Duration, Instant},
+};
+
+use tracing::{info, warn};
+
+use crate::{config::Config, dataplane::L2, netlink::link::Link, vrrp::state::State};
+use adopted::Adopted;
+use effects::Effects;
+use host::Host;
+pub use instance::Iface;
+pub use io::{CheckPlan, DataplaneState, Effect, Event, RealKey};
+use services::Services;
+use vrrp::{TrackInputs, Vrrp};
+
+/// Upper bound on a graceful stop (hand-over plus grace), whatever the intervals.
+pub const MAX_STOP: Duration = Duration::from_secs(10);
+
+/// What the host held when the node starts.
+#[derive(Clone, Debug, Default)]
+pub struct Boot {
+    pub links: HashMap<u32, Link>,
+    /// The interface of each instance, by instance name.
+    pub ifaces: HashMap<String, Iface>,
+    /// Reals the pinned maps of an earlier run hold as serving.
+    pub serving: Vec<RealKey>,
+    /// The layer-2 paths those maps hold.
+    pub paths: Vec<(Ipv4Addr, L2)>,
+    /// Interfaces where an earlier run left its XDP link pinned.
+    pub pinned_links: Vec<String>,
+}
+
+pub struct Node {
+    cfg: Config,
+    vrrp: Vrrp,
+    services: Services,
+    host: Host,
+    /// Latest result of each `vrrp_scripts` entry (None until its first).
+    scripts: BTreeMap<String, Option<bool>>,
+    adopted: Adopted,
+    out: Effects,
+    /// When a graceful stop began.
+    stopping: Option<Instant>,
+    stopped: bool,
+}
+
+impl Node {
+    /// A node for `cfg` on the host described by `boot`, started at `now`: its first effects
+    /// (checks to run, the data path, the first adverts) are queued.
+    pub fn new(now: Instant, cfg: Config, boot: Boot) -> Result<Node, String> {
+        let vrrp = Vrrp::new(&cfg.instances, &cfg.sync_groups, &boot.ifaces)?;
+        let mut services = Services::new(&cfg.services);
+        services.assume(&boot.serving);
+        let mut host = Host::default();
+        for (ip, l2) in &boot.paths {
+            host.resolver.seed(*ip, *l2);
+        }
+        let standalone = cfg.instances.is_empty();
+        let adopted = Adopted::new(
+            now,
+            &cfg,
+            &services.interfaces(),
+            &boot.pinned_links,
+            standalone,
+        );
+        let mut node = Node {
+            scripts: cfg.scripts.iter().map(|s| (s.name.clone(), None)).collect(),
+            cfg,
+            vrrp,
+            services,
+            host,
+            adopted,
+            out: Effects::default(),
+            stopping: None,
+            stopped: false,
+        };
+        info!(
+            router_id = %node.cfg.router_id,
+            services = node.services.list.len(),
+            instances = node.cfg.instances.len(),
+            "lb-agent starting"
+        );
+        node.host
+            .set_links(now, boot.links, &node.services.interfaces());
+        node.vrrp.set_links(&|n| node.host.link_up(n));
+        node.plan_checks();
+        node.out.watch(node.services.neighbours());
+        node.sync_dataplane();
+        node.vrrp.start(now);
+        node.after(now);
+        Ok(node)
+    }
+
+    /// Feeds one event.
+    pub fn handle(&mut self, now: Instant, ev: Event) {
+        if self.stopped {
+            return;
+        }
+        match ev {
+            Event::Timer => {
+                if self.adopted.expire(now) {
+                    self.sync_dataplane();
+                }
+                self.vrrp.on_timer(now, &mut self.out);
+                self.host.update_pauses(now, &self.services.interfaces());
+                self.plan_checks();
+            }
+            Event::Advert {
+                ifname,
+                src,
+                advert,
+            } => self.vrrp.on_advert(now, &ifname, src, &advert),
+            Event::BadAdvert { ifname, reason } => self.vrrp.bad(&ifname, reason),
+            Event::Links(links) => {
+                self.host.set_links(now, links, &self.services.interfaces());
+                let host = &self.host;
+                self.vrrp.set_links(&|n| host.link_up(n));
+                self.plan_checks();
+            }
+            Event::Neighbours(table) => {
+                let plan = self
+                    .host
+                    .neighbours(now, &self.services.neighbours(), &table);
+                for (ifindex, ip) in plan.ask {
+                    self.out.push(Effect::Resolve { ifindex, ip });
+                }
+                self.services.set_paths(&plan.l2);
+            }
+            Event::ResolveFailed(ip) => self.host.resolver.ask_failed(ip),
+            Event::VipRemoved(addr) => self.vrrp.vip_removed(addr),
+            Event::RealHealth {
+                real,
+                up,
+                weight,
+                reason,
+            } => {
+                self.services
+                    .health(&real, up, weight, &reason, &mut self.out);
+            }
+            Event::RealWeight {
+                real,
+                weight,
+                reason,
+            } => {
+                self.services.weight(&real, weight, &reason);
+            }
+            Event::Probe {
+                real,
+                ok,
+                reason,
+                latency,
+            } => self.services.probe(&real, ok, &reason, latency),
+            Event::Script { name, ok, reason } => {
+                if ok {
+                    info!(script = %name, %reason, "vrrp_script succeeds");
+                } else {
+                    warn!(script = %name, %reason, "vrrp_script fails");
+                }
+                if let Some(slot) = self.scripts.get_mut(&name) {
+                    *slot = Some(ok);
+                }
+            }
+            Event::Reload { cfg, ifaces } => self.reload(now, *cfg, &ifaces),
+            Event::Shutdown => {
+                if self.stopping.is_none() {
+                    info!("stopping (a master hands over first)");
+                    self.stopping = Some(now);
+                    self.vrrp.shutdown(now);
+                }
+            }
+        }
+        self.after(now);
+    }
+
+    /// Everything that follows any event: quorum, tracking, the protocol's actions, the data
+    /// path, and the end of a stop.
+    fn after(&mut self, now: Instant) {
+        self.services.update_quorum(&mut self.out);
+        self.apply_tracking(now);
+        self.drive(now);
+        if self.adopted.settle(&self.vrrp.insts) {
+            self.sync_dataplane();
+        }
+        self.vrrp.reap();
+        self.sync_dataplane();
+        self.finish_stop(now);
+    }
+
+    fn apply_tracking(&mut self, now: Instant) {
+        let (host, scripts, services) = (&self.host, &self.scripts, &self.services);
+        let inputs = TrackInputs {
+            link_up: &|n| host.link_up(n),
+            script_ok: &|n| scripts.get(n).copied().flatten().unwrap_or(false),
+            quorum_up: &|k| services.get(k).is_some_and(|s| s.quorum_up),
+        };
+        self.vrrp.apply_tracking(now, &inputs);
+    }
+
+    fn drive(&mut self, now: Instant) {
+        let (cfg, services, adopted) = (&self.cfg, &mut self.services, &self.adopted);
+        let mut sync = |insts: &[instance::Inst], out: &mut Effects| {
+            out.dataplane(dataplane(cfg, services, adopted, insts));
+        };
+        self.vrrp.drive(now, &mut self.out, &mut sync);
+    }
+
+    /// Queues the data-path state if it changed.
+    fn sync_dataplane(&mut self) {
+        let state = dataplane(
+            &self.cfg,
+            &mut self.services,
+            &self.adopted,
+            &self.vrrp.insts,
+        );
+        self.out.dataplane(state);
+    }
+
+    fn plan_checks(&mut self) {
+        let paused: BTreeSet<String> = self.host.paused().cloned().collect();
+        let plan = CheckPlan {
+            reals: self.services.checked(),
+            scripts: self.cfg.scripts.clone(),
+            paused: self
+                .services
+                .list
+                .iter()
+                .filter(|s| paused.contains(&s.cfg.interface))
+                .map(|s| s.cfg.key())
+                .collect(),
+        };
+        self.out.checks(plan);
+    }
+
+    /// A graceful stop ends when every instance has handed over and released (or after
+    /// [`MAX_STOP`]): then everything is released and the data path detached.
+    fn finish_stop(&mut self, now: Instant) {
+        let Some(since) = self.stopping else { return };
+        let expired = now.duration_since(since) >= MAX_STOP;
+        let instances_done = self
+            .vrrp
+            .insts
+            .iter()
+            .all(|i| i.sm.state() == State::Stopped && i.release_at.is_none());
+        if !(instances_done || expired) {
+            return;
+        }
+        self.vrrp.release_all(&mut self.out);
+        if self.vrrp.finished() || expired {
+            for s in &mut self.services.list {
+                s.active = false;
+            }
+            self.out.dataplane(DataplaneState {
+                services: self.services.list.iter().map(|s| s.desired()).collect(),
+                attach: BTreeSet::new(),
+            });
+            self.out.push(Effect::Stopped);
+            self.stopped = true;
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.stopped {
+            return None;
+        }
+        [
+            self.vrrp.next_deadline(),
+            self.adopted.next_deadline(),
+            self.host.next_deadline(),
+            self.stopping.map(|t| t + MAX_STOP),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    pub fn poll_effect(&mut self) -> Option<Effect> {
+        self.out.pop()
+    }
+
+    // ----- views, for status and metrics ------------------------------------------------
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn instances(&self) -> &[instance::Inst] {
+        &self.vrrp.insts
+    }
+
+    pub fn services(&self) -> &[services::ServiceRt] {
+        &self.services.list
+    }
+
+    pub fn arp(&self, ip: Ipv4Addr) -> neighbours::Arp {
+        self.host.resolver.arp(ip)
+    }
+
+    pub fn vrrp_invalid(&self) -> &BTreeMap<(String, &'static str), u64> {
+        &self.vrrp.invalid
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.stopped
+    }
+}
+
+/// Which services this node forwards for, and where XDP must be attached: all services
+/// standalone; otherwise those whose VIP belongs to an instance that forwards (master, or
+/// handing over), those on an interface whose pinned XDP link was adopted from an earlier
+/// run, and those whose VIP no instance owns.
+fn dataplane(
+    cfg: &Config,
+    services: &mut Services,
+    adopted: &Adopted,
+    insts: &[instance::Inst],
+) -> DataplaneState {
+    let standalone = cfg.instances.is_empty();
+    for s in &mut services.list {
+        let owner = insts
+            .iter()
+            .find(|i| i.cfg.vips.iter().any(|v| v.addr == s.cfg.addr));
+        let owned_elsewhere = owner.is_none()
+            && cfg
+                .instances
+                .iter()
+                .any(|i| i.vips.iter().any(|v| v.addr == s.cfg.addr));
+        s.active = standalone
+            || owner.is_some_and(instance::Inst::forwards)
+            || adopted.holds(&s.cfg.interface)
+            || (owner.is_none() && !owned_elsewhere);
+    }
+    DataplaneState {
+        services: services.list.iter().map(|s| s.desired()).collect(),
+        attach: services
+            .list
+            .iter()
+            .filter(|s| s.active)
+            .map(|s| s.cfg.interface.clone())
+            .collect(),
+    }
+}
