@@ -35,6 +35,8 @@ pub struct ControlReport {
     /// Share of one core, idle but for 1,000 TCP checks per second.
     pub agent_cpu_pct: f64,
     pub checks_per_s: f64,
+    /// Advert timing of a master, idle and under load.
+    pub jitter: Vec<super::jitter::Jitter>,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -248,7 +250,10 @@ pub fn run_all(quick: bool, progress: &mut dyn FnMut(&str)) -> Result<ControlRep
         }
         reload.push(ms(t.elapsed()));
     }
+    drop(agent);
+    let jitter = super::jitter::run(quick, progress)?;
     Ok(ControlReport {
+        jitter,
         rounds,
         maglev_build_ms,
         health_change_to_maps_ms,

@@ -248,6 +248,13 @@ pub fn markdown(r: &Report) -> String {
             "| agent CPU, 1,000 TCP checks/s ({:.0} measured) | {:.1} % of one core |",
             c.checks_per_s, c.agent_cpu_pct
         );
+        for j in &c.jitter {
+            let _ = writeln!(
+                s,
+                "| advert interval jitter (v3, 100 ms; {} intervals), {}: p50 / p99 / max | {:.2} / {:.2} / {:.2} ms |",
+                j.intervals, j.case, j.p50_ms, j.p99_ms, j.max_ms
+            );
+        }
     }
     if !r.errors.is_empty() {
         let _ = writeln!(s, "\n#### Parts that failed (no figure taken)\n");

@@ -537,7 +537,15 @@ impl Instance {
             State::Backup => self.become_master(now, self.down_cause.reason()),
             // RFC 3768 §6.4.3 / RFC 9568 §6.4.3: "If the Adver_Timer fires":
             // send an advert and reset the Adver_Timer.
-            State::Master => self.send_advert(now),
+            // The next one is due an interval after this one was due, not after we got
+            // round to it: a late wake-up must not stretch every following interval.
+            State::Master => {
+                self.send_advert(now);
+                let next = deadline(at, self.advert_interval());
+                if next > now {
+                    self.timer = Some(next);
+                }
+            }
             // Graceful handover gave up: nobody announced themselves.
             State::Releasing => self.stop(Reason::HandoverTimeout),
             State::Initialize | State::Fault | State::Stopped => self.timer = None,

@@ -196,19 +196,23 @@ fn master_down_timer_fires_exactly_at_its_deadline() {
 }
 
 #[test]
-fn master_advertises_every_interval_from_when_the_timer_fired() {
+fn master_advertises_every_interval_on_the_cadence_of_its_deadlines() {
     let (mut inst, t) = master(v3(100), epoch());
     for k in 1..=5 {
         assert_eq!(inst.poll_timeout(), Some(t + ms(100 * k)));
         inst.handle_timeout(t + ms(100 * k));
         assert_eq!(drain(&mut inst), [Action::Transmit(advert(&v3(100), 100))]);
     }
-    // A late wake-up re-arms from the actual firing time.
-    let late = t + ms(630);
-    inst.handle_timeout(late);
+    // A late wake-up keeps the cadence: the next advert is due an interval after this one
+    // was due (a late host does not stretch every following interval).
+    inst.handle_timeout(t + ms(630));
     assert_eq!(drain(&mut inst).len(), 1);
-    assert_eq!(inst.poll_timeout(), Some(late + ms(100)));
-    assert_eq!(inst.stats().adverts_tx, 7);
+    assert_eq!(inst.poll_timeout(), Some(t + ms(700)));
+    // More than an interval late: no burst to catch up, the next one an interval from now.
+    inst.handle_timeout(t + ms(850));
+    assert_eq!(drain(&mut inst).len(), 1);
+    assert_eq!(inst.poll_timeout(), Some(t + ms(950)));
+    assert_eq!(inst.stats().adverts_tx, 8);
 }
 
 #[test]
