@@ -38,21 +38,42 @@ pub fn test(root: &Path, filter: Option<&str>) -> Result<()> {
     // Every suite runs even after a failure, so one broken test never hides the state of the
     // others; the summary at the end says what passed and what did not.
     let mut tally = Tally::default();
-    eprintln!("==> test: unit tests (lb-common, lb-agent, xtask)");
+    const UNIT: [&str; 8] = [
+        "-p",
+        "lb-common",
+        "-p",
+        "lb-agent",
+        "-p",
+        "xtask",
+        "-p",
+        "lb-lab",
+    ];
+    eprintln!("==> test: unit and simulation tests (lb-common, lb-agent, xtask, lb-lab)");
     tally.run(
         cargo(root)
-            .args([
-                "test",
-                "--no-fail-fast",
-                "-p",
-                "lb-common",
-                "-p",
-                "lb-agent",
-                "-p",
-                "xtask",
-            ])
+            // A test that cannot run here fails instead of passing as skipped.
+            .env("LB_NO_SKIP", "1")
+            .args(["test", "--no-fail-fast"])
+            .args(UNIT)
             .args(&f),
     )?;
+    // What a plain `cargo test` runs must pass without root too: the same binaries again as
+    // an unprivileged user (root-only parts say they skipped).
+    eprintln!("==> test: unit and simulation tests again, as user nobody");
+    for (exe, dir) in test_executables(root, &UNIT)? {
+        let mut cmd = Command::new("setpriv");
+        cmd.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "env",
+            "HOME=/tmp",
+        ])
+        .arg(&exe)
+        .args(&f)
+        .current_dir(&dir);
+        tally.run(&mut cmd)?;
+    }
     // Integration tests build and tear down network namespaces and load XDP programs: one at
     // a time on this 2-core machine, so their timing is not disturbed by each other.
     eprintln!("==> test: integration tests (XDP fixtures, netns topologies, keepalived interop)");
@@ -68,6 +89,35 @@ pub fn test(root: &Path, filter: Option<&str>) -> Result<()> {
         bail!("some tests failed");
     }
     Ok(())
+}
+
+/// The test executables `cargo test` builds for `packages`, with the directory each runs in
+/// (its package's, as cargo runs them).
+fn test_executables(root: &Path, packages: &[&str]) -> Result<Vec<(String, std::path::PathBuf)>> {
+    let out = cargo(root)
+        .args(["test", "--no-run", "--message-format=json"])
+        .args(packages)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .context("cargo test --no-run")?;
+    let mut list = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let (Some(exe), Some(manifest)) = (v["executable"].as_str(), v["manifest_path"].as_str())
+        else {
+            continue;
+        };
+        if v["profile"]["test"].as_bool() != Some(true) {
+            continue;
+        }
+        let dir = Path::new(manifest)
+            .parent()
+            .map_or_else(|| root.to_path_buf(), Path::to_path_buf);
+        list.push((exe.to_owned(), dir));
+    }
+    Ok(list)
 }
 
 /// What `cargo test` reported, summed over its runs.
