@@ -81,7 +81,7 @@ fn real_without_port_takes_the_virtual_port_and_no_checks_means_no_delay_loop() 
         "virtual_server 10.0.0.1 8080 {\n lb_algo sh\n lb_kind DR\n protocol TCP\n real_server 10.0.1.1 {\n  weight 2\n }\n}\n",
     );
     let vs = &r.file.virtual_servers[0];
-    assert_eq!(vs.real_servers[0].port, 8080);
+    assert_eq!(vs.real_servers[0].port, Some(8080));
     assert_eq!(vs.delay_loop, None);
     assert_eq!(vs.scheduler.as_deref(), Some("source_hash"));
     // The interface guess is the only warning; sh -> source_hash is a converted note.

@@ -27,6 +27,14 @@ pub const fn flow_hash(src_be: u32, dst_be: u32, sport_be: u16, dport_be: u16, p
     mix32(h ^ proto as u32)
 }
 
+/// Hash of (source, destination, protocol): what every fragment of a datagram carries
+/// (`fragments: true` services).
+#[inline(always)]
+pub const fn address_hash(src_be: u32, dst_be: u32, proto: u8) -> u32 {
+    let h = mix32(SEED ^ src_be);
+    mix32(mix32(h ^ dst_be) ^ proto as u32)
+}
+
 /// Hash of the source address only (`scheduler: source_hash`, keepalived's `sh`).
 #[inline(always)]
 pub const fn source_hash(src_be: u32) -> u32 {

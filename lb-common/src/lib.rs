@@ -11,5 +11,5 @@ pub mod maps;
 pub mod stats;
 pub mod types;
 
-pub use hash::{flow_hash, source_hash};
+pub use hash::{address_hash, flow_hash, source_hash};
 pub use types::*;

@@ -21,13 +21,26 @@ pub const STATS: &str = "LB_STATS";
 /// service's counters from its reals' (the data path updates one counter per packet).
 pub const REAL_STATS: &str = "LB_REAL_STATS";
 
+/// `FragKey -> ServiceKey`: the service that steers fragments to a VIP and protocol.
+pub const FRAG_SERVICES: &str = "LB_FRAG_SERVICES";
+
 /// Every map the data path uses, in a stable order (pinning, compatibility checks).
-pub const ALL: [&str; 8] = [
-    FILTER, SERVICES, RINGS, REALS, FLOWS, AFFINITY, STATS, REAL_STATS,
+pub const ALL: [&str; 9] = [
+    FILTER,
+    SERVICES,
+    RINGS,
+    REALS,
+    FLOWS,
+    AFFINITY,
+    STATS,
+    REAL_STATS,
+    FRAG_SERVICES,
 ];
 
 /// Names of the XDP programs in the object.
 pub const PROG_LB: &str = "lb_xdp";
+/// The balancer without the edge handling (ICMP errors, fragment steering), for the bench.
+pub const PROG_LB_BASE: &str = "lb_xdp_base";
 /// Passes everything: put on the far end of a veth so native XDP_TX frames are delivered.
 pub const PROG_PASS: &str = "lb_pass";
 /// Swaps the Ethernet addresses and transmits: the floor the benchmarks compare against.
@@ -38,6 +51,9 @@ pub const PROG_DROP: &str = "lb_drop";
 
 pub const DEFAULT_MAX_SERVICES: u32 = 64;
 pub const DEFAULT_MAX_REALS: u32 = 4096;
+/// Entries of the service map: one per port of every service (a multi-port service has one
+/// per port). The map allocates on use, so the default costs nothing until used.
+pub const DEFAULT_MAX_SERVICE_PORTS: u32 = 4096;
 pub const DEFAULT_RING_SIZE: u32 = 65537;
 pub const DEFAULT_FLOWS: u32 = 1 << 20;
 pub const DEFAULT_AFFINITY: u32 = 1 << 16;

@@ -26,10 +26,11 @@ stats! {
     /// IPv4 version field not 4, header length below 20 bytes, or total length inconsistent
     /// with the header or longer than the frame. The kernel drops these itself.
     PASS_BAD_IP_HEADER = 5, "pass_bad_ip_header";
-    /// A fragment (first or not). Fragments carry no reliable ports, so they are never
-    /// balanced: the kernel reassembles what is addressed to it.
+    /// A fragment (first or not) to a VIP without a service that steers fragments: passed
+    /// (the kernel reassembles what is addressed to it).
     PASS_FRAGMENT = 6, "pass_fragment";
-    /// Neither TCP nor UDP.
+    /// Neither TCP nor UDP, and not an ICMP error about a service flow (ICMP echo to a VIP:
+    /// the node's own stack answers).
     PASS_OTHER_PROTO = 7, "pass_other_proto";
     /// TCP or UDP header cut short.
     PASS_TRUNCATED_L4 = 8, "pass_truncated_l4";
@@ -45,26 +46,38 @@ stats! {
     /// To a virtual service from a broadcast, multicast, zero or loopback source, or from a
     /// multicast Ethernet source: spoofed, dropped.
     DROP_BAD_SOURCE = 12, "drop_bad_source";
+    /// An ICMP error to a VIP whose quoted datagram is cut short.
+    PASS_ICMP_TRUNCATED = 13, "pass_icmp_truncated";
+    /// An ICMP error to a VIP that quotes no flow of a service that forwards ICMP errors (not
+    /// TCP/UDP, not sent from that VIP, no such service, or `forward_icmp_errors: false`).
+    PASS_ICMP_OTHER = 14, "pass_icmp_other";
     /// Forwarded to a real with XDP_TX. Not counted here by the data path, which updates one
     /// counter per forwarded packet (its real's): the agent derives it as the sum of the reals'
     /// packets minus `REDIRECT`.
-    TX = 13, "tx";
+    TX = 15, "tx";
     /// Forwarded to a real through another interface with XDP_REDIRECT.
-    REDIRECT = 14, "redirect";
+    REDIRECT = 16, "redirect";
     /// New flow: real chosen (table or affinity) and remembered. Derived by the agent from the
     /// reals' `flows` counters, like `TX`. Connection-table hits are `TX + REDIRECT -
     /// INFO_FLOW_NEW`.
-    INFO_FLOW_NEW = 15, "flow_new";
+    INFO_FLOW_NEW = 17, "flow_new";
     /// Of the new flows: the remembered real had failed or was removed, so chosen again.
-    INFO_FLOW_RESELECT = 16, "flow_reselect";
+    INFO_FLOW_RESELECT = 18, "flow_reselect";
     /// The connection table refused an insert (forwarded anyway, by the Maglev choice).
-    INFO_FLOW_INSERT_FAILED = 17, "flow_insert_failed";
+    INFO_FLOW_INSERT_FAILED = 19, "flow_insert_failed";
     /// The real was chosen by client affinity (`persistence_timeout`).
-    INFO_AFFINITY_HIT = 18, "affinity_hit";
+    INFO_AFFINITY_HIT = 20, "affinity_hit";
     /// New flow with IPv4 options (balanced normally).
-    INFO_IP_OPTIONS = 19, "ip_options";
+    INFO_IP_OPTIONS = 21, "ip_options";
     /// New flow with one 802.1Q tag (balanced normally, tag kept).
-    INFO_VLAN = 20, "vlan";
+    INFO_VLAN = 22, "vlan";
+    /// An ICMP error forwarded to the real the flow's connection-table entry names.
+    INFO_ICMP_FLOW = 23, "icmp_to_flow_real";
+    /// An ICMP error for a flow this node has no entry for: forwarded to the real the
+    /// service's table names for it (the one a new packet of the flow would get).
+    INFO_ICMP_TABLE = 24, "icmp_to_table_real";
+    /// A fragment steered by its service's address hash (`fragments: true`).
+    INFO_FRAGMENT = 25, "fragment_steered";
 }
 
 /// True for the counters that are verdicts (each packet lands in exactly one).

@@ -13,6 +13,15 @@ pub const REAL_NONE: u32 = u32::MAX;
 pub const SVC_F_HASH_SRC: u32 = 1 << 0;
 /// `Service::flags`: keep a client on one real for `affinity_timeout_s` (`persistence_timeout`).
 pub const SVC_F_AFFINITY: u32 = 1 << 1;
+/// `Service::flags`: forward ICMP errors about the service's flows to their real.
+pub const SVC_F_ICMP: u32 = 1 << 2;
+/// `Service::flags`: steer by (client, VIP, protocol) only, with no connection table, so every
+/// fragment of a datagram (which carries no ports but in the first) reaches the same real.
+pub const SVC_F_FRAGMENTS: u32 = 1 << 3;
+
+/// A service key's port that stands for every port (`port: 0`, keepalived's port-less
+/// services): looked up when no service has the packet's own port.
+pub const PORT_ANY: u16 = 0;
 
 /// `Real::flags`: flows already in the connection table may keep using this real. Set while
 /// the real is healthy or draining (`inhibit_on_failure`); cleared when it fails, which makes
@@ -101,6 +110,14 @@ pub struct Real {
     pub _pad: [u8; 2],
 }
 
+/// Key of `LB_FRAG_SERVICES`: a VIP and protocol whose fragments a service steers.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FragKey {
+    pub addr_be: u32,
+    pub proto: u32,
+}
+
 /// Key of `LB_FLOWS`, the connection table. `proto` is widened to 32 bits so the key has no
 /// padding to zero on the hot path.
 #[repr(C)]
@@ -163,6 +180,7 @@ const _: () = {
     assert!(core::mem::size_of::<Service>() == 20);
     assert!(core::mem::size_of::<Real>() == 36);
     assert!(core::mem::size_of::<FlowKey>() == 16);
+    assert!(core::mem::size_of::<FragKey>() == 8);
     assert!(core::mem::size_of::<FlowValue>() == 8);
     assert!(core::mem::size_of::<AffinityKey>() == 8);
     assert!(core::mem::size_of::<AffinityValue>() == 16);
@@ -178,6 +196,7 @@ mod pod {
     unsafe impl aya::Pod for Service {}
     unsafe impl aya::Pod for Real {}
     unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for FragKey {}
     unsafe impl aya::Pod for FlowValue {}
     unsafe impl aya::Pod for AffinityKey {}
     unsafe impl aya::Pod for AffinityValue {}

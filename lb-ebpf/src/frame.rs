@@ -2,11 +2,12 @@
 
 use core::mem::size_of;
 
-use aya_ebpf::programs::XdpContext;
+use aya_ebpf::{bindings::xdp_md, helpers::bpf_xdp_get_buff_len, programs::XdpContext};
 
 pub struct Frame {
     start: usize,
     end: usize,
+    md: *mut xdp_md,
 }
 
 impl Frame {
@@ -15,10 +16,21 @@ impl Frame {
         Self {
             start: ctx.data(),
             end: ctx.data_end(),
+            md: ctx.ctx,
         }
     }
 
-    /// Length of the frame in bytes.
+    /// Length of the whole packet: its first buffer (`len`) and, when it is a multi-buffer
+    /// frame (a jumbo MTU in native mode), the rest. A helper call: only for packets longer
+    /// than their first buffer.
+    #[inline(always)]
+    pub fn total_len(&self) -> usize {
+        // SAFETY: `md` is the context the program was called with.
+        unsafe { bpf_xdp_get_buff_len(self.md) as usize }
+    }
+
+    /// Length of the frame's first (linear) buffer in bytes: all of a frame unless it is a
+    /// multi-buffer one. Headers are always in it.
     #[inline(always)]
     pub fn len(&self) -> usize {
         self.end - self.start

@@ -6,6 +6,7 @@
 
 mod counters;
 mod frame;
+mod icmp;
 mod maps;
 mod parse;
 mod select;
@@ -16,13 +17,17 @@ use aya_ebpf::{
     macros::xdp,
     programs::XdpContext,
 };
-use lb_common::{filter_bit, stats, FlowKey, ServiceKey};
+use lb_common::{
+    address_hash, filter_bit, stats, FlowKey, FragKey, PORT_ANY, SVC_F_FRAGMENTS, SVC_F_ICMP,
+};
 
 use crate::{
     counters::{count, count_forward},
     frame::Frame,
-    maps::{LB_FILTER, LB_SERVICES},
+    maps::{LB_FILTER, LB_FRAG_SERVICES},
 };
+
+const IPPROTO_ICMP: u8 = 1;
 
 /// What happens to a frame, and the counter it is counted under.
 struct Verdict {
@@ -56,9 +61,23 @@ impl Verdict {
     }
 }
 
-#[xdp]
+/// The balancer. Declared multi-buffer aware (`frags`): it reads only the headers, which are in
+/// the first buffer, so it may be attached natively to interfaces with a large MTU.
+#[xdp(frags)]
 pub fn lb_xdp(ctx: XdpContext) -> u32 {
-    let v = match try_lb(&ctx) {
+    run::<true>(&ctx)
+}
+
+/// The balancer without the edge handling (ICMP errors, fragment steering): only for the
+/// benchmark that measures what that handling costs the hit and miss paths.
+#[xdp(frags)]
+pub fn lb_xdp_base(ctx: XdpContext) -> u32 {
+    run::<false>(&ctx)
+}
+
+#[inline(always)]
+fn run<const EDGE: bool>(ctx: &XdpContext) -> u32 {
+    let v = match try_lb::<EDGE>(ctx) {
         Ok(v) => v,
         Err(reason) => Verdict::refused(reason),
     };
@@ -68,7 +87,7 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
 
 /// The verdict of a forwarded packet, or the reason it is not forwarded.
 #[inline(always)]
-fn try_lb(ctx: &XdpContext) -> Result<Verdict, u32> {
+fn try_lb<const EDGE: bool>(ctx: &XdpContext) -> Result<Verdict, u32> {
     let frame = Frame::new(ctx);
     let ip = parse::ipv4(&frame)?;
     // Traffic to an address that is no active VIP leaves after one array read, before its
@@ -76,9 +95,26 @@ fn try_lb(ctx: &XdpContext) -> Result<Verdict, u32> {
     if !filtered(ip.daddr_be, 0, 0) {
         return Err(stats::PASS_NO_SERVICE);
     }
-    let pkt = parse::transport(&frame, &ip)?;
-    // ...and traffic to a VIP on a port that is no service, after another.
-    if !filtered(pkt.daddr_be, pkt.dport_be, pkt.proto) {
+    if ip.fragment {
+        return if EDGE {
+            fragment(ctx, &frame, &ip)
+        } else {
+            Err(stats::PASS_FRAGMENT)
+        };
+    }
+    let pkt = match parse::transport(&frame, &ip) {
+        Ok(pkt) => pkt,
+        // ICMP is looked at only once TCP and UDP are ruled out: nothing on their path.
+        Err(stats::PASS_OTHER_PROTO) if EDGE && ip.proto == IPPROTO_ICMP => {
+            return icmp_error(ctx, &frame, &ip)
+        }
+        Err(reason) => return Err(reason),
+    };
+    // ...and traffic to a VIP on a port that is no service, after another (or two: a VIP may
+    // have an all-ports service).
+    if !filtered(pkt.daddr_be, pkt.dport_be, pkt.proto)
+        && !filtered(pkt.daddr_be, PORT_ANY, pkt.proto)
+    {
         return Err(stats::PASS_NO_SERVICE);
     }
 
@@ -95,41 +131,48 @@ fn try_lb(ctx: &XdpContext) -> Result<Verdict, u32> {
     let (choice, new_flow) = match select::remembered(&key) {
         select::Remembered::Usable(c) => (c, false),
         other => {
-            let skey = ServiceKey {
-                addr_be: pkt.daddr_be,
-                port_be: pkt.dport_be,
-                proto: pkt.proto,
-                _pad: 0,
-            };
-            // SAFETY: copied at once; the map is no-prealloc, so a replaced entry is not
-            // recycled under us.
-            let svc = unsafe { LB_SERVICES.get(&skey) }
-                .copied()
+            let svc = select::service(pkt.daddr_be, pkt.dport_be, pkt.proto)
                 .ok_or(stats::PASS_NO_SERVICE)?;
             if pkt.eth_src_multicast || parse::bogus_source(pkt.saddr_be) {
                 return Err(stats::DROP_BAD_SOURCE);
             }
-            if matches!(other, select::Remembered::Stale) {
-                count(stats::INFO_FLOW_RESELECT);
+            if EDGE && svc.flags & SVC_F_FRAGMENTS != 0 {
+                // Steered by address only, like its fragments: no connection table.
+                (select::table_choice(&svc, &key)?, false)
+            } else {
+                if matches!(other, select::Remembered::Stale) {
+                    count(stats::INFO_FLOW_RESELECT);
+                }
+                if pkt.vlan {
+                    count(stats::INFO_VLAN);
+                }
+                if pkt.ip_options {
+                    count(stats::INFO_IP_OPTIONS);
+                }
+                (select::choose_new(&svc, &pkt, &key)?, true)
             }
-            if pkt.vlan {
-                count(stats::INFO_VLAN);
-            }
-            if pkt.ip_options {
-                count(stats::INFO_IP_OPTIONS);
-            }
-            (select::choose_new(&svc, &pkt, &key)?, true)
         }
     };
+    forward(ctx, &frame, &choice, pkt.ip_len, new_flow)
+}
 
-    // Rewrite only the Ethernet addresses: the real holds the VIP on its loopback.
+/// Sends the frame to `choice`'s real: only the Ethernet addresses change (the real holds the
+/// VIP on its loopback); its real's counters count it.
+#[inline(always)]
+fn forward(
+    ctx: &XdpContext,
+    frame: &Frame,
+    choice: &select::Choice,
+    ip_len: u16,
+    new_flow: bool,
+) -> Result<Verdict, u32> {
     let macs = frame.ptr::<[u16; 6]>(0).ok_or(stats::PASS_INTERNAL)?;
     let new: [[u8; 6]; 2] = [choice.real.dst_mac, choice.real.src_mac];
     // SAFETY: `ptr` checked the 12 bytes are inside the packet (2-byte aligned); the transmute
     // only reinterprets 12 bytes as six words.
     unsafe { core::ptr::write(macs, core::mem::transmute::<[[u8; 6]; 2], [u16; 6]>(new)) };
 
-    count_forward(choice.real_id, pkt.ip_len as u64, new_flow);
+    count_forward(choice.real_id, ip_len as u64, new_flow);
 
     let ifindex = choice.real.ifindex;
     if ifindex == 0 || ifindex as usize == ctx.ingress_ifindex() {
@@ -147,6 +190,59 @@ fn try_lb(ctx: &XdpContext) -> Result<Verdict, u32> {
     }
 }
 
+/// A fragment to a VIP: steered by (client, VIP, protocol) when a service of that VIP and
+/// protocol asks for it (`fragments: true`), so every fragment of a datagram, in whatever
+/// order, reaches the real the service's table names for that hash; otherwise passed.
+#[inline(always)]
+fn fragment(ctx: &XdpContext, frame: &Frame, ip: &parse::Ipv4) -> Result<Verdict, u32> {
+    let fkey = FragKey {
+        addr_be: ip.daddr_be,
+        proto: ip.proto as u32,
+    };
+    // SAFETY: copied at once.
+    let skey = unsafe { LB_FRAG_SERVICES.get(&fkey) }
+        .copied()
+        .ok_or(stats::PASS_FRAGMENT)?;
+    let svc =
+        select::service(skey.addr_be, skey.port_be, skey.proto).ok_or(stats::PASS_FRAGMENT)?;
+    if ip.eth_src_multicast || parse::bogus_source(ip.saddr_be) {
+        return Err(stats::DROP_BAD_SOURCE);
+    }
+    let (real_id, real) = select::by_table(&svc, address_hash(ip.saddr_be, ip.daddr_be, ip.proto))?;
+    count(stats::INFO_FRAGMENT);
+    forward(
+        ctx,
+        frame,
+        &select::Choice { real_id, real },
+        ip.ip_len,
+        false,
+    )
+}
+
+/// An ICMP error to a VIP about a reply of a service flow: to the real that owns the flow (its
+/// connection-table entry), or the one the service's table names for it. Anything else (echo
+/// requests above all) passes to the node's own stack, as before.
+#[inline(always)]
+fn icmp_error(ctx: &XdpContext, frame: &Frame, ip: &parse::Ipv4) -> Result<Verdict, u32> {
+    let q = icmp::quoted(frame, ip)?;
+    let svc = select::service(q.key.dst_be, q.key.dport_be, q.key.proto as u8)
+        .ok_or(stats::PASS_ICMP_OTHER)?;
+    if svc.flags & SVC_F_ICMP == 0 {
+        return Err(stats::PASS_ICMP_OTHER);
+    }
+    let choice = match select::remembered(&q.key) {
+        select::Remembered::Usable(c) => {
+            count(stats::INFO_ICMP_FLOW);
+            c
+        }
+        _ => {
+            count(stats::INFO_ICMP_TABLE);
+            select::table_choice(&svc, &q.key)?
+        }
+    };
+    forward(ctx, frame, &choice, q.ip_len, false)
+}
+
 /// Whether the filter's bit for this key is set (the key may be a service; clear: certainly
 /// not). The agent sets one bit per active service and one per active VIP address (port and
 /// protocol 0).
@@ -156,8 +252,9 @@ fn filtered(addr_be: u32, port_be: u16, proto: u8) -> bool {
     matches!(LB_FILTER.get(word), Some(w) if *w & (1u64 << bit) != 0)
 }
 
-/// Passes everything. Lives on the far end of a veth so native XDP_TX frames get delivered.
-#[xdp]
+/// Passes everything. Lives on the far end of a veth so native XDP_TX frames get delivered
+/// (multi-buffer aware, like `lb_xdp`, so it may sit on a jumbo-MTU veth).
+#[xdp(frags)]
 pub fn lb_pass(_ctx: XdpContext) -> u32 {
     XDP_PASS
 }

@@ -7,8 +7,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 use lb_common::{
-    stats, AffinityKey, AffinityValue, Counters, FlowKey, FlowValue, Real, Service, ServiceKey,
-    FILTER_WORDS,
+    stats, AffinityKey, AffinityValue, Counters, FlowKey, FlowValue, FragKey, Real, Service,
+    ServiceKey, FILTER_WORDS,
 };
 
 /// Bits of active service keys: most traffic that is not for a service leaves after one read.
@@ -30,6 +30,10 @@ pub static LB_REALS: Array<Real> = Array::with_max_entries(1, 0);
 
 #[map]
 pub static LB_FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(1024, 0);
+
+/// The service that steers fragments to a VIP and protocol.
+#[map]
+pub static LB_FRAG_SERVICES: HashMap<FragKey, ServiceKey> = HashMap::with_max_entries(64, 0);
 
 #[map]
 pub static LB_AFFINITY: LruHashMap<AffinityKey, AffinityValue> =

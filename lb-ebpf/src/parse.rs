@@ -65,6 +65,8 @@ pub struct Ipv4 {
     pub ip_len: u16,
     pub eth_src_multicast: bool,
     pub vlan: bool,
+    /// A fragment (first or not): only the first carries the transport header.
+    pub fragment: bool,
 }
 
 /// Ethernet (at most one VLAN tag) and the IPv4 header, checked.
@@ -99,10 +101,8 @@ pub fn ipv4(frame: &Frame) -> Result<Ipv4, u32> {
     if ver_ihl >> 4 != 4 || ihl < IPV4_MIN_HLEN {
         return Err(stats::PASS_BAD_IP_HEADER);
     }
-    if u16::from_be(ip[word::IP_FRAG]) & IP_MF_OFFSET_MASK != 0 {
-        return Err(stats::PASS_FRAGMENT);
-    }
     Ok(Ipv4 {
+        fragment: u16::from_be(ip[word::IP_FRAG]) & IP_MF_OFFSET_MASK != 0,
         saddr_be: join(ip[word::IP_SADDR], ip[word::IP_SADDR + 1]),
         daddr_be: join(ip[word::IP_DADDR], ip[word::IP_DADDR + 1]),
         proto: ip[word::IP_TTL_PROTO].to_ne_bytes()[1],
@@ -140,7 +140,8 @@ pub fn transport(frame: &Frame, ip: &Ipv4) -> Result<Packet, u32> {
     } else {
         UDP_HLEN
     };
-    if (ip.ip_len as usize) < ip.ihl || ip.l3 + ip.ip_len as usize > frame.len() {
+    let end = ip.l3 + ip.ip_len as usize;
+    if (ip.ip_len as usize) < ip.ihl || (end > frame.len() && end > frame.total_len()) {
         return Err(stats::PASS_BAD_IP_HEADER);
     }
     // The minimal L4 header must also lie inside the IP datagram (not in trailing padding).

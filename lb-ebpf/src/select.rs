@@ -4,15 +4,35 @@
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use lb_common::{
-    flow_hash, source_hash, stats, AffinityKey, AffinityValue, FlowKey, FlowValue, Real, Service,
-    REAL_F_KEEP_FLOWS, REAL_NONE, SVC_F_AFFINITY, SVC_F_HASH_SRC,
+    address_hash, flow_hash, source_hash, stats, AffinityKey, AffinityValue, FlowKey, FlowValue,
+    Real, Service, ServiceKey, PORT_ANY, REAL_F_KEEP_FLOWS, REAL_NONE, SVC_F_AFFINITY,
+    SVC_F_FRAGMENTS, SVC_F_HASH_SRC,
 };
 
 use crate::{
     counters::count,
-    maps::{LB_AFFINITY, LB_FLOWS, LB_REALS, LB_RINGS},
+    maps::{LB_AFFINITY, LB_FLOWS, LB_REALS, LB_RINGS, LB_SERVICES},
     parse::Packet,
 };
+
+/// The service for (VIP, port, protocol): its own port's, else the VIP's all-ports service.
+#[inline(always)]
+pub fn service(addr_be: u32, port_be: u16, proto: u8) -> Option<Service> {
+    let mut key = ServiceKey {
+        addr_be,
+        port_be,
+        proto,
+        _pad: 0,
+    };
+    // SAFETY: copied at once; the map is no-prealloc, so a replaced entry is not recycled
+    // under us.
+    if let Some(s) = unsafe { LB_SERVICES.get(&key) } {
+        return Some(*s);
+    }
+    key.port_be = PORT_ANY;
+    // SAFETY: as above.
+    unsafe { LB_SERVICES.get(&key) }.copied()
+}
 
 pub struct Choice {
     pub real_id: u32,
@@ -62,6 +82,27 @@ pub fn remembered(key: &FlowKey) -> Remembered {
     }
 }
 
+/// The real the service's table names for `key`, remembering nothing (an ICMP error about a
+/// flow this node has no entry for, a packet of a service that steers by address only).
+#[inline(always)]
+pub fn table_choice(svc: &Service, key: &FlowKey) -> Result<Choice, u32> {
+    let hash = if svc.flags & SVC_F_FRAGMENTS != 0 {
+        address_hash(key.src_be, key.dst_be, key.proto as u8)
+    } else if svc.flags & (SVC_F_HASH_SRC | SVC_F_AFFINITY) != 0 {
+        source_hash(key.src_be)
+    } else {
+        flow_hash(
+            key.src_be,
+            key.dst_be,
+            key.sport_be,
+            key.dport_be,
+            key.proto as u8,
+        )
+    };
+    let (real_id, real) = by_table(svc, hash)?;
+    Ok(Choice { real_id, real })
+}
+
 /// Chooses a real for a new flow and remembers it.
 #[inline(always)]
 pub fn choose_new(svc: &Service, pkt: &Packet, key: &FlowKey) -> Result<Choice, u32> {
@@ -91,7 +132,7 @@ pub fn choose_new(svc: &Service, pkt: &Packet, key: &FlowKey) -> Result<Choice, 
 
 /// The real in the service's Maglev table slot for `hash`.
 #[inline(always)]
-fn by_table(svc: &Service, hash: u32) -> Result<(u32, Real), u32> {
+pub fn by_table(svc: &Service, hash: u32) -> Result<(u32, Real), u32> {
     let slot = hash
         .checked_rem(svc.ring_size)
         .ok_or(stats::PASS_INTERNAL)?;

@@ -127,3 +127,29 @@ impl Agent {
         self.proc.signal(libc::SIGHUP)
     }
 }
+
+/// Scrapes the agent's Prometheus endpoint `listen` (as `metrics_listen` gives it) from inside
+/// `ns`; every sample as `name{labels}` -> value. Fails on a sample that is not a number.
+pub fn scrape(ns: &Netns, listen: &str) -> Result<std::collections::HashMap<String, f64>> {
+    use std::io::{Read as _, Write as _};
+    let listen = listen.to_owned();
+    let body = ns.enter(move || -> Result<String> {
+        let mut s = std::net::TcpStream::connect(&listen)?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    })??;
+    let (head, text) = body.split_once("\r\n\r\n").context("not HTTP")?;
+    anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut samples = std::collections::HashMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (k, v) = line.rsplit_once(' ').context("sample without a value")?;
+        let v: f64 = v.parse().with_context(|| format!("not a number: {line}"))?;
+        samples.insert(k.to_owned(), v);
+    }
+    Ok(samples)
+}

@@ -14,11 +14,15 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One HTTP GET on a new connection; returns the name of the real that served it.
 pub fn http_get(addr: SocketAddr) -> Result<String> {
-    let mut s = TcpStream::connect_timeout(&addr, TIMEOUT)?;
-    s.set_read_timeout(Some(TIMEOUT))?;
-    s.write_all(b"GET / HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n")?;
+    get_on(TcpStream::connect_timeout(&addr, TIMEOUT)?)
+}
+
+/// Sends one GET on a connected stream; the real named in the answer.
+fn get_on(mut stream: TcpStream) -> Result<String> {
+    stream.set_read_timeout(Some(TIMEOUT))?;
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n")?;
     let mut resp = String::new();
-    s.read_to_string(&mut resp)?;
+    stream.read_to_string(&mut resp)?;
     resp.lines()
         .find_map(|l| l.strip_prefix("X-Served-By: "))
         .map(|s| s.trim().to_owned())
@@ -40,15 +44,7 @@ pub fn http_get_traced(addr: SocketAddr) -> Result<(SocketAddr, Result<String>)>
         .context("bound socket has no address")?;
     let served = (|| {
         s.connect_timeout(&SockAddr::from(addr), TIMEOUT)?;
-        let mut stream: TcpStream = s.into();
-        stream.set_read_timeout(Some(TIMEOUT))?;
-        stream.write_all(b"GET / HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n")?;
-        let mut resp = String::new();
-        stream.read_to_string(&mut resp)?;
-        resp.lines()
-            .find_map(|l| l.strip_prefix("X-Served-By: "))
-            .map(|s| s.trim().to_owned())
-            .context("no X-Served-By header")
+        get_on(s.into())
     })();
     Ok((local, served))
 }
@@ -270,4 +266,40 @@ impl Prober {
             lost_at,
         }
     }
+}
+
+/// Asks `addr` (an `lb-testsrv`) for `n` bytes on a new connection from `client`; returns how
+/// many arrived before the transfer completed or stalled for `stall`.
+pub fn bulk(client: &Netns, addr: SocketAddr, n: usize, stall: Duration) -> Result<usize> {
+    client.enter(move || -> Result<usize> {
+        let mut s = TcpStream::connect_timeout(&addr, TIMEOUT)?;
+        s.set_read_timeout(Some(stall))?;
+        writeln!(s, "BULK {n}")?;
+        let mut got = 0;
+        let mut buf = vec![0u8; 65536];
+        while got < n {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(k) => got += k,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    break
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(got)
+    })?
+}
+
+/// One HTTP GET from `src` (an address of the client namespace, bound before connecting);
+/// the real that served it.
+pub fn http_get_from(src: Ipv4Addr, addr: SocketAddr) -> Result<String> {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    s.bind(&SockAddr::from(SocketAddr::from((src, 0))))?;
+    s.connect_timeout(&SockAddr::from(addr), TIMEOUT)?;
+    get_on(s.into())
 }

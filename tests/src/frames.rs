@@ -1,5 +1,6 @@
 //! Builds test frames byte by byte: Ethernet (optionally 802.1Q), IPv4 (optionally with
-//! options or fragment bits), TCP or UDP. Checksums are correct unless a test breaks them.
+//! options or fragment bits), TCP, UDP or ICMP. Checksums are correct unless a test breaks
+//! them.
 
 use std::net::Ipv4Addr;
 
@@ -21,6 +22,9 @@ pub struct Frame {
     pub ip_options: Vec<u8>,
     /// Raw frag_off field (flags + offset).
     pub frag: u16,
+    /// ICMP only: type, code and the four bytes after the checksum (the MTU of "fragmentation
+    /// needed", the identifier and sequence of an echo).
+    pub icmp: (u8, u8, [u8; 4]),
     pub payload: Vec<u8>,
 }
 
@@ -38,8 +42,29 @@ impl Frame {
             dport,
             ip_options: vec![],
             frag: 0x4000, // DF
+            icmp: (0, 0, [0; 4]),
             payload: b"hello".to_vec(),
         }
+    }
+
+    /// An ICMP message: `payload` follows the 8-byte ICMP header (for an error, the quoted
+    /// datagram: see `quote`).
+    pub fn icmp(src: Ipv4Addr, dst: Ipv4Addr, ty: u8, code: u8, rest: [u8; 4]) -> Self {
+        Frame {
+            proto: 1,
+            icmp: (ty, code, rest),
+            payload: Vec::new(),
+            ..Frame::tcp(src, 0, dst, 0)
+        }
+    }
+
+    /// What an ICMP error quotes of this frame: its IP header and the first `l4` bytes after
+    /// it (RFC 792 asks for 8; routers may send more).
+    pub fn quote(&self, l4: usize) -> Vec<u8> {
+        let b = self.bytes();
+        let ip = 14 + 4 * self.vlans.len();
+        let ihl = 20 + self.ip_options.len();
+        b[ip..(ip + ihl + l4).min(b.len())].to_vec()
     }
 
     pub fn udp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Self {
@@ -90,6 +115,15 @@ impl Frame {
     }
 
     fn l4(&self) -> Vec<u8> {
+        if self.proto == 1 {
+            let (ty, code, rest) = self.icmp;
+            let mut h = vec![ty, code, 0, 0];
+            h.extend_from_slice(&rest);
+            h.extend_from_slice(&self.payload);
+            let c = checksum(&h);
+            h[2..4].copy_from_slice(&c.to_be_bytes());
+            return h;
+        }
         let mut h = Vec::new();
         h.extend_from_slice(&self.sport.to_be_bytes());
         h.extend_from_slice(&self.dport.to_be_bytes());

@@ -27,6 +27,9 @@ use crate::netns::{Netns, Proc};
 pub const SUBNET_PREFIX: u8 = 24;
 pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 100);
 pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 2);
+/// The router to the far client's subnet, and that client (`Topology::add_far_client`).
+pub const ROUTER_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 254);
+pub const FAR_CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 98, 0, 2);
 
 pub fn lb_ip(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(10, 99, 0, 3 + i as u8)
@@ -100,29 +103,7 @@ impl Topology {
         let switch = Netns::new(&format!("{prefix}sw"))?;
         switch.ip(&["link", "add", "br0", "type", "bridge"])?;
         switch.ip(&["link", "set", "br0", "up"])?;
-        let host = |name: &str, ip: Ipv4Addr, last: u8| -> Result<Host> {
-            let ns = Netns::new(&format!("{prefix}{name}"))?;
-            let port = format!("p-{name}");
-            switch.ip(&[
-                "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
-            ])?;
-            switch.ip(&["link", "set", &port, "master", "br0", "up"])?;
-            let m = mac(last);
-            ns.ip(&["link", "set", "eth0", "address", &mac_str(&m), "up"])?;
-            ns.ip(&[
-                "addr",
-                "add",
-                &format!("{ip}/{SUBNET_PREFIX}"),
-                "dev",
-                "eth0",
-            ])?;
-            Ok(Host {
-                ns,
-                ip,
-                mac: m,
-                port,
-            })
-        };
+        let host = |name: &str, ip: Ipv4Addr, last: u8| plug(&switch, &prefix, name, ip, last);
         let client = host("client", CLIENT_IP, 2)?;
         // XDP_TX rewrites frames in place: the client's checksum offload would leave them
         // with partial checksums the reals drop.
@@ -157,6 +138,56 @@ impl Topology {
             topo._pass = Some(topo.pass_on_lb_ports()?);
         }
         Ok(topo)
+    }
+
+    /// A client behind a router, for paths that are not one flat LAN: the router `<prefix>rt`
+    /// (10.99.0.254 on the bridge) links to `<prefix>far` (FAR_CLIENT_IP, 10.98.0.0/24) over a
+    /// veth whose router end has MTU `mtu` (the client's end keeps 1500, so only what the
+    /// router forwards to the client meets the smaller MTU). The reals route 10.98.0.0/24
+    /// through the router.
+    pub fn add_far_client(&self, mtu: u32) -> Result<FarClient> {
+        let router = plug(&self.switch, &self.prefix, "rt", ROUTER_IP, 0xfe)?;
+        let client = Netns::new(&format!("{}far", self.prefix))?;
+        router.ns.ip(&[
+            "link",
+            "add",
+            "to-far",
+            "mtu",
+            &mtu.to_string(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &client.name,
+        ])?;
+        router
+            .ns
+            .ip(&["addr", "add", "10.98.0.1/24", "dev", "to-far"])?;
+        router.ns.ip(&["link", "set", "to-far", "up"])?;
+        router.ns.sysctl("net.ipv4.ip_forward", "1")?;
+        client.ip(&["addr", "add", &format!("{FAR_CLIENT_IP}/24"), "dev", "eth0"])?;
+        client.ip(&["link", "set", "eth0", "up"])?;
+        client.ip(&["route", "add", "default", "via", "10.98.0.1"])?;
+        // As for the LAN client: frames XDP_TX rewrites in place must carry full checksums.
+        for (ns, dev) in [
+            (&client, "eth0"),
+            (&router.ns, "eth0"),
+            (&router.ns, "to-far"),
+        ] {
+            ns.exec("ethtool", &["-K", dev, "tx", "off"])?;
+        }
+        for r in &self.reals {
+            r.ns.ip(&[
+                "route",
+                "add",
+                "10.98.0.0/24",
+                "via",
+                &ROUTER_IP.to_string(),
+            ])?;
+        }
+        Ok(FarClient { router, client })
     }
 
     fn pass_on_lb_ports(&self) -> Result<Ebpf> {
@@ -239,6 +270,38 @@ impl Topology {
     pub fn router_id(&self, lb: usize) -> String {
         format!("{}lb{}", self.prefix, lb + 1)
     }
+}
+
+/// Plugs a new namespace `<prefix><name>` into the bridge as `eth0` with address `ip`.
+fn plug(switch: &Netns, prefix: &str, name: &str, ip: Ipv4Addr, last: u8) -> Result<Host> {
+    let ns = Netns::new(&format!("{prefix}{name}"))?;
+    let port = format!("p-{name}");
+    switch.ip(&[
+        "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
+    ])?;
+    switch.ip(&["link", "set", &port, "master", "br0", "up"])?;
+    let m = mac(last);
+    ns.ip(&["link", "set", "eth0", "address", &mac_str(&m), "up"])?;
+    ns.ip(&[
+        "addr",
+        "add",
+        &format!("{ip}/{SUBNET_PREFIX}"),
+        "dev",
+        "eth0",
+    ])?;
+    Ok(Host {
+        ns,
+        ip,
+        mac: m,
+        port,
+    })
+}
+
+/// See `Topology::add_far_client`. Fields drop in order: the client's namespace (and its veth)
+/// before the router's.
+pub struct FarClient {
+    pub client: Netns,
+    pub router: Host,
 }
 
 impl Drop for Topology {

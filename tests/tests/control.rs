@@ -1,13 +1,10 @@
 //! The control plane against a running agent: status --json, Prometheus metrics scraped over
 //! HTTP, and reloads under continuous traffic (zero failed requests, the same XDP program).
 
-use std::{
-    io::{Read as _, Write as _},
-    net::{SocketAddr, TcpStream},
-    time::Duration,
-};
+use std::{net::SocketAddr, time::Duration};
 
 use lb_tests::{
+    agent::scrape,
     client::{http_many, tally, LongConn, Prober},
     netns::wait_for,
     standalone::Standalone,
@@ -102,29 +99,8 @@ fn metrics_are_scraped_and_parse() {
         config(rid, &[(0, 1), (1, 1)], "  metrics_listen: 127.0.0.1:9469\n")
     });
     http_many(&l.t.client.ns, vip(), 20).expect("traffic");
-    let body = l.t.lbs[0]
-        .ns
-        .enter(|| -> anyhow::Result<String> {
-            let mut s = TcpStream::connect("127.0.0.1:9469")?;
-            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")?;
-            let mut out = String::new();
-            s.read_to_string(&mut out)?;
-            Ok(out)
-        })
-        .expect("netns")
-        .expect("scrape");
-    let (head, text) = body.split_once("\r\n\r\n").expect("http");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     // Every sample line is `name{labels} value` with a number.
-    let mut samples = std::collections::HashMap::new();
-    for line in text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-    {
-        let (k, v) = line.rsplit_once(' ').expect("sample");
-        let v: f64 = v.parse().unwrap_or_else(|_| panic!("not a number: {line}"));
-        samples.insert(k.to_owned(), v);
-    }
+    let samples = scrape(&l.t.lbs[0].ns, "127.0.0.1:9469").expect("scrape");
     let real_pkts: f64 = samples
         .iter()
         .filter(|(k, _)| k.starts_with("lb_real_packets_total{service=\"10.99.0.100:80/tcp\""))

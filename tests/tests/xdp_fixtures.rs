@@ -8,7 +8,10 @@ use lb_agent::{
     config::{Capacity, XdpMode},
     dataplane::{loader, Dataplane, DesiredReal, DesiredService, L2},
 };
-use lb_common::{flow_hash, maps::PROG_LB, stats, ServiceKey};
+use lb_common::{
+    flow_hash, maps::PROG_LB, stats, ServiceKey, PORT_ANY, SVC_F_AFFINITY, SVC_F_FRAGMENTS,
+    SVC_F_ICMP,
+};
 use lb_tests::{
     frames::{Frame, ETH_P_ARP},
     testrun,
@@ -27,6 +30,7 @@ const TABLE: u32 = 251;
 fn cap() -> Capacity {
     Capacity {
         max_services: 8,
+        service_ports: 64,
         max_reals: 64,
         ring_size: TABLE,
         conntrack: 4096,
@@ -54,6 +58,7 @@ fn real_mac(i: u8) -> [u8; 6] {
 
 fn service(port: u16, proto: u8, reals: Vec<DesiredReal>) -> DesiredService {
     DesiredService {
+        ports: Vec::new(),
         key: ServiceKey::new(VIP, port, proto),
         active: true,
         flags: 0,
@@ -200,6 +205,15 @@ fn hits_are_forwarded_with_only_the_ethernet_header_rewritten() {
     forwarded_to(&out, &ob);
     assert_eq!(fx.stat(stats::INFO_IP_OPTIONS), before + 1);
 
+    // A jumbo frame, longer than a page: the test run hands it over as a multi-buffer frame,
+    // as a 9,000-byte MTU interface does in native mode. Forwarded whole.
+    let mut j = tcp(40004, 80);
+    j.payload = vec![0x6a; 8900];
+    let jb = j.bytes();
+    let out = fx.run("tcp hit, 8,954-byte frame", &jb, XDP_TX, stats::TX);
+    assert_eq!(out.len(), jb.len());
+    forwarded_to(&out, &jb);
+
     let s = tcp(40003, 82).bytes();
     let out = fx.run("all reals down: the sorry server", &s, XDP_TX, stats::TX);
     assert_eq!(forwarded_to(&out, &s), real_mac(9));
@@ -232,11 +246,9 @@ fn everything_else_passes_untouched() {
     let mut v6 = tcp(1, 80);
     v6.ethertype = 0x86dd;
     fx.run("IPv6", &v6.bytes(), XDP_PASS, stats::PASS_NOT_IPV4);
-    let mut icmp = tcp(1, 80);
-    icmp.proto = 1;
     fx.run(
-        "ICMP to the VIP",
-        &icmp.bytes(),
+        "ICMP echo request to the VIP (the node's own stack answers)",
+        &Frame::icmp(CLIENT, VIP, 8, 0, [0, 1, 0, 1]).bytes(),
         XDP_PASS,
         stats::PASS_OTHER_PROTO,
     );
@@ -248,33 +260,301 @@ fn everything_else_passes_untouched() {
     );
 }
 
+/// A fragment of a TCP datagram to port 80: `frag` is the raw flags-and-offset field.
+fn fragment(sport: u16, frag: u16) -> Vec<u8> {
+    let mut f = tcp(sport, 80);
+    f.frag = frag;
+    f.bytes()
+}
+
+const FIRST: u16 = 0x2000; // MF, offset 0
+const MIDDLE: u16 = 0x2010; // MF, offset 128 bytes
+const LAST: u16 = 0x0020; // offset 256 bytes
+
 #[test]
-fn fragments_are_never_balanced() {
+fn fragments_pass_unless_a_service_steers_them() {
     let mut fx = Fx::new(&basic());
-    let mut first = tcp(40000, 80);
-    first.frag = 0x2000; // MF, offset 0
+    for (what, frag) in [("first", FIRST), ("middle", MIDDLE), ("last", LAST)] {
+        fx.run(
+            &format!("{what} fragment"),
+            &fragment(40000, frag),
+            XDP_PASS,
+            stats::PASS_FRAGMENT,
+        );
+    }
+}
+
+#[test]
+fn every_fragment_of_a_datagram_reaches_one_real() {
+    let steer = DesiredService {
+        flags: SVC_F_FRAGMENTS,
+        ..service(80, 6, (1..=4).map(real).collect())
+    };
+    let mut fx = Fx::new(&[steer]);
+    let mut reals = std::collections::HashSet::new();
+    for client in 1..=20u8 {
+        let src = Ipv4Addr::new(10, 98, 0, client);
+        let frag = |sport: u16, frag: u16| {
+            let mut f = Frame::tcp(src, sport, VIP, 80);
+            f.frag = frag;
+            f.bytes()
+        };
+        // Last first, as a shuffled datagram may arrive; and an unfragmented packet of the
+        // same client, which the service steers the same way.
+        let mut to = Vec::new();
+        for (what, f, counter) in [
+            ("last fragment", frag(1, LAST), stats::TX),
+            ("first fragment", frag(1, FIRST), stats::TX),
+            ("middle fragment", frag(1, MIDDLE), stats::TX),
+            ("whole datagram", frag(2, 0x4000), stats::TX),
+        ] {
+            let steered = fx.stat(stats::INFO_FRAGMENT);
+            to.push(forwarded_to(&fx.run(what, &f, XDP_TX, counter), &f));
+            let want = u64::from(what.ends_with("fragment"));
+            assert_eq!(fx.stat(stats::INFO_FRAGMENT), steered + want, "{what}");
+        }
+        assert!(
+            to.iter().all(|m| *m == to[0]),
+            "client {src}: fragments went to {to:?}"
+        );
+        reals.insert(to[0]);
+    }
+    assert!(
+        reals.len() > 1,
+        "twenty clients must not all land on one real: {reals:?}"
+    );
+    assert_eq!(
+        fx.stat(stats::INFO_FLOW_NEW),
+        0,
+        "a steered service keeps no connection table"
+    );
     fx.run(
-        "first fragment",
-        &first.bytes(),
+        "a fragment of another protocol to the VIP",
+        &{
+            let mut f = Frame::udp(CLIENT, 1, VIP, 80);
+            f.frag = FIRST;
+            f.bytes()
+        },
         XDP_PASS,
         stats::PASS_FRAGMENT,
     );
-    let mut later = tcp(40000, 80);
-    later.frag = 0x0010; // offset 128 bytes
+}
+
+#[test]
+fn several_ports_and_all_ports() {
+    let multi = DesiredService {
+        ports: vec![80, 443, 8000, 8001],
+        flags: SVC_F_AFFINITY,
+        affinity_timeout_s: 300,
+        ..service(80, 6, (1..=4).map(real).collect())
+    };
+    let all = DesiredService {
+        ports: vec![PORT_ANY],
+        ..service(PORT_ANY, 17, vec![real(5)])
+    };
+    let mut fx = Fx::new(&[multi, all]);
+    for client in 1..=10u8 {
+        let src = Ipv4Addr::new(10, 98, 1, client);
+        let mut to = Vec::new();
+        for port in [80, 443, 8000, 8001] {
+            let f = Frame::tcp(src, 1000 + port, VIP, port).bytes();
+            to.push(forwarded_to(
+                &fx.run(&format!("tcp {port}"), &f, XDP_TX, stats::TX),
+                &f,
+            ));
+        }
+        assert!(
+            to.iter().all(|m| *m == to[0]),
+            "persistence spans the service's ports: {to:?}"
+        );
+    }
     fx.run(
-        "non-first fragment",
-        &later.bytes(),
+        "tcp port the service does not list",
+        &tcp(1, 8002).bytes(),
         XDP_PASS,
-        stats::PASS_FRAGMENT,
+        stats::PASS_NO_SERVICE,
     );
-    let mut last = tcp(40000, 80);
-    last.frag = 0x0003;
+    for port in [1, 53, 8002, 65535] {
+        let f = Frame::udp(CLIENT, 5000, VIP, port).bytes();
+        let out = fx.run(&format!("udp {port}: all ports"), &f, XDP_TX, stats::TX);
+        assert_eq!(forwarded_to(&out, &f), real_mac(5));
+    }
+}
+
+/// An ICMP error from a router on the way back (10.99.9.1) about a reply the VIP sent.
+fn icmp_error(ty: u8, code: u8, reply: &Frame, quoted_l4: usize) -> Frame {
+    let mut e = Frame::icmp(
+        Ipv4Addr::new(10, 99, 9, 1),
+        VIP,
+        ty,
+        code,
+        [0, 0, 0x05, 0x00],
+    );
+    e.payload = reply.quote(quoted_l4);
+    e
+}
+
+/// A reply of a service flow, as the real sends it from the VIP to the client.
+fn reply(proto: u8, sport: u16, client_port: u16) -> Frame {
+    let mut r = Frame::tcp(VIP, sport, CLIENT, client_port);
+    r.proto = proto;
+    r
+}
+
+const FRAG_NEEDED: (u8, u8) = (3, 4);
+
+fn icmp_services(flags: u32) -> Vec<DesiredService> {
+    vec![
+        DesiredService {
+            flags,
+            ..service(80, 6, (1..=4).map(real).collect())
+        },
+        DesiredService {
+            flags,
+            ..service(53, 17, (1..=4).map(real).collect())
+        },
+    ]
+}
+
+#[test]
+fn icmp_errors_reach_the_real_of_the_flow() {
+    let mut fx = Fx::new(&icmp_services(SVC_F_ICMP));
+    // A known flow: the error follows its connection-table entry, even once the table names
+    // another real for it.
+    let key = ServiceKey::new(VIP, 80, 6);
+    let flows: Vec<(u16, [u8; 6])> = (40000..40040)
+        .map(|sport| {
+            let f = tcp(sport, 80).bytes();
+            (
+                sport,
+                forwarded_to(&fx.run("flow", &f, XDP_TX, stats::TX), &f),
+            )
+        })
+        .collect();
+    fx.apply(&[DesiredService {
+        flags: SVC_F_ICMP,
+        ..service(80, 6, (1..=8).map(real).collect())
+    }]);
+    let (sport, owner) = flows
+        .into_iter()
+        .find(|(sport, owner)| {
+            let id = fx
+                .dp
+                .programmer
+                .real_id(&key, real(owner[5] - 0x10).addr, 80);
+            id != Some(table_real(&fx, &key, *sport))
+        })
+        .expect("eight reals instead of four move some flow's slot");
+    for (ty, code) in [FRAG_NEEDED, (3, 1), (11, 0), (12, 0)] {
+        let e = icmp_error(ty, code, &reply(6, 80, sport), 8).bytes();
+        let before = fx.stat(stats::INFO_ICMP_FLOW);
+        let out = fx.run(
+            &format!("ICMP {ty}/{code}, known flow"),
+            &e,
+            XDP_TX,
+            stats::TX,
+        );
+        assert_eq!(forwarded_to(&out, &e), owner, "ICMP {ty}/{code}");
+        assert_eq!(fx.stat(stats::INFO_ICMP_FLOW), before + 1);
+    }
+    // A router may quote more than 8 bytes; IP options in the quote shift the ports.
+    let e = icmp_error(3, 4, &reply(6, 80, sport), 20).bytes();
+    assert_eq!(
+        forwarded_to(&fx.run("long quote", &e, XDP_TX, stats::TX), &e),
+        owner
+    );
+    let mut with_options = reply(6, 80, sport);
+    with_options.ip_options = vec![1, 1, 1, 0];
+    let e = icmp_error(3, 4, &with_options, 8).bytes();
+    assert_eq!(
+        forwarded_to(&fx.run("quote with IP options", &e, XDP_TX, stats::TX), &e),
+        owner
+    );
+
+    // Unknown flows (another node had them, or the entry expired): the real the table names,
+    // the one the flow's next packet would reach.
+    for client_port in 41000..41020u16 {
+        let e = icmp_error(3, 4, &reply(6, 80, client_port), 8).bytes();
+        let before = fx.stat(stats::INFO_ICMP_TABLE);
+        let out = fx.run("ICMP, unknown flow", &e, XDP_TX, stats::TX);
+        assert_eq!(fx.stat(stats::INFO_ICMP_TABLE), before + 1);
+        let want = table_real(&fx, &key, client_port);
+        let f = tcp(client_port, 80).bytes();
+        let next = forwarded_to(&fx.run("the flow's next packet", &f, XDP_TX, stats::TX), &f);
+        assert_eq!(forwarded_to(&out, &e), next, "table real {want}");
+    }
+}
+
+#[test]
+fn icmp_errors_about_udp_flows_and_nothing_else() {
+    let mut fx = Fx::new(&icmp_services(SVC_F_ICMP));
+    let u = Frame::udp(CLIENT, 5353, VIP, 53).bytes();
+    let owner = forwarded_to(&fx.run("udp flow", &u, XDP_TX, stats::TX), &u);
+    let e = icmp_error(3, 3, &reply(17, 53, 5353), 8).bytes();
+    assert_eq!(
+        forwarded_to(&fx.run("port unreachable, udp", &e, XDP_TX, stats::TX), &e),
+        owner
+    );
+
+    for (what, quote_len, counter) in [
+        (
+            "quote cut inside the IP header",
+            12,
+            stats::PASS_ICMP_TRUNCATED,
+        ),
+        ("quote without ports", 20, stats::PASS_ICMP_TRUNCATED),
+        ("quote with half the ports", 22, stats::PASS_ICMP_TRUNCATED),
+    ] {
+        let mut e = icmp_error(3, 4, &reply(6, 80, 40000), 8);
+        e.payload.truncate(quote_len);
+        fx.run(what, &e.bytes(), XDP_PASS, counter);
+    }
+    let e = Frame::icmp(Ipv4Addr::new(10, 99, 9, 1), VIP, 3, 4, [0; 4]);
+    let mut b = e.bytes();
+    b.truncate(14 + 20 + 4);
+    b[16..18].copy_from_slice(&24u16.to_be_bytes());
     fx.run(
-        "last fragment",
-        &last.bytes(),
+        "ICMP header cut short",
+        &b,
         XDP_PASS,
-        stats::PASS_FRAGMENT,
+        stats::PASS_ICMP_TRUNCATED,
     );
+
+    let mut other_src = reply(6, 80, 40000);
+    other_src.src = Ipv4Addr::new(10, 99, 0, 3);
+    for (what, quoted) in [
+        ("a quote not sent from the VIP", other_src),
+        ("a quote from a port with no service", reply(6, 8080, 40000)),
+        ("a quote of an ICMP message", {
+            let mut r = reply(6, 80, 40000);
+            r.proto = 1;
+            r
+        }),
+    ] {
+        let e = icmp_error(3, 4, &quoted, 8).bytes();
+        fx.run(what, &e, XDP_PASS, stats::PASS_ICMP_OTHER);
+    }
+    fx.run(
+        "echo request",
+        &Frame::icmp(CLIENT, VIP, 8, 0, [0, 1, 0, 1]).bytes(),
+        XDP_PASS,
+        stats::PASS_OTHER_PROTO,
+    );
+    fx.run(
+        "an error to an address that is no VIP",
+        &{
+            let mut e = icmp_error(3, 4, &reply(6, 80, 40000), 8);
+            e.dst = Ipv4Addr::new(10, 99, 0, 3);
+            e.bytes()
+        },
+        XDP_PASS,
+        stats::PASS_NO_SERVICE,
+    );
+
+    // forward_icmp_errors: false: the error goes to this node's stack, as before.
+    fx.apply(&icmp_services(0));
+    let e = icmp_error(3, 4, &reply(6, 80, 40000), 8).bytes();
+    fx.run("forwarding off", &e, XDP_PASS, stats::PASS_ICMP_OTHER);
 }
 
 #[test]

@@ -27,6 +27,7 @@ pub const PACKAGES: &[&str] = &[
     "tcpdump",
     "tshark",
     "curl",
+    "python3-scapy",
     "procps",
     "openssl",
 ];

@@ -69,6 +69,7 @@ fn maglev_builds(rounds: usize) -> Vec<(usize, Stat)> {
 fn svc(k: u32, down: Option<u32>) -> DesiredService {
     let vip = Ipv4Addr::from(0x0a61_0000 + k);
     DesiredService {
+        ports: Vec::new(),
         key: ServiceKey::new(vip, 80, 6),
         active: true,
         flags: 0,
@@ -97,6 +98,7 @@ fn svc(k: u32, down: Option<u32>) -> DesiredService {
 fn health_change(rounds: usize) -> Result<Stat> {
     let cap = Capacity {
         max_services: 128,
+        service_ports: 128,
         max_reals: 2048,
         ring_size: 65537,
         conntrack: 1 << 16,

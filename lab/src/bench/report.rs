@@ -118,6 +118,17 @@ pub fn markdown(r: &Report) -> String {
             );
         }
     }
+    let vs_base: Vec<&Case> = r.xdp.iter().filter(|c| c.vs_base_ns.is_some()).collect();
+    if !vs_base.is_empty() {
+        let _ = writeln!(s, "\n#### Data path: what the edge handling (ICMP errors to reals, fragment steering) costs: lb_xdp minus lb_xdp_base, the same program built without it, per round\n");
+        let _ = writeln!(s, "| case | rounds | ns/pkt lb_xdp - lb_xdp_base |");
+        let _ = writeln!(s, "| --- | ---: | ---: |");
+        for c in vs_base {
+            if let Some(d) = &c.vs_base_ns {
+                let _ = writeln!(s, "| {} | {} | {} |", c.name, c.rounds, st(d, 2));
+            }
+        }
+    }
     if let Some(l) = &r.xdp_live {
         let _ = writeln!(s, "\n#### Data path: forwarded packets per second on one core (live frames injected into a veth, counted where they arrive)\n");
         let _ = writeln!(

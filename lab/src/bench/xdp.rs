@@ -38,6 +38,10 @@ pub struct Case {
     pub floor_ns: Stat,
     /// Per-round ratio case / floor.
     pub ratio: Stat,
+    /// lb_xdp only, when lb_xdp_base ran in the same rounds: per-round difference lb_xdp -
+    /// lb_xdp_base in ns (what the edge handling, ICMP errors and fragments, costs this case).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vs_base_ns: Option<Stat>,
 }
 
 fn vip(i: u32) -> Ipv4Addr {
@@ -77,6 +81,7 @@ fn frame(src: Ipv4Addr, sport: u16, dst: Ipv4Addr) -> Vec<u8> {
 fn setup(services: u32, reals_per: u32, table: u32, conntrack: u32) -> Result<Dataplane> {
     let cap = Capacity {
         max_services: services.max(2),
+        service_ports: services.max(2),
         max_reals: (services * reals_per).max(2),
         ring_size: table,
         conntrack,
@@ -85,6 +90,7 @@ fn setup(services: u32, reals_per: u32, table: u32, conntrack: u32) -> Result<Da
     let mut dp = Dataplane::open(&cap, None, XdpMode::Auto).context("loading the XDP object")?;
     let desired: Vec<DesiredService> = (0..services)
         .map(|i| DesiredService {
+            ports: Vec::new(),
             key: ServiceKey::new(vip(i), 80, 6),
             active: true,
             flags: 0,
@@ -133,6 +139,7 @@ fn measure_repeat(
             r[i].push(case / floor.max(0.1));
         }
     }
+    let base = progs.iter().position(|p| p == maps::PROG_LB_BASE);
     Ok(progs
         .iter()
         .enumerate()
@@ -145,6 +152,10 @@ fn measure_repeat(
             ns: Stat::of(&c[i]),
             floor_ns: Stat::of(&fl),
             ratio: Stat::of(&r[i]),
+            vs_base_ns: base.filter(|_| p == maps::PROG_LB).map(|b| {
+                let d: Vec<f64> = c[i].iter().zip(&c[b]).map(|(x, y)| x - y).collect();
+                Stat::of(&d)
+            }),
         })
         .collect())
 }
@@ -211,6 +222,7 @@ fn measure_new(
             ns: Stat::of(&c[k]),
             floor_ns: Stat::of(&fl),
             ratio: Stat::of(&r[k]),
+            vs_base_ns: None,
         })
         .collect())
 }
@@ -239,9 +251,12 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<Vec<Case>> {
         ));
     }
     let hit = frame(CLIENT, 40000, vip(0));
-    // Programs measured beside lb_xdp in the same rounds (variants built into the object for
-    // a comparison, e.g. without a feature), from LB_BENCH_PROGS.
-    let progs: Vec<String> = std::iter::once(maps::PROG_LB.to_owned())
+    // Programs measured beside lb_xdp in the same rounds: lb_xdp_base (the same program
+    // without the edge handling: what that costs the hit and miss paths), and variants built
+    // into the object for a comparison, from LB_BENCH_PROGS.
+    let progs: Vec<String> = [maps::PROG_LB, maps::PROG_LB_BASE]
+        .map(str::to_owned)
+        .into_iter()
         .chain(
             std::env::var("LB_BENCH_PROGS")
                 .unwrap_or_default()
@@ -270,7 +285,14 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<Vec<Case>> {
         rounds,
         repeat,
     )?);
-    out.extend(measure_new(&mut dp, &progs, 1, 3, rounds, plan.new_flows)?);
+    out.extend(measure_new(
+        &mut dp,
+        &progs[..1],
+        1,
+        3,
+        rounds,
+        plan.new_flows,
+    )?);
 
     if plan.scaling {
         for (services, reals) in [(1u32, 1u32), (100, 10), (10_000, 1), (1, 1000), (100, 1000)] {
@@ -364,6 +386,7 @@ pub fn live(rounds: usize, frames: u32, progress: &mut dyn FnMut(&str)) -> Resul
         pin_to_cpu0()?;
         let cap = Capacity {
             max_services: 2,
+            service_ports: 64,
             max_reals: 2,
             ring_size: 4093,
             conntrack: 1 << 16,
@@ -371,6 +394,7 @@ pub fn live(rounds: usize, frames: u32, progress: &mut dyn FnMut(&str)) -> Resul
         };
         let mut dp = Dataplane::open(&cap, None, XdpMode::Auto)?;
         dp.apply(&[DesiredService {
+            ports: Vec::new(),
             key: ServiceKey::new(vip(0), 80, 6),
             active: true,
             flags: 0,

@@ -77,13 +77,16 @@ pub fn run(opts: Options) -> Result<()> {
 /// Settings that size or place the maps: changing them needs a restart.
 fn restart_needed(old: &Config, new: &Config) -> Option<&'static str> {
     if old.capacity != new.capacity {
-        Some("a map capacity (max_services, max_reals, maglev_table_size, conntrack_size)")
+        Some(
+            "a map capacity (max_services, max_service_ports, max_reals, maglev_table_size, \
+             conntrack_size)",
+        )
     } else if old.pin_path != new.pin_path {
         Some("global_defs.bpf_pin_path")
     } else if old.router_id != new.router_id {
         Some("global_defs.router_id")
-    } else if old.xdp_mode != new.xdp_mode {
-        Some("global_defs.xdp_mode")
+    } else if old.xdp_mode != new.xdp_mode || old.xdp_modes != new.xdp_modes {
+        Some("global_defs.xdp_mode or an interface's xdp_mode")
     } else if old.control_socket != new.control_socket {
         Some("global_defs.control_socket")
     } else if old.metrics_listen != new.metrics_listen {
@@ -116,8 +119,22 @@ struct Agent {
 impl Agent {
     async fn start(cfg: Config, cfg_path: PathBuf, io: Handle) -> Result<()> {
         let _lock = PinLock::acquire(&cfg.pin_path)?;
-        let dp = Dataplane::open(&cfg.capacity, Some(&cfg.pin_path), cfg.xdp_mode)
+        let mut dp = Dataplane::open(&cfg.capacity, Some(&cfg.pin_path), cfg.xdp_mode)
             .context("loading the data path")?;
+        dp.set_modes(cfg.xdp_modes.clone());
+        // An interface whose driver cannot do what `xdp_mode: native` demands is refused now,
+        // not when the node first becomes master.
+        let mut native: Vec<&String> = cfg
+            .services
+            .iter()
+            .map(|s| &s.interface)
+            .filter(|i| cfg.xdp_mode_of(i) == config::XdpMode::Native)
+            .collect();
+        native.sort();
+        native.dedup();
+        for ifname in native {
+            dp.probe_native(ifname)?;
+        }
         // Host facts, read on the IO runtime (netlink lives there).
         let boot_cfg = cfg.clone();
         let (links, ifaces) = io

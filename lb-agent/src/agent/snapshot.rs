@@ -12,7 +12,7 @@ use lb_common::{stats, Counters};
 use crate::{
     config::Scheduler,
     control::{
-        snapshot::{InstanceSnap, RealSnap, ServiceSnap},
+        snapshot::{InstanceSnap, RealSnap, ServiceSnap, XdpSnap},
         Snapshot,
     },
     dataplane::Dataplane,
@@ -246,6 +246,32 @@ pub fn snapshot(node: &Node, dp: &Dataplane, io: &IoStats<'_>, count_flows: bool
         services,
         verdicts,
         attached: dp.attached().map(str::to_owned).collect(),
+        xdp: {
+            let modes: BTreeMap<&str, &str> = dp.attached_modes().collect();
+            let mut ifaces: Vec<String> = node
+                .services()
+                .iter()
+                .map(|s| s.cfg.interface.clone())
+                .collect();
+            ifaces.sort();
+            ifaces.dedup();
+            ifaces
+                .into_iter()
+                .map(|i| {
+                    let attached = modes.get(i.as_str()).copied();
+                    let configured = match node.config().xdp_mode_of(&i) {
+                        crate::config::XdpMode::Auto => "auto",
+                        crate::config::XdpMode::Native => "native",
+                        crate::config::XdpMode::Generic => "generic",
+                    };
+                    XdpSnap {
+                        attached: attached.is_some(),
+                        mode: attached.unwrap_or(configured).to_owned(),
+                        interface: i,
+                    }
+                })
+                .collect()
+        },
         vrrp_invalid,
         check_latency_buckets: LATENCY_BUCKETS
             .iter()

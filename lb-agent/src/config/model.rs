@@ -13,7 +13,10 @@ pub struct Config {
     pub pin_path: PathBuf,
     pub control_socket: PathBuf,
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// The XDP attach mode of interfaces not listed in `xdp_modes`.
     pub xdp_mode: XdpMode,
+    /// Per-interface attach modes (`interfaces:`).
+    pub xdp_modes: std::collections::BTreeMap<String, XdpMode>,
     pub capacity: Capacity,
     pub mcast_group: Ipv4Addr,
     pub scripts: Vec<ScriptCfg>,
@@ -34,6 +37,8 @@ pub enum XdpMode {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Capacity {
     pub max_services: u32,
+    /// Entries of the service map: a port of a service each.
+    pub service_ports: u32,
     pub max_reals: u32,
     pub ring_size: u32,
     pub conntrack: u32,
@@ -143,10 +148,65 @@ impl Proto {
     }
 }
 
+/// The ports a service serves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ports {
+    /// Every port (`port: 0`).
+    All,
+    /// Ascending, non-overlapping inclusive ranges.
+    Ranges(Vec<(u16, u16)>),
+}
+
+impl Ports {
+    /// The lowest port (0 for all): with the address and protocol, the service's identity.
+    pub fn primary(&self) -> u16 {
+        match self {
+            Ports::All => 0,
+            Ports::Ranges(r) => r.first().map_or(0, |(lo, _)| *lo),
+        }
+    }
+
+    /// Every port, ascending (`[0]` for all ports).
+    pub fn expand(&self) -> Vec<u16> {
+        match self {
+            Ports::All => vec![0],
+            Ports::Ranges(r) => r.iter().flat_map(|(lo, hi)| *lo..=*hi).collect(),
+        }
+    }
+
+    pub fn contains(&self, port: u16) -> bool {
+        match self {
+            Ports::All => true,
+            Ports::Ranges(r) => r.iter().any(|(lo, hi)| (*lo..=*hi).contains(&port)),
+        }
+    }
+
+    /// `80`, `80,443`, `8000-8099`, `*`.
+    pub fn label(&self) -> String {
+        match self {
+            Ports::All => "*".into(),
+            Ports::Ranges(r) => r
+                .iter()
+                .map(|(lo, hi)| {
+                    if lo == hi {
+                        lo.to_string()
+                    } else {
+                        format!("{lo}-{hi}")
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServiceCfg {
     pub addr: Ipv4Addr,
+    /// The lowest port served (0 for all ports): the service's identity and its reals'
+    /// default check port.
     pub port: u16,
+    pub ports: Ports,
     pub proto: Proto,
     pub interface: String,
     pub scheduler: Scheduler,
@@ -157,6 +217,10 @@ pub struct ServiceCfg {
     pub hysteresis: u32,
     pub quorum_up: Option<Vec<String>>,
     pub quorum_down: Option<Vec<String>>,
+    /// Forward ICMP errors about its replies to their real.
+    pub forward_icmp_errors: bool,
+    /// Steer by client and VIP only, so fragments reach one real.
+    pub fragments: bool,
     pub reals: Vec<RealCfg>,
 }
 
@@ -164,9 +228,9 @@ impl ServiceCfg {
     pub fn key(&self) -> ServiceKey {
         ServiceKey::new(self.addr, self.port, self.proto.number())
     }
-    /// `10.0.0.100:80/tcp`.
+    /// `10.0.0.100:80/tcp`, `10.0.0.100:80,443/tcp`, `10.0.0.100:*/tcp`.
     pub fn label(&self) -> String {
-        format!("{}:{}/{}", self.addr, self.port, self.proto.name())
+        format!("{}:{}/{}", self.addr, self.ports.label(), self.proto.name())
     }
 }
 
@@ -209,6 +273,23 @@ pub enum CheckCfg {
         timeout: Duration,
         dynamic: bool,
     },
+}
+
+impl Config {
+    /// The XDP attach mode for `ifname`.
+    pub fn xdp_mode_of(&self, ifname: &str) -> XdpMode {
+        self.xdp_modes.get(ifname).copied().unwrap_or(self.xdp_mode)
+    }
+}
+
+impl CheckCfg {
+    /// A TCP or HTTP check without a port to connect to (an all-ports service's real).
+    pub fn needs_port(&self) -> bool {
+        matches!(
+            self,
+            CheckCfg::Tcp { port: 0, .. } | CheckCfg::Http { port: 0, .. }
+        )
+    }
 }
 
 /// A password: never printed (Debug shows `***`), so it cannot reach logs or status.

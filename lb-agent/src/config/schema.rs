@@ -21,6 +21,19 @@ pub struct File {
     pub vrrp_sync_groups: Vec<SyncGroup>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub virtual_servers: Vec<VirtualServer>,
+    /// Per-interface settings (the XDP attach mode).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interfaces: Vec<Interface>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Interface {
+    pub name: String,
+    /// `auto` (native, falling back to generic with a warning), `native` (refused where the
+    /// driver cannot) or `generic`. Default `global_defs.xdp_mode`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xdp_mode: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -45,6 +58,9 @@ pub struct GlobalDefs {
     pub maglev_table_size: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_services: Option<u32>,
+    /// Ports over all services (a service with `ports: [80, 443]` takes two); default 4096.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_service_ports: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_reals: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -237,7 +253,13 @@ pub struct SyncGroup {
 pub struct VirtualServer {
     /// The VIP.
     pub address: Ipv4Addr,
-    pub port: u16,
+    /// One port; 0 = every port (keepalived's port-less services). Give this or `ports`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Several ports served as one service (one Maglev table, one persistence): numbers and
+    /// ranges, e.g. `[80, 443, "8000-8099"]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortItem>,
     /// `tcp` (default) or `udp`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,
@@ -277,7 +299,23 @@ pub struct VirtualServer {
     pub quorum_up: Option<Command>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quorum_down: Option<Command>,
+    /// Forward ICMP errors about the service's replies (fragmentation needed above all) to
+    /// the real that sent them (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_icmp_errors: Option<bool>,
+    /// Steer by client and VIP only (no ports, no connection table), so that every fragment of
+    /// a datagram reaches the same real (default false; for UDP services that get fragments).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fragments: Option<bool>,
     pub real_servers: Vec<RealServer>,
+}
+
+/// A port or a range of ports (`"8000-8099"`).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum PortItem {
+    Port(u16),
+    Range(String),
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -291,7 +329,10 @@ pub struct SorryServer {
 #[serde(deny_unknown_fields)]
 pub struct RealServer {
     pub address: Ipv4Addr,
-    pub port: u16,
+    /// The virtual port (direct routing cannot change it); may be left out. For a multi-port
+    /// or all-ports service, the port its checks use by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
     /// Default 1. 0 = takes no new flows (drained).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<u32>,

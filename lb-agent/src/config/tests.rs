@@ -105,6 +105,12 @@ virtual_servers:
             25,
             "cannot change the port",
         ),
+        // One address is one real in direct routing, whatever port is written.
+        (
+            "virtual_servers[0].real_servers[1].address",
+            26,
+            "listed twice",
+        ),
         (
             "virtual_servers[0].real_servers[2].address",
             27,
@@ -196,4 +202,72 @@ fn every_unknown_key_and_every_problem_is_reported_at_once() {
         msgs[2].contains("direct routing cannot change the port"),
         "{msgs:#?}"
     );
+}
+
+#[test]
+fn multi_port_and_all_port_services() {
+    let yaml = "\
+virtual_servers:
+  - address: 10.0.0.100
+    ports: [80, 443, \"8000-8099\"]
+    interface: eth0
+    persistence_timeout: 300
+    real_servers:
+      - { address: 10.0.0.11 }
+  - address: 10.0.0.100
+    port: 0
+    protocol: udp
+    interface: eth0
+    fragments: true
+    checks: [ { tcp: { connect_port: 53, connect_timeout: 1s } } ]
+    real_servers:
+      - { address: 10.0.0.11 }
+  - address: 10.0.0.101
+    port: 0
+    interface: eth0
+    checks: [ { tcp: { connect_timeout: 1s } } ]
+    real_servers:
+      - { address: 10.0.0.11 }
+  - address: 10.0.0.100
+    port: 8050
+    interface: eth0
+    real_servers:
+      - { address: 10.0.0.12 }
+";
+    let ps = problems(yaml);
+    assert!(
+        has(
+            &ps,
+            "virtual_servers[2].real_servers[0].checks",
+            21,
+            "no port to check"
+        ),
+        "{ps:#?}"
+    );
+    assert!(
+        has(
+            &ps,
+            "virtual_servers[3].address",
+            22,
+            "already served by virtual_servers[0]"
+        ),
+        "{ps:#?}"
+    );
+    assert_eq!(ps.len(), 2, "{ps:#?}");
+    let ok = yaml
+        .split("  - address: 10.0.0.101")
+        .next()
+        .unwrap_or_default();
+    let c = match parse(ok, "t.yaml") {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    let s = &c.services[0];
+    assert_eq!(s.port, 80);
+    assert_eq!(s.ports.expand().len(), 102);
+    assert_eq!(s.label(), "10.0.0.100:80,443,8000-8099/tcp");
+    assert_eq!(s.reals[0].port, 80);
+    let all = &c.services[1];
+    assert_eq!((all.port, all.label()), (0, "10.0.0.100:*/udp".to_owned()));
+    assert!(all.fragments && all.forward_icmp_errors);
 }

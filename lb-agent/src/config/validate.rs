@@ -91,22 +91,29 @@ pub fn validate(file: &schema::File) -> Result<Config, Vec<Problem>> {
             None
         }
     });
-    let xdp_mode = match g.xdp_mode.as_deref().unwrap_or("auto") {
-        "auto" => XdpMode::Auto,
-        "native" | "driver" => XdpMode::Native,
-        "generic" | "skb" => XdpMode::Generic,
-        other => {
+    let xdp_mode = xdp_mode(&mut p, "global_defs.xdp_mode", g.xdp_mode.as_deref());
+    let mut xdp_modes = std::collections::BTreeMap::new();
+    for (i, itf) in file.interfaces.iter().enumerate() {
+        let mode = xdp_mode_or(
+            &mut p,
+            &format!("interfaces[{i}].xdp_mode"),
+            itf.xdp_mode.as_deref(),
+            xdp_mode,
+        );
+        if xdp_modes.insert(itf.name.clone(), mode).is_some() {
             p.add(
-                "global_defs.xdp_mode",
-                format!("`{other}`: expected auto, native or generic"),
+                format!("interfaces[{i}].name"),
+                format!("`{}` is listed twice", itf.name),
             );
-            XdpMode::Auto
         }
-    };
+    }
     let ring_size = g.maglev_table_size.unwrap_or(caps::DEFAULT_RING_SIZE);
     check_table_size(&mut p, "global_defs.maglev_table_size", ring_size);
     let capacity = Capacity {
         max_services: g.max_services.unwrap_or(caps::DEFAULT_MAX_SERVICES),
+        service_ports: g
+            .max_service_ports
+            .unwrap_or(caps::DEFAULT_MAX_SERVICE_PORTS),
         max_reals: g.max_reals.unwrap_or(caps::DEFAULT_MAX_REALS),
         ring_size,
         conntrack: g.conntrack_size.unwrap_or(caps::DEFAULT_FLOWS),
@@ -118,6 +125,13 @@ pub fn validate(file: &schema::File) -> Result<Config, Vec<Problem>> {
         capacity.max_services,
         1,
         65_536,
+    );
+    range(
+        &mut p,
+        "global_defs.max_service_ports",
+        capacity.service_ports,
+        1,
+        1 << 20,
     );
     range(
         &mut p,
@@ -191,6 +205,16 @@ pub fn validate(file: &schema::File) -> Result<Config, Vec<Problem>> {
             ),
         );
     }
+    let ports: usize = services.iter().map(|s| s.ports.expand().len()).sum();
+    if ports > capacity.service_ports as usize {
+        p.add(
+            "global_defs.max_service_ports",
+            format!(
+                "the virtual servers have {ports} ports in all but max_service_ports is {}",
+                capacity.service_ports
+            ),
+        );
+    }
     let reals: usize = services
         .iter()
         .map(|s| s.reals.len() + usize::from(s.sorry.is_some()))
@@ -214,6 +238,7 @@ pub fn validate(file: &schema::File) -> Result<Config, Vec<Problem>> {
         control_socket,
         metrics_listen,
         xdp_mode,
+        xdp_modes,
         capacity,
         mcast_group,
         scripts,
@@ -221,6 +246,23 @@ pub fn validate(file: &schema::File) -> Result<Config, Vec<Problem>> {
         sync_groups,
         services,
     })
+}
+
+fn xdp_mode(p: &mut Problems, path: &str, v: Option<&str>) -> XdpMode {
+    xdp_mode_or(p, path, v, XdpMode::Auto)
+}
+
+fn xdp_mode_or(p: &mut Problems, path: &str, v: Option<&str>, default: XdpMode) -> XdpMode {
+    match v {
+        None => default,
+        Some("auto") => XdpMode::Auto,
+        Some("native" | "driver") => XdpMode::Native,
+        Some("generic" | "skb") => XdpMode::Generic,
+        Some(other) => {
+            p.add(path, format!("`{other}`: expected auto, native or generic"));
+            default
+        }
+    }
 }
 
 fn range(p: &mut Problems, path: &str, v: u32, lo: u32, hi: u32) {
@@ -283,8 +325,62 @@ fn positive(p: &mut Problems, path: &str, v: Option<u32>, default: u32) -> u32 {
     v
 }
 
+/// The ports of a virtual server: `port` (0 = all) or `ports` (numbers and ranges).
+fn ports(p: &mut Problems, at: &str, vs: &schema::VirtualServer) -> Ports {
+    match (vs.port, vs.ports.is_empty()) {
+        (Some(_), false) => {
+            p.add(format!("{at}.ports"), "give `port` or `ports`, not both");
+            Ports::All
+        }
+        (None, true) => {
+            p.add(
+                format!("{at}.port"),
+                "missing: give `port` (0 for all ports) or `ports`",
+            );
+            Ports::All
+        }
+        (Some(0), true) => Ports::All,
+        (Some(port), true) => Ports::Ranges(vec![(port, port)]),
+        (None, false) => {
+            let mut ranges = Vec::new();
+            for (k, item) in vs.ports.iter().enumerate() {
+                let path = format!("{at}.ports[{k}]");
+                let r = match item {
+                    schema::PortItem::Port(n) => Some((*n, *n)),
+                    schema::PortItem::Range(s) => s
+                        .split_once('-')
+                        .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?))),
+                };
+                match r {
+                    Some((lo, hi)) if lo >= 1 && lo <= hi => ranges.push((lo, hi)),
+                    _ => p.add(
+                        path,
+                        "expected a port (1..=65535) or a range `LOW-HIGH` (use port: 0 for all)",
+                    ),
+                }
+            }
+            ranges.sort_unstable();
+            if ranges.windows(2).any(|w| w[1].0 <= w[0].1) {
+                p.add(format!("{at}.ports"), "ports and ranges overlap");
+            }
+            let n: usize = ranges.iter().map(|(lo, hi)| usize::from(hi - lo) + 1).sum();
+            if n > MAX_SERVICE_PORTS {
+                p.add(
+                    format!("{at}.ports"),
+                    format!("{n} ports; at most {MAX_SERVICE_PORTS} (use port: 0 for all ports)"),
+                );
+            }
+            Ports::Ranges(ranges)
+        }
+    }
+}
+
+/// Most ports one multi-port service may list (each is an entry of the service map).
+const MAX_SERVICE_PORTS: usize = 1024;
+
 fn services(p: &mut Problems, list: &[schema::VirtualServer], ring_size: u32) -> Vec<ServiceCfg> {
     let mut seen = HashMap::new();
+    let mut frag_seen = HashMap::new();
     let mut out = Vec::new();
     for (i, vs) in list.iter().enumerate() {
         let at = format!("virtual_servers[{i}]");
@@ -299,23 +395,49 @@ fn services(p: &mut Problems, list: &[schema::VirtualServer], ring_size: u32) ->
                 Proto::Tcp
             }
         };
-        if vs.port == 0 {
-            p.add(format!("{at}.port"), "must be 1..=65535");
-        }
+        let ports = ports(p, &at, vs);
         if vs.address.is_unspecified() || vs.address.is_multicast() || vs.address.is_broadcast() {
             p.add(format!("{at}.address"), "must be a unicast IPv4 address");
         }
-        if let Some(first) = seen.insert((vs.address, vs.port, proto), i) {
-            p.add(
-                format!("{at}.address"),
-                format!(
-                    "{}:{}/{} is already defined at virtual_servers[{first}]",
-                    vs.address,
-                    vs.port,
-                    proto.name()
-                ),
-            );
+        // No two services may claim a port of one VIP and protocol (the all-ports service only
+        // takes what no other service has, so it may coexist with them).
+        let claimed: Vec<u16> = match &ports {
+            Ports::All => vec![0],
+            Ports::Ranges(_) => ports.expand(),
+        };
+        for port in claimed {
+            if let Some(first) = seen.insert((vs.address, port, proto), i) {
+                let shown = if port == 0 {
+                    "*".into()
+                } else {
+                    port.to_string()
+                };
+                p.add(
+                    format!("{at}.address"),
+                    format!(
+                        "{}:{shown}/{} is already served by virtual_servers[{first}]",
+                        vs.address,
+                        proto.name()
+                    ),
+                );
+                break;
+            }
         }
+        let fragments = vs.fragments.unwrap_or(false);
+        if fragments {
+            if let Some(first) = frag_seen.insert((vs.address, proto), i) {
+                p.add(
+                    format!("{at}.fragments"),
+                    format!(
+                        "virtual_servers[{first}] already steers the fragments to {}/{}: one \
+                         service per VIP and protocol can",
+                        vs.address,
+                        proto.name()
+                    ),
+                );
+            }
+        }
+        let vport = ports.primary();
         if vs.interface.is_empty() {
             p.add(format!("{at}.interface"), "must name an interface");
         }
@@ -359,7 +481,7 @@ fn services(p: &mut Problems, list: &[schema::VirtualServer], ring_size: u32) ->
             .checks
             .iter()
             .enumerate()
-            .filter_map(|(j, c)| check(p, &format!("{at}.checks[{j}]"), c, vs.port, vs.address))
+            .filter_map(|(j, c)| check(p, &format!("{at}.checks[{j}]"), c, vport, vs.address))
             .collect();
 
         let mut real_seen = HashSet::new();
@@ -372,13 +494,23 @@ fn services(p: &mut Problems, list: &[schema::VirtualServer], ring_size: u32) ->
         }
         for (j, rs) in vs.real_servers.iter().enumerate() {
             let rat = format!("{at}.real_servers[{j}]");
-            if rs.port != vs.port {
+            let rport = rs.port.unwrap_or(vport);
+            let single = matches!(&ports, Ports::Ranges(r) if r.len() == 1 && r[0].0 == r[0].1);
+            if rs.port.is_some() && (single || rport == 0) && rport != vport {
                 p.add(
                     format!("{rat}.port"),
                     format!(
-                        "{}: direct routing cannot change the port; the real must listen on the \
-                         virtual port {}",
-                        rs.port, vs.port
+                        "{rport}: direct routing cannot change the port; the real must listen on \
+                         the virtual port {vport}"
+                    ),
+                );
+            } else if !single && rport != 0 && !ports.contains(rport) {
+                p.add(
+                    format!("{rat}.port"),
+                    format!(
+                        "{rport} is not one of the service's ports ({}): direct routing cannot \
+                         change the port",
+                        ports.label()
                     ),
                 );
             }
@@ -395,10 +527,10 @@ fn services(p: &mut Problems, list: &[schema::VirtualServer], ring_size: u32) ->
                     "a real server cannot be the VIP itself",
                 );
             }
-            if !real_seen.insert((rs.address, rs.port)) {
+            if !real_seen.insert(rs.address) {
                 p.add(
                     format!("{rat}.address"),
-                    format!("{}:{} is listed twice", rs.address, rs.port),
+                    format!("{} is listed twice", rs.address),
                 );
             }
             let weight = rs.weight.unwrap_or(1);
@@ -410,14 +542,21 @@ fn services(p: &mut Problems, list: &[schema::VirtualServer], ring_size: u32) ->
                     .iter()
                     .enumerate()
                     .filter_map(|(k, c)| {
-                        check(p, &format!("{rat}.checks[{k}]"), c, rs.port, vs.address)
+                        check(p, &format!("{rat}.checks[{k}]"), c, rport, vs.address)
                     })
                     .collect(),
                 None => default_checks.clone(),
             };
+            if rport == 0 && checks.iter().any(CheckCfg::needs_port) {
+                p.add(
+                    format!("{rat}.checks"),
+                    "an all-ports service has no port to check: give the check a connect_port \
+                     (or the real a port)",
+                );
+            }
             reals.push(RealCfg {
                 addr: rs.address,
-                port: rs.port,
+                port: vport,
                 weight,
                 inhibit_on_failure: rs.inhibit_on_failure.unwrap_or(false),
                 notify_up: argv(p, &format!("{rat}.notify_up"), &rs.notify_up),
@@ -429,7 +568,7 @@ fn services(p: &mut Problems, list: &[schema::VirtualServer], ring_size: u32) ->
             });
         }
         let sorry = vs.sorry_server.as_ref().map(|s| {
-            if s.port != vs.port {
+            if s.port != vport && vport != 0 {
                 p.add(
                     format!("{at}.sorry_server.port"),
                     "direct routing cannot change the port",
@@ -447,7 +586,8 @@ fn services(p: &mut Problems, list: &[schema::VirtualServer], ring_size: u32) ->
         }
         out.push(ServiceCfg {
             addr: vs.address,
-            port: vs.port,
+            port: vport,
+            ports,
             proto,
             interface: vs.interface.clone(),
             scheduler,
@@ -458,6 +598,8 @@ fn services(p: &mut Problems, list: &[schema::VirtualServer], ring_size: u32) ->
             hysteresis: vs.hysteresis.unwrap_or(0),
             quorum_up: argv(p, &format!("{at}.quorum_up"), &vs.quorum_up),
             quorum_down: argv(p, &format!("{at}.quorum_down"), &vs.quorum_down),
+            forward_icmp_errors: vs.forward_icmp_errors.unwrap_or(true),
+            fragments,
             reals,
         });
     }
@@ -818,7 +960,9 @@ fn instances(
         }
         let mut track_services = Vec::new();
         for (j, t) in vi.track_services.iter().enumerate() {
-            match services.iter().find(|s| s.label() == t.service) {
+            // An all-ports service may be named with port 0 or `*`.
+            let wanted = t.service.replace(":0/", ":*/");
+            match services.iter().find(|s| s.label() == wanted) {
                 Some(s) => track_services.push((s.key(), t.weight)),
                 None => p.add(
                     format!("{at}.track_services[{j}].service"),

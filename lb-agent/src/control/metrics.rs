@@ -41,10 +41,29 @@ pub fn render(s: &Snapshot) -> String {
         &mut o,
         "lb_xdp_attached",
         "gauge",
-        "XDP program attached to the interface.",
+        "XDP program attached to the interface (1), or not (0), for every service interface.",
     );
-    for i in &s.attached {
-        let _ = writeln!(o, "lb_xdp_attached{{interface=\"{}\"}} 1", esc(i));
+    for x in &s.xdp {
+        let _ = writeln!(
+            o,
+            "lb_xdp_attached{{interface=\"{}\"}} {}",
+            esc(&x.interface),
+            u8::from(x.attached)
+        );
+    }
+    family(
+        &mut o,
+        "lb_xdp_mode",
+        "gauge",
+        "The mode XDP is attached in on the interface (native or generic), 1 while attached.",
+    );
+    for x in s.xdp.iter().filter(|x| x.attached) {
+        let _ = writeln!(
+            o,
+            "lb_xdp_mode{{interface=\"{}\",mode=\"{}\"}} 1",
+            esc(&x.interface),
+            esc(&x.mode)
+        );
     }
 
     type SvcGet = fn(&super::snapshot::ServiceSnap) -> f64;

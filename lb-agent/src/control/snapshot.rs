@@ -16,6 +16,9 @@ pub struct Snapshot {
     pub verdicts: BTreeMap<String, u64>,
     /// Interfaces with the XDP program attached.
     pub attached: Vec<String>,
+    /// Every interface a service lives on: whether XDP is attached there, in which mode.
+    #[serde(default)]
+    pub xdp: Vec<XdpSnap>,
     /// VRRP datagrams that failed packet checks, "interface/reason" -> count.
     pub vrrp_invalid: BTreeMap<String, u64>,
     /// Health-check latency histogram: finite upper bounds (s) and cumulative counts (the
@@ -23,6 +26,15 @@ pub struct Snapshot {
     pub check_latency_buckets: Vec<(f64, u64)>,
     pub check_latency_sum_s: f64,
     pub check_latency_count: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct XdpSnap {
+    pub interface: String,
+    pub attached: bool,
+    /// `native` or `generic` while attached; the configured mode (`auto`, `native`,
+    /// `generic`) otherwise.
+    pub mode: String,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

@@ -27,10 +27,15 @@ pub fn render(s: &Snapshot) -> String {
         s.router_id,
         s.config,
         s.uptime_s,
-        if s.attached.is_empty() {
+        if s.xdp.iter().all(|x| !x.attached) {
             "none".into()
         } else {
-            s.attached.join(", ")
+            s.xdp
+                .iter()
+                .filter(|x| x.attached)
+                .map(|x| format!("{} ({})", x.interface, x.mode))
+                .collect::<Vec<_>>()
+                .join(", ")
         }
     );
     if !s.instances.is_empty() {

@@ -50,6 +50,70 @@ pub fn link_pin(dir: &Path, ifname: &str) -> PathBuf {
     dir.join(format!("link_{ifname}"))
 }
 
+/// Beside the pinned link: the mode it was attached in (a link taken over keeps it).
+fn mode_file(pin: &Path) -> PathBuf {
+    let mut p = pin.as_os_str().to_owned();
+    p.push(".mode");
+    PathBuf::from(p)
+}
+
+/// `native` or `generic`, as status and metrics name the modes.
+pub fn mode_name(mode: XdpMode) -> &'static str {
+    match mode {
+        XdpMode::Skb => "generic",
+        XdpMode::Hardware => "offload",
+        _ => "native",
+    }
+}
+
+fn mode_from_name(s: &str) -> Option<XdpMode> {
+    match s.trim() {
+        "native" => Some(XdpMode::Driver),
+        "generic" => Some(XdpMode::Skb),
+        _ => None,
+    }
+}
+
+/// The driver behind `ifname` (ethtool's ETHTOOL_GDRVINFO), for messages.
+pub fn driver(ifname: &str) -> Option<String> {
+    /// `struct ethtool_drvinfo` (include/uapi/linux/ethtool.h).
+    #[repr(C)]
+    struct DrvInfo {
+        cmd: u32,
+        driver: [u8; 32],
+        version: [u8; 32],
+        fw_version: [u8; 32],
+        bus_info: [u8; 32],
+        erom_version: [u8; 32],
+        reserved2: [u8; 12],
+        n_priv_flags: u32,
+        n_stats: u32,
+        testinfo_len: u32,
+        eedump_len: u32,
+        regdump_len: u32,
+    }
+    const ETHTOOL_GDRVINFO: u32 = 0x0000_0003;
+    const SIOCETHTOOL: libc::c_ulong = 0x8946;
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    // SAFETY: a zeroed DrvInfo and ifreq are valid; the ioctl fills the DrvInfo the ifreq points
+    // at, both alive for the call.
+    unsafe {
+        let mut info: DrvInfo = std::mem::zeroed();
+        info.cmd = ETHTOOL_GDRVINFO;
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (d, s) in req.ifr_name.iter_mut().zip(ifname.bytes().take(15)) {
+            *d = s as libc::c_char;
+        }
+        req.ifr_ifru.ifru_data = (&mut info as *mut DrvInfo).cast();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&sock);
+        if libc::ioctl(fd, SIOCETHTOOL as _, &mut req) != 0 {
+            return None;
+        }
+        let end = info.driver.iter().position(|b| *b == 0).unwrap_or(32);
+        Some(String::from_utf8_lossy(&info.driver[..end]).into_owned())
+    }
+}
+
 /// Attaches `prog` to `ifname`, trying `modes` in order (native, then generic). With `pin_dir`,
 /// an existing pinned link is taken over (the program swapped in atomically, no gap in
 /// forwarding); otherwise a new link is created and pinned.
@@ -64,14 +128,20 @@ pub fn attach(
     if let Some(path) = pin.as_ref().filter(|p| p.exists()) {
         match take_over(prog, path) {
             Ok(link) => {
+                let mode = fs::read_to_string(mode_file(path))
+                    .ok()
+                    .and_then(|s| mode_from_name(&s))
+                    .or_else(|| modes.first().copied())
+                    .unwrap_or_default();
                 info!(
                     interface = ifname,
+                    mode = mode_name(mode),
                     "took over the pinned XDP link (program replaced)"
                 );
                 return Ok(Attachment {
                     ifname: ifname.to_owned(),
                     ifindex,
-                    mode: modes.first().copied().unwrap_or_default(),
+                    mode,
                     _link: Hold::Pinned(link),
                     pin,
                 });
@@ -97,14 +167,16 @@ pub fn attach(
                 let fd_link: FdLink = link
                     .try_into()
                     .map_err(|e| anyhow!("kernel gave no bpf_link for XDP ({e}); need 5.9+"))?;
-                let hold =
-                    match &pin {
-                        Some(path) => Hold::Pinned(fd_link.pin(path).with_context(|| {
+                let hold = match &pin {
+                    Some(path) => {
+                        let _ = fs::write(mode_file(path), mode_name(mode));
+                        Hold::Pinned(fd_link.pin(path).with_context(|| {
                             format!("pinning the XDP link at {}", path.display())
-                        })?),
-                        None => Hold::Owned(fd_link),
-                    };
-                info!(interface = ifname, ?mode, "XDP attached");
+                        })?)
+                    }
+                    None => Hold::Owned(fd_link),
+                };
+                info!(interface = ifname, mode = mode_name(mode), "XDP attached");
                 return Ok(Attachment {
                     ifname: ifname.to_owned(),
                     ifindex,
@@ -116,8 +188,16 @@ pub fn attach(
             Err(e) => last = Some(e),
         }
     }
+    let driver = driver(ifname).unwrap_or_else(|| "unknown".into());
+    if modes == [XdpMode::Driver] {
+        bail!(
+            "attaching XDP natively to {ifname} (driver {driver}) failed: {}; the driver cannot \
+             run XDP natively (xdp_mode: native): use xdp_mode: auto or generic for it",
+            last.map(|e| format!("{e:#}")).unwrap_or_default()
+        );
+    }
     Err(anyhow!(
-        "attaching XDP to {ifname}: {}",
+        "attaching XDP to {ifname} (driver {driver}): {}",
         last.map(|e| format!("{e:#}"))
             .unwrap_or_else(|| "no mode to try".into())
     ))
@@ -143,6 +223,7 @@ impl Attachment {
     pub fn detach(self) {
         if let Some(p) = &self.pin {
             let _ = fs::remove_file(p);
+            let _ = fs::remove_file(mode_file(p));
         }
         info!(interface = %self.ifname, "XDP detached");
         drop(self);
@@ -152,6 +233,7 @@ impl Attachment {
 /// Releases a link left pinned by an earlier run (this node is not master any more).
 pub fn release_stale(pin_dir: &Path, ifname: &str) -> bool {
     let p = link_pin(pin_dir, ifname);
+    let _ = fs::remove_file(mode_file(&p));
     if p.exists() && fs::remove_file(&p).is_ok() {
         info!(
             interface = ifname,
@@ -171,6 +253,7 @@ pub fn pinned_links(pin_dir: &Path) -> Vec<String> {
         .filter_map(|e| {
             e.file_name()
                 .to_str()
+                .filter(|n| !n.ends_with(".mode"))
                 .and_then(|n| n.strip_prefix("link_"))
                 .map(str::to_owned)
         })

@@ -5,6 +5,19 @@ use std::net::Ipv4Addr;
 
 use lb_common::ServiceKey;
 
+impl DesiredService {
+    /// The LB_SERVICES keys: one per port.
+    pub fn keys(&self) -> Vec<ServiceKey> {
+        if self.ports.is_empty() {
+            return vec![self.key];
+        }
+        self.ports
+            .iter()
+            .map(|p| ServiceKey::new(self.key.addr(), *p, self.key.proto))
+            .collect()
+    }
+}
+
 /// Layer-2 path to a real: everything the data path writes into the Ethernet header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct L2 {
@@ -27,7 +40,10 @@ pub struct DesiredReal {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DesiredService {
+    /// The service's identity: its address, protocol and lowest port (0 for all ports).
     pub key: ServiceKey,
+    /// Every port it serves, ascending (`[0]` for all ports; empty means just `key`'s).
+    pub ports: Vec<u16>,
     /// False while another node is master for this service's VIP: the entry is withdrawn
     /// (traffic passes to the kernel) but ids and tables are kept for a quick return.
     pub active: bool,

@@ -10,8 +10,8 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use lb_common::{
-    maps as names, stats, AffinityKey, AffinityValue, Counters, FlowKey, FlowValue, Real, Service,
-    ServiceKey,
+    maps as names, stats, AffinityKey, AffinityValue, Counters, FlowKey, FlowValue, FragKey, Real,
+    Service, ServiceKey,
 };
 use tracing::{debug, info};
 
@@ -39,7 +39,7 @@ fn size<T>() -> u32 {
 }
 
 /// Every map with the size this capacity gives it.
-pub fn expected(cap: &Capacity) -> [Expect; 8] {
+pub fn expected(cap: &Capacity) -> [Expect; 9] {
     let e = |name, map_type, key_size, value_size, max_entries| Expect {
         name,
         map_type,
@@ -54,7 +54,7 @@ pub fn expected(cap: &Capacity) -> [Expect; 8] {
             MapType::Hash,
             size::<ServiceKey>(),
             size::<Service>(),
-            cap.max_services,
+            cap.service_ports,
         ),
         e(names::RINGS, MapType::Array, 4, 8, ring_elements(cap)),
         e(
@@ -77,6 +77,13 @@ pub fn expected(cap: &Capacity) -> [Expect; 8] {
             size::<AffinityKey>(),
             size::<AffinityValue>(),
             cap.affinity,
+        ),
+        e(
+            names::FRAG_SERVICES,
+            MapType::Hash,
+            size::<FragKey>(),
+            size::<ServiceKey>(),
+            cap.max_services,
         ),
         e(names::STATS, MapType::PerCpuArray, 4, 8, stats::COUNT),
         e(
@@ -142,6 +149,7 @@ pub fn load(cap: &Capacity, pin_dir: Option<&Path>) -> Result<Loaded> {
         .context("loading the XDP object (are you root, with BPF enabled?)")?;
     for name in [
         names::PROG_LB,
+        names::PROG_LB_BASE,
         names::PROG_PASS,
         names::PROG_MACSWAP,
         names::PROG_DROP,

@@ -8,8 +8,8 @@ use aya::{
     Ebpf,
 };
 use lb_common::{
-    maps as names, AffinityKey, AffinityValue, Counters, FlowKey, FlowValue, Real, Service,
-    ServiceKey,
+    maps as names, AffinityKey, AffinityValue, Counters, FlowKey, FlowValue, FragKey, Real,
+    Service, ServiceKey,
 };
 
 use super::rings::Rings;
@@ -23,6 +23,7 @@ pub struct Maps {
     pub affinity: HashMap<MapData, AffinityKey, AffinityValue>,
     pub stats: PerCpuArray<MapData, u64>,
     pub real_stats: PerCpuArray<MapData, Counters>,
+    pub frag_services: HashMap<MapData, FragKey, ServiceKey>,
 }
 
 fn take(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map> {
@@ -46,6 +47,7 @@ impl Maps {
             affinity: take(ebpf, names::AFFINITY)?.try_into()?,
             stats: take(ebpf, names::STATS)?.try_into()?,
             real_stats: take(ebpf, names::REAL_STATS)?.try_into()?,
+            frag_services: take(ebpf, names::FRAG_SERVICES)?.try_into()?,
         })
     }
 }

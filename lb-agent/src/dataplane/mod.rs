@@ -26,7 +26,8 @@ pub struct Dataplane {
     pub loaded: loader::Loaded,
     pub programmer: sync::Programmer,
     attached: BTreeMap<String, attach::Attachment>,
-    modes: &'static [XdpMode],
+    default_mode: crate::config::XdpMode,
+    modes: BTreeMap<String, crate::config::XdpMode>,
 }
 
 impl Dataplane {
@@ -43,7 +44,8 @@ impl Dataplane {
             loaded,
             programmer,
             attached: BTreeMap::new(),
-            modes: loader::xdp_modes(mode),
+            default_mode: mode,
+            modes: BTreeMap::new(),
         })
     }
 
@@ -59,13 +61,55 @@ impl Dataplane {
         self.attached.keys().map(String::as_str)
     }
 
+    /// Each attached interface with the mode it is attached in (`native`, `generic`).
+    pub fn attached_modes(&self) -> impl Iterator<Item = (&str, &'static str)> {
+        self.attached
+            .iter()
+            .map(|(k, a)| (k.as_str(), attach::mode_name(a.mode)))
+    }
+
+    /// The attach mode of each interface (others: the default given to `open`).
+    pub fn set_modes(&mut self, modes: BTreeMap<String, crate::config::XdpMode>) {
+        self.modes = modes;
+    }
+
+    /// Whether `ifname`'s driver runs XDP natively: the pass-everything program is attached in
+    /// native mode for a moment. `Err` names the driver.
+    pub fn probe_native(&mut self, ifname: &str) -> Result<()> {
+        let prog = loader::program(&mut self.loaded.ebpf, lb_common::maps::PROG_PASS)?;
+        let idx = attach::ifindex(ifname)?;
+        match prog.attach_to_if_index(idx, XdpMode::Driver) {
+            Ok(id) => {
+                let _ = prog.detach(id);
+                Ok(())
+            }
+            // Something is attached already (an earlier run's link): not a verdict on the
+            // driver.
+            Err(e)
+                if ["exists", "busy"]
+                    .iter()
+                    .any(|w| format!("{e:#}").to_lowercase().contains(w)) =>
+            {
+                Ok(())
+            }
+            Err(e) => {
+                let driver = attach::driver(ifname).unwrap_or_else(|| "unknown".into());
+                anyhow::bail!(
+                    "interface {ifname}: its driver ({driver}) cannot run XDP natively ({e:#}), \
+                     and xdp_mode is native: use xdp_mode: auto or generic for it"
+                )
+            }
+        }
+    }
+
     /// Attaches to `ifname` unless already attached.
     pub fn attach(&mut self, ifname: &str) -> Result<()> {
         if self.attached.contains_key(ifname) {
             return Ok(());
         }
         let pin = self.loaded.pin_dir.clone();
-        let modes = self.modes;
+        let mode = self.modes.get(ifname).copied().unwrap_or(self.default_mode);
+        let modes = loader::xdp_modes(mode);
         let prog = self.loaded.program()?;
         let a = attach::attach(prog, ifname, modes, pin.as_deref())?;
         self.attached.insert(ifname.to_owned(), a);

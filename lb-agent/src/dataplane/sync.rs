@@ -14,7 +14,8 @@ use std::{
 use anyhow::{anyhow, Context as _, Result};
 use aya::maps::PerCpuValues;
 use lb_common::{
-    filter_bit, Counters, Real, Service, ServiceKey, FILTER_WORDS, REAL_F_KEEP_FLOWS, REAL_NONE,
+    filter_bit, Counters, FragKey, Real, Service, ServiceKey, FILTER_WORDS, REAL_F_KEEP_FLOWS,
+    REAL_NONE, SVC_F_FRAGMENTS,
 };
 use tracing::debug;
 
@@ -29,8 +30,9 @@ type RealKey = (u32, Ipv4Addr, u16);
 struct SvcState {
     id: u32,
     entry: Service,
-    /// The entry is in LB_SERVICES (false while the service is withdrawn).
-    in_map: bool,
+    /// The keys (one per port) the entry is in LB_SERVICES under; empty while the service is
+    /// withdrawn.
+    published: Vec<ServiceKey>,
     /// Hash of what the active table was built from; equal => nothing to rebuild.
     table_sig: u64,
 }
@@ -71,6 +73,8 @@ pub struct Programmer {
     retired: HashMap<ServiceKey, Counters>,
     /// Counters of every real that left, whatever its service (for the derived totals).
     retired_total: Counters,
+    /// What LB_FRAG_SERVICES holds.
+    frag: HashMap<FragKey, ServiceKey>,
 }
 
 fn nr_cpus() -> usize {
@@ -81,24 +85,103 @@ fn ring_base(stride: u32, svc_id: u32, half: u32) -> u32 {
     (svc_id * 2 + half) * stride
 }
 
+/// Puts `entry` in LB_SERVICES under every key of `want` (one update each: the data path sees
+/// the old entry or the new one, never none) and takes out the keys no longer wanted.
+fn publish(
+    maps: &mut Maps,
+    published: &mut Vec<ServiceKey>,
+    want: &[ServiceKey],
+    entry: Service,
+) -> Result<()> {
+    for k in want {
+        maps.services
+            .insert(*k, entry, 0)
+            .context("publishing a service")?;
+    }
+    let stale: Vec<ServiceKey> = published
+        .iter()
+        .filter(|k| !want.contains(k))
+        .copied()
+        .collect();
+    unpublish(maps, &stale)?;
+    *published = want.to_vec();
+    Ok(())
+}
+
+/// Takes `keys` out of LB_SERVICES (traffic to them passes to the kernel).
+fn unpublish(maps: &mut Maps, keys: &[ServiceKey]) -> Result<()> {
+    for k in keys {
+        match maps.services.remove(k) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+            Err(e) => return Err(e).context("withdrawing a service"),
+        }
+    }
+    Ok(())
+}
+
 impl Programmer {
+    /// Makes LB_FRAG_SERVICES name, for each VIP and protocol, the active service that steers
+    /// its fragments (validation allows one).
+    fn write_frag(&mut self, maps: &mut Maps, desired: &[DesiredService]) -> Result<()> {
+        let want: HashMap<FragKey, ServiceKey> = desired
+            .iter()
+            .filter(|s| s.active && s.flags & SVC_F_FRAGMENTS != 0)
+            .map(|s| {
+                let fk = FragKey {
+                    addr_be: s.key.addr_be,
+                    proto: u32::from(s.key.proto),
+                };
+                (fk, s.key)
+            })
+            .collect();
+        for (fk, sk) in &want {
+            if self.frag.get(fk) != Some(sk) {
+                maps.frag_services
+                    .insert(fk, sk, 0)
+                    .context("writing LB_FRAG_SERVICES")?;
+            }
+        }
+        for fk in self.frag.keys().filter(|k| !want.contains_key(k)) {
+            match maps.frag_services.remove(fk) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => return Err(e).context("removing from LB_FRAG_SERVICES"),
+            }
+        }
+        self.frag = want;
+        Ok(())
+    }
+
     /// Reads back what a previous run left in (pinned) maps, so ids and tables carry over.
     pub fn recover(maps: &Maps, max_services: u32, max_reals: u32, stride: u32) -> Programmer {
-        let mut services = HashMap::new();
+        // A multi-port service is in LB_SERVICES once per port, all with its id: grouped by
+        // id, under its lowest port (how `DesiredService::key` names it).
+        let mut by_id: HashMap<u32, (Service, Vec<ServiceKey>)> = HashMap::new();
         for item in maps.services.iter() {
             let Ok((key, entry)) = item else { continue };
             if entry.id < max_services {
+                by_id
+                    .entry(entry.id)
+                    .or_insert((entry, Vec::new()))
+                    .1
+                    .push(key);
+            }
+        }
+        let mut services = HashMap::new();
+        for (id, (entry, mut keys)) in by_id {
+            keys.sort_by_key(ServiceKey::port);
+            if let Some(primary) = keys.first().copied() {
                 services.insert(
-                    key,
+                    primary,
                     SvcState {
-                        id: entry.id,
+                        id,
                         entry,
-                        in_map: true,
+                        published: keys,
                         table_sig: 0,
                     },
                 );
             }
         }
+        let frag = maps.frag_services.iter().flatten().collect();
         let mut reals = HashMap::new();
         let mut gens = vec![0u32; max_reals as usize];
         for id in 0..max_reals {
@@ -130,6 +213,7 @@ impl Programmer {
             reals,
             gens,
             filter,
+            frag,
             retired: HashMap::new(),
             retired_total: Counters::default(),
         }
@@ -205,8 +289,11 @@ impl Programmer {
         // services exist), so a packet that passes the filter always finds its service.
         let mut bits = vec![0u64; FILTER_WORDS as usize];
         for svc in desired.iter().filter(|s| s.active) {
-            // The service, and its address alone (the data path's first check).
-            for (port_be, proto) in [(svc.key.port_be, svc.key.proto), (0, 0)] {
+            // The service under each of its ports, and its address alone (the data path's
+            // first check).
+            let keys = svc.keys();
+            let each = keys.iter().map(|k| (k.port_be, k.proto));
+            for (port_be, proto) in each.chain([(0, 0)]) {
                 let (w, b) = filter_bit(svc.key.addr_be, port_be, proto);
                 bits[w as usize] |= 1 << b;
             }
@@ -230,7 +317,7 @@ impl Programmer {
                                 ring_base: u32::MAX,
                                 ..Default::default()
                             },
-                            in_map: false,
+                            published: Vec::new(),
                             table_sig: 0,
                         },
                     );
@@ -282,16 +369,12 @@ impl Programmer {
             .collect();
         for key in gone {
             if let Some(s) = self.services.remove(&key) {
-                if s.in_map {
-                    match maps.services.remove(&key) {
-                        Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
-                        Err(e) => return Err(e).context("removing a service"),
-                    }
-                }
+                unpublish(maps, &s.published)?;
                 self.free_svc.insert(s.id);
                 report.services_removed += 1;
             }
         }
+        self.write_frag(maps, desired)?;
 
         // 4. Reals no longer wanted: clear the entry (flows on it move), free the id.
         let gone: Vec<RealKey> = self
@@ -419,17 +502,15 @@ impl Programmer {
         };
         let live = state.entry.ring_base != u32::MAX;
         if !svc.active {
-            if state.in_map {
-                match maps.services.remove(&svc.key) {
-                    Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
-                    Err(e) => return Err(e).context("withdrawing a service"),
-                }
-                state.in_map = false;
+            if !state.published.is_empty() {
+                unpublish(maps, &state.published)?;
+                state.published.clear();
                 report.services_removed += 1;
             }
             return Ok(());
         }
-        if live && state.in_map && state.table_sig == sig && state.entry == want_meta {
+        let keys = svc.keys();
+        if live && state.published == keys && state.table_sig == sig && state.entry == want_meta {
             return Ok(());
         }
 
@@ -444,12 +525,9 @@ impl Programmer {
         // The active half already holds exactly this (restart, or a service coming back):
         // just (re)publish the entry.
         if live && maps.rings.equals(state.entry.ring_base as usize, &table) {
-            if !state.in_map || state.entry != want_meta {
-                maps.services
-                    .insert(svc.key, want_meta, 0)
-                    .context("publishing a service")?;
+            if state.published != keys || state.entry != want_meta {
+                publish(maps, &mut state.published, &keys, want_meta)?;
                 state.entry = want_meta;
-                state.in_map = true;
                 report.tables_flipped += 1;
             }
             state.table_sig = sig;
@@ -470,11 +548,8 @@ impl Programmer {
             ring_base: standby,
             ..want_meta
         };
-        maps.services
-            .insert(svc.key, entry, 0)
-            .context("flipping a service to its new table")?;
+        publish(maps, &mut state.published, &keys, entry)?;
         state.entry = entry;
-        state.in_map = true;
         state.table_sig = sig;
         report.tables_flipped += 1;
         report.slots_written += written;

@@ -160,8 +160,15 @@ impl ServiceRt {
         if self.cfg.persistence.is_some() {
             flags |= SVC_F_AFFINITY;
         }
+        if self.cfg.forward_icmp_errors {
+            flags |= lb_common::SVC_F_ICMP;
+        }
+        if self.cfg.fragments {
+            flags |= lb_common::SVC_F_FRAGMENTS;
+        }
         DesiredService {
             key: self.cfg.key(),
+            ports: self.cfg.ports.expand(),
             active: self.active,
             flags,
             affinity_timeout_s: self
@@ -435,6 +442,9 @@ mod tests {
         let cfg = ServiceCfg {
             addr: Ipv4Addr::new(10, 0, 0, 100),
             port: 80,
+            ports: crate::config::Ports::Ranges(vec![(80, 80), (443, 443)]),
+            forward_icmp_errors: true,
+            fragments: true,
             proto: Proto::Udp,
             interface: "lb0".into(),
             scheduler: Scheduler::SourceHash,
@@ -448,7 +458,12 @@ mod tests {
             reals: vec![],
         };
         let d = ServiceRt::new(cfg).desired();
-        assert_eq!(d.flags, SVC_F_HASH_SRC | SVC_F_AFFINITY);
+        assert_eq!(
+            d.flags,
+            SVC_F_HASH_SRC | SVC_F_AFFINITY | lb_common::SVC_F_ICMP | lb_common::SVC_F_FRAGMENTS
+        );
+        assert_eq!(d.ports, vec![80, 443]);
+        assert_eq!(d.keys().len(), 2);
         assert_eq!(d.affinity_timeout_s, 300);
         assert!(!d.active);
     }

@@ -5,6 +5,7 @@
 //!
 //! Bind UDP to the VIP itself: a reply must leave from the address the client sent to.
 //! `--status 503` makes HTTP answers fail (health-check tests); `--body TEXT` changes the body.
+//! The line `BULK n` gets `n` bytes back in one write (large replies: path MTU tests).
 
 use std::{
     io::{BufRead as _, BufReader, Write as _},
@@ -82,6 +83,9 @@ fn serve_tcp(stream: TcpStream, o: &Opts) -> std::io::Result<()> {
             if close {
                 return Ok(());
             }
+        } else if let Some(n) = line.trim().strip_prefix("BULK ") {
+            let n: usize = n.parse().unwrap_or(0);
+            w.write_all(&vec![b'x'; n])?;
         } else {
             write!(w, "{} {}", o.name, line)?;
         }

@@ -31,6 +31,7 @@ pub fn convert(stmts: &[Stmt], notes: Notes) -> Report {
     let mut file = schema::File::default();
     let (mut scripts, mut instances, mut groups, mut servers) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut vs_groups = Vec::new();
     for s in stmts {
         match s.keyword.as_str() {
             "global_defs" => global::global_defs(s, &mut cx, &mut file.global_defs),
@@ -38,13 +39,16 @@ pub fn convert(stmts: &[Stmt], notes: Notes) -> Report {
             "vrrp_instance" => instances.push(s),
             "vrrp_sync_group" => groups.push(s),
             "virtual_server" => servers.push(s),
+            "virtual_server_group" => vs_groups.push(s),
             _ => top_level_unsupported(s, &mut cx.notes),
         }
     }
     file.vrrp_scripts = vrrp::scripts(&scripts, &mut cx);
     file.vrrp_instances = vrrp::instances(&instances, &file.vrrp_scripts, &mut cx);
     file.vrrp_sync_groups = vrrp::sync_groups(&groups, &file.vrrp_instances, &mut cx);
-    file.virtual_servers = lvs::virtual_servers(&servers, &file.vrrp_instances, &mut cx);
+    let vs_groups = lvs::groups(&vs_groups, &mut cx.notes);
+    file.virtual_servers =
+        lvs::virtual_servers(&servers, &vs_groups, &file.vrrp_instances, &mut cx);
     if let Some(first) = servers.first() {
         capacity(&mut file, first, &mut cx.notes);
     }
@@ -92,10 +96,6 @@ fn capacity(file: &mut schema::File, at: &Stmt, n: &mut Notes) {
 fn top_level_unsupported(s: &Stmt, n: &mut Notes) {
     let why = match s.keyword.as_str() {
         "{" => "a block with no keyword before it",
-        "virtual_server_group" => {
-            "virtual server groups are not supported: write one virtual_server per address \
-             and port"
-        }
         "static_ipaddress" | "static_routes" | "static_rules" => {
             "lb does not manage static addresses, routes or rules: configure them in the OS"
         }

@@ -27,8 +27,101 @@ const KEEPALIVED_DELAY_LOOP: Duration = Duration::from_secs(60);
 /// keepalived's `persistence_timeout` without a value.
 const KEEPALIVED_PERSISTENCE: Duration = Duration::from_secs(360);
 
+/// A `virtual_server_group`: its name and members, each an address with the ports it serves
+/// there (empty: all ports).
+pub struct Group {
+    pub name: String,
+    pub members: Vec<(Ipv4Addr, Vec<u16>)>,
+    /// `fwmark` lines, which cannot be carried over.
+    pub fwmarks: Vec<String>,
+}
+
+/// The `virtual_server_group` blocks: `ADDRESS PORT` lines and address ranges
+/// (`10.0.0.1-10 80`: the last byte from 1 to 10), gathered per address.
+pub fn groups(list: &[&Stmt], n: &mut Notes) -> Vec<Group> {
+    let mut out = Vec::new();
+    for s in list {
+        let Some(name) = s.args.first().cloned() else {
+            n.warning(s, "`virtual_server_group` needs a name; ignored".into());
+            continue;
+        };
+        let Some(block) = values::block(s, n) else {
+            continue;
+        };
+        let mut g = Group {
+            name,
+            members: Vec::new(),
+            fwmarks: Vec::new(),
+        };
+        for d in block {
+            if d.keyword == "fwmark" {
+                g.fwmarks.push(d.args.first().cloned().unwrap_or_default());
+                continue;
+            }
+            let Some(addrs) = address_range(d, n, &d.keyword) else {
+                continue;
+            };
+            let port = match d.args.first() {
+                None => 0,
+                Some(p) if p == "0" => 0,
+                Some(p) => match parse_port(d, n, p, "group member") {
+                    Some(p) => p,
+                    None => continue,
+                },
+            };
+            for a in addrs {
+                match g.members.iter_mut().find(|(m, _)| *m == a) {
+                    Some((_, ports)) if port == 0 => ports.clear(),
+                    Some((_, ports)) if !ports.is_empty() => ports.push(port),
+                    Some(_) => {}
+                    None => g
+                        .members
+                        .push((a, if port == 0 { vec![] } else { vec![port] })),
+                }
+            }
+        }
+        for (_, ports) in &mut g.members {
+            ports.sort_unstable();
+            ports.dedup();
+        }
+        out.push(g);
+    }
+    out
+}
+
+/// `10.0.0.1` or `10.0.0.1-10` (keepalived's range of the last byte).
+fn address_range(d: &Stmt, n: &mut Notes, text: &str) -> Option<Vec<Ipv4Addr>> {
+    let (first, last) = match text.split_once('-') {
+        Some((a, end)) => (a, Some(end)),
+        None => (text, None),
+    };
+    let a = parse_addr(d, n, first, "group member")?;
+    let Some(end) = last else {
+        return Some(vec![a]);
+    };
+    let o = a.octets();
+    match end.parse::<u8>() {
+        Ok(e) if e >= o[3] => Some(
+            (o[3]..=e)
+                .map(|b| Ipv4Addr::new(o[0], o[1], o[2], b))
+                .collect(),
+        ),
+        _ => {
+            n.warning(
+                d,
+                format!(
+                    "`{}`: `{end}` is not the end of a range from {a}; ignored",
+                    d.text()
+                ),
+            );
+            None
+        }
+    }
+}
+
 pub fn virtual_servers(
     list: &[&Stmt],
+    groups: &[Group],
     instances: &[VrrpInstance],
     cx: &mut Cx,
 ) -> Vec<VirtualServer> {
@@ -41,52 +134,83 @@ pub fn virtual_servers(
     let mut seen: HashSet<(Ipv4Addr, u16, String)> = HashSet::new();
     for s in list {
         let n = &mut cx.notes;
-        let Some(mut vs) = virtual_server(s, n) else {
-            continue;
-        };
-        let proto = vs.protocol.clone().unwrap_or_else(|| "tcp".into());
-        if !seen.insert((vs.address, vs.port, proto.clone())) {
+        for mut vs in virtual_server(s, groups, n) {
+            let proto = vs.protocol.clone().unwrap_or_else(|| "tcp".into());
+            let ports = all_ports(&vs);
+            if let Some(dup) = ports
+                .iter()
+                .find(|p| seen.contains(&(vs.address, **p, proto.clone())))
+            {
+                n.warning(
+                    s,
+                    format!(
+                        "`{}`: {}:{dup}/{proto} is already defined; not imported again",
+                        s.text(),
+                        vs.address,
+                    ),
+                );
+                continue;
+            }
+            for p in ports {
+                seen.insert((vs.address, p, proto.clone()));
+            }
+            vs.interface = interface(s, &vs, &vip_iface, &fallback_iface, n);
+            out.push(vs);
+        }
+    }
+    out
+}
+
+/// Every port a converted service serves (0 standing for all).
+fn all_ports(vs: &VirtualServer) -> Vec<u16> {
+    match vs.port {
+        Some(p) => vec![p],
+        None => vs
+            .ports
+            .iter()
+            .filter_map(|p| match p {
+                schema::PortItem::Port(p) => Some(*p),
+                schema::PortItem::Range(_) => None,
+            })
+            .collect(),
+    }
+}
+
+/// Where a service's XDP program attaches: the interface of the instance that holds its VIP.
+fn interface(
+    s: &Stmt,
+    vs: &VirtualServer,
+    vip_iface: &HashMap<Ipv4Addr, String>,
+    fallback_iface: &Option<String>,
+    n: &mut Notes,
+) -> String {
+    match (vip_iface.get(&vs.address), fallback_iface) {
+        (Some(i), _) => i.clone(),
+        (None, Some(f)) => {
             n.warning(
                 s,
                 format!(
-                    "`{}`: {}:{}/{proto} is already defined; not imported again",
+                    "`{}`: {} is not a VIP of any vrrp_instance; imported with `interface: \
+                         {f}` (the first instance's): check where its traffic arrives",
                     s.text(),
-                    vs.address,
-                    vs.port
+                    vs.address
                 ),
             );
-            continue;
+            f.clone()
         }
-        vs.interface = match (vip_iface.get(&vs.address), &fallback_iface) {
-            (Some(i), _) => i.clone(),
-            (None, Some(f)) => {
-                n.warning(
-                    s,
-                    format!(
-                        "`{}`: {} is not a VIP of any vrrp_instance; imported with `interface: \
-                         {f}` (the first instance's): check where its traffic arrives",
-                        s.text(),
-                        vs.address
-                    ),
-                );
-                f.clone()
-            }
-            (None, None) => {
-                n.warning(
-                    s,
-                    format!(
-                        "`{}`: no vrrp_instance tells which interface receives {}; imported \
+        (None, None) => {
+            n.warning(
+                s,
+                format!(
+                    "`{}`: no vrrp_instance tells which interface receives {}; imported \
                          with `interface: eth0`: check it",
-                        s.text(),
-                        vs.address
-                    ),
-                );
-                "eth0".into()
-            }
-        };
-        out.push(vs);
+                    s.text(),
+                    vs.address
+                ),
+            );
+            "eth0".into()
+        }
     }
-    out
 }
 
 /// Each VIP's interface: its `dev`, else its instance's interface.
@@ -157,61 +281,138 @@ fn method(block: &[Stmt]) -> Option<&Stmt> {
         .find(|d| matches!(d.keyword.as_str(), "lb_kind" | "lvs_method"))
 }
 
-fn virtual_server(s: &Stmt, n: &mut Notes) -> Option<VirtualServer> {
-    let (address, port) = match s.args.as_slice() {
-        [fw, _, ..] if fw == "fwmark" => {
+/// One keepalived `virtual_server` as lb services: one, or one per address of its group.
+fn virtual_server(s: &Stmt, groups: &[Group], n: &mut Notes) -> Vec<VirtualServer> {
+    let heads: Vec<(Ipv4Addr, Vec<u16>)> = match s.args.as_slice() {
+        [fw, mark, ..] if fw == "fwmark" => {
             n.unsupported(
                 s,
                 format!(
-                    "`{}`: firewall-mark services are not supported (lb matches address, port \
-                     and protocol); not imported",
+                    "`{}`: lb matches address, protocol and ports itself, not a firewall mark: \
+                     write a virtual_server with the VIP your mark rule matches and `ports: [...]` \
+                     with the ports it marks (or `port: 0` for all), the same real servers and \
+                     persistence_timeout; then remove the rule that sets mark {mark}; not imported",
                     s.text()
                 ),
             );
-            return None;
+            return Vec::new();
         }
-        [g, _, ..] if g == "group" => {
-            n.unsupported(
-                s,
-                format!(
-                    "`{}`: virtual server groups are not supported: write one virtual_server \
-                     per address and port; not imported",
-                    s.text()
-                ),
-            );
-            return None;
-        }
-        [addr] => {
-            parse_addr(s, n, addr, "virtual server")?;
-            n.unsupported(
-                s,
-                format!(
-                    "`{}`: a service without a port (all ports, persistent) is not supported; \
-                     not imported",
-                    s.text()
-                ),
-            );
-            return None;
-        }
+        [g, name, ..] if g == "group" => match groups.iter().find(|x| &x.name == name) {
+            Some(group) => {
+                for mark in &group.fwmarks {
+                    n.unsupported(
+                        s,
+                        format!(
+                            "`{}`: the group's `fwmark {mark}` cannot be carried over (lb matches \
+                             addresses and ports): list the marked addresses and ports in the \
+                             group instead",
+                            s.text()
+                        ),
+                    );
+                }
+                if group.members.len() > 1 {
+                    n.converted(
+                        s,
+                        format!(
+                            "`{}`: one virtual_server per address of the group ({})",
+                            s.text(),
+                            group.members.len()
+                        ),
+                    );
+                }
+                group.members.clone()
+            }
+            None => {
+                n.warning(
+                    s,
+                    format!(
+                        "`{}`: no virtual_server_group `{name}`; not imported",
+                        s.text()
+                    ),
+                );
+                return Vec::new();
+            }
+        },
+        [addr] => match parse_addr(s, n, addr, "virtual server") {
+            Some(a) => vec![(a, Vec::new())],
+            None => return Vec::new(),
+        },
         [addr, port, rest @ ..] => {
-            let a = parse_addr(s, n, addr, "virtual server")?;
-            let p = parse_port(s, n, port, "virtual server")?;
+            let Some(a) = parse_addr(s, n, addr, "virtual server") else {
+                return Vec::new();
+            };
+            let ports = if port == "0" {
+                Vec::new()
+            } else {
+                match parse_port(s, n, port, "virtual server") {
+                    Some(p) => vec![p],
+                    None => return Vec::new(),
+                }
+            };
             if !rest.is_empty() {
                 n.warning(
                     s,
                     format!("`{}`: extra word(s) `{}` ignored", s.text(), rest.join(" ")),
                 );
             }
-            (a, p)
+            vec![(a, ports)]
         }
         [] => {
             n.warning(
                 s,
                 "`virtual_server` needs an address and a port; not imported".into(),
             );
-            return None;
+            return Vec::new();
         }
     };
+    let Some(((address, ports), others)) = heads.split_first() else {
+        return Vec::new();
+    };
+    let Some(first) = service(s, *address, ports, n) else {
+        return Vec::new();
+    };
+    let mut out = vec![first.clone()];
+    for (a, ports) in others {
+        if first.real_servers.iter().any(|r| r.address == *a) {
+            n.warning(
+                s,
+                format!(
+                    "`{}`: {a} is also a real server of it; not imported",
+                    s.text()
+                ),
+            );
+            continue;
+        }
+        let mut vs = first.clone();
+        vs.address = *a;
+        set_ports(&mut vs, ports);
+        out.push(vs);
+    }
+    out
+}
+
+/// `port` for one port or all (0), `ports` for several.
+fn set_ports(vs: &mut VirtualServer, ports: &[u16]) {
+    match ports {
+        [] => {
+            vs.port = Some(0);
+            vs.ports = Vec::new();
+        }
+        [p] => {
+            vs.port = Some(*p);
+            vs.ports = Vec::new();
+        }
+        many => {
+            vs.port = None;
+            vs.ports = many.iter().map(|p| schema::PortItem::Port(*p)).collect();
+        }
+    }
+}
+
+/// The service a `virtual_server` block describes, at `address` with `ports` (empty: all).
+fn service(s: &Stmt, address: Ipv4Addr, ports: &[u16], n: &mut Notes) -> Option<VirtualServer> {
+    // Its reals' (and sorry server's) port: the first, or 0 for all ports.
+    let port = ports.first().copied().unwrap_or(0);
     if address.is_unspecified() || address.is_multicast() || address.is_broadcast() {
         n.warning(
             s,
@@ -219,7 +420,10 @@ fn virtual_server(s: &Stmt, n: &mut Notes) -> Option<VirtualServer> {
         );
         return None;
     }
-    let label = format!("virtual_server {address} {port}");
+    let label = match s.args.as_slice() {
+        [g, name, ..] if g == "group" => format!("virtual_server group {name}"),
+        _ => format!("virtual_server {address} {port}"),
+    };
     let block = values::block(s, n)?;
     let reals_count = block.iter().filter(|d| d.keyword == "real_server").count();
 
@@ -269,7 +473,10 @@ fn virtual_server(s: &Stmt, n: &mut Notes) -> Option<VirtualServer> {
 
     let mut vs = VirtualServer {
         address,
-        port,
+        port: None,
+        ports: Vec::new(),
+        forward_icmp_errors: None,
+        fragments: None,
         protocol: None,
         interface: String::new(),
         scheduler: None,
@@ -305,6 +512,9 @@ fn virtual_server(s: &Stmt, n: &mut Notes) -> Option<VirtualServer> {
             "quorum_up" => vs.quorum_up = command(d, n, After::UserGroup),
             "quorum_down" => vs.quorum_down = command(d, n, After::UserGroup),
             "sorry_server" => vs.sorry_server = sorry(d, n, port),
+            "ip_family" => {
+                n.not_imported(d, Some("lb takes the family from the addresses"));
+            }
             "alpha" => checks::alpha(d, n),
             "omega" => n.not_imported(
                 d,
@@ -338,10 +548,20 @@ fn virtual_server(s: &Stmt, n: &mut Notes) -> Option<VirtualServer> {
             ),
         );
     }
+    set_ports(&mut vs, ports);
+    if ports.is_empty() && vs.persistence_timeout.is_none() {
+        n.warning(
+            s,
+            format!(
+                "`{label}` serves all ports without persistence_timeout: each connection goes \
+                 to a real by itself (a client's ports may land on different reals)"
+            ),
+        );
+    }
     inh.misc_timeout = Some(vs.delay_loop.unwrap_or(Dur(KEEPALIVED_DELAY_LOOP)));
     let mut converted: Vec<Real> = Vec::new();
     for r in reals {
-        let Some(real) = real_server(r, n, &vs, &inh, inhibit) else {
+        let Some(real) = real_server(r, n, &vs, port, &inh, inhibit) else {
             continue;
         };
         if real.server.address == address {
@@ -517,6 +737,7 @@ fn real_server(
     r: &Stmt,
     n: &mut Notes,
     vs: &VirtualServer,
+    vport: u16,
     vs_inh: &Inherited,
     vs_inhibit: Option<bool>,
 ) -> Option<Real> {
@@ -538,24 +759,27 @@ fn real_server(
     };
     let address = parse_addr(r, n, addr, "real server")?;
     let port = match port {
+        Some(p) if p == "0" => 0,
         Some(p) => parse_port(r, n, p, "real server")?,
-        None => vs.port,
+        None => vport,
     };
     let mut inh = vs_inh.clone();
-    if port != vs.port {
+    let single = vs.port.is_some_and(|p| p != 0);
+    if single && port != vport {
         // keepalived, in DR mode: "virtual server ... and real server ... ports don't match -
         // resetting"; its checkers keep probing the port as written.
         n.warning(
             r,
             format!(
                 "`{}`: direct routing cannot change the port; keepalived resets it to the \
-                 virtual port {} (and logs so) but keeps checking port {port}: imported on port \
-                 {} with checks on port {port}",
+                 virtual port {vport} (and logs so) but keeps checking port {port}: imported on \
+                 port {vport} with checks on port {port}",
                 r.text(),
-                vs.port,
-                vs.port
             ),
         );
+        inh.connect_port = Some(port);
+    } else if !single && port != 0 && port != vport {
+        // A multi-port or all-ports service: the real's port is the one its checks use.
         inh.connect_port = Some(port);
     }
     if address.is_unspecified()
@@ -586,7 +810,7 @@ fn real_server(
     }
     let mut server = RealServer {
         address,
-        port: vs.port,
+        port: single.then_some(vport),
         weight: None,
         inhibit_on_failure: vs_inhibit.filter(|b| *b),
         notify_up: None,
