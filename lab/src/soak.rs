@@ -8,7 +8,7 @@
 //!   (it is the one restarted at every failover).
 
 use std::{
-    net::{SocketAddr, SocketAddrV4},
+    net::SocketAddr,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex,
@@ -121,10 +121,10 @@ impl Windows {
 /// Which real a failed request's flow was sent to, asked of both agents (the entry in a
 /// connection table; the node that forwarded it has one).
 fn traced_real(sockets: &[std::path::PathBuf], local: SocketAddr) -> Option<String> {
-    let client = SocketAddrV4::new(CLIENT_IP, local.port());
+    let client = SocketAddr::from((CLIENT_IP, local.port()));
     let req = Request::Explain {
         client,
-        vip: SocketAddrV4::new(VIP, 80),
+        vip: SocketAddr::from((VIP, 80)),
         proto: "tcp".into(),
     };
     sockets

@@ -96,9 +96,9 @@ none (no usable real: dropped), no service (not an active service here: passed t
     )]
     Explain {
         /// The client's address and port.
-        client: std::net::SocketAddrV4,
+        client: std::net::SocketAddr,
         /// The virtual service's address and port.
-        vip: std::net::SocketAddrV4,
+        vip: std::net::SocketAddr,
         /// tcp or udp.
         #[arg(default_value = "tcp", value_parser = ["tcp", "udp"])]
         proto: String,

@@ -35,6 +35,28 @@ pub const fn address_hash(src_be: u32, dst_be: u32, proto: u8) -> u32 {
     mix32(mix32(h ^ dst_be) ^ proto as u32)
 }
 
+/// An IPv6 address (wire words) hashed to 32 bits: what the IPv6 forms of the hashes below
+/// use in place of an IPv4 address.
+#[inline(always)]
+pub const fn addr6_hash(a: &crate::Addr6) -> u32 {
+    let mut h = mix32(SEED ^ a[0]);
+    h = mix32(h ^ a[1]);
+    h = mix32(h ^ a[2]);
+    mix32(h ^ a[3])
+}
+
+/// `flow_hash` of an IPv6 5-tuple.
+#[inline(always)]
+pub const fn flow_hash6(
+    src: &crate::Addr6,
+    dst: &crate::Addr6,
+    sport_be: u16,
+    dport_be: u16,
+    proto: u8,
+) -> u32 {
+    flow_hash(addr6_hash(src), addr6_hash(dst), sport_be, dport_be, proto)
+}
+
 /// Hash of the source address only (`scheduler: source_hash`, keepalived's `sh`).
 #[inline(always)]
 pub const fn source_hash(src_be: u32) -> u32 {

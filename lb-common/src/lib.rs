@@ -11,5 +11,5 @@ pub mod maps;
 pub mod stats;
 pub mod types;
 
-pub use hash::{address_hash, flow_hash, source_hash};
+pub use hash::{addr6_hash, address_hash, flow_hash, flow_hash6, source_hash};
 pub use types::*;

@@ -15,6 +15,10 @@ pub const REALS: &str = "LB_REALS";
 pub const FLOWS: &str = "LB_FLOWS";
 /// Client affinity: LRU `AffinityKey -> AffinityValue`.
 pub const AFFINITY: &str = "LB_AFFINITY";
+/// The IPv6 connection table: LRU `FlowKey6 -> FlowValue`.
+pub const FLOWS6: &str = "LB_FLOWS6";
+/// IPv6 client affinity: LRU `AffinityKey6 -> AffinityValue`.
+pub const AFFINITY6: &str = "LB_AFFINITY6";
 /// Per-CPU `u64` counters indexed by `stats::*`.
 pub const STATS: &str = "LB_STATS";
 /// Per-CPU `Counters` per real id. Each real id belongs to one service, so the agent sums a
@@ -25,7 +29,7 @@ pub const REAL_STATS: &str = "LB_REAL_STATS";
 pub const FRAG_SERVICES: &str = "LB_FRAG_SERVICES";
 
 /// Every map the data path uses, in a stable order (pinning, compatibility checks).
-pub const ALL: [&str; 9] = [
+pub const ALL: [&str; 11] = [
     FILTER,
     SERVICES,
     RINGS,
@@ -35,6 +39,8 @@ pub const ALL: [&str; 9] = [
     STATS,
     REAL_STATS,
     FRAG_SERVICES,
+    FLOWS6,
+    AFFINITY6,
 ];
 
 /// Names of the XDP programs in the object.
@@ -56,6 +62,9 @@ pub const DEFAULT_MAX_REALS: u32 = 4096;
 pub const DEFAULT_MAX_SERVICE_PORTS: u32 = 4096;
 pub const DEFAULT_RING_SIZE: u32 = 65537;
 pub const DEFAULT_FLOWS: u32 = 1 << 20;
+/// IPv6 connection-table entries: a map of its own (40-byte keys), preallocated like the IPv4
+/// one, so smaller by default.
+pub const DEFAULT_FLOWS6: u32 = 1 << 18;
 pub const DEFAULT_AFFINITY: u32 = 1 << 16;
 /// A table must have at least this many slots (and be prime).
 pub const MIN_RING_SIZE: u32 = 13;

@@ -1,10 +1,88 @@
 //! Map keys and values. Layouts are fixed by the size asserts at the bottom.
 
-use core::net::Ipv4Addr;
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// IP protocol numbers the data path balances.
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
+
+/// An IPv6 address as four words of wire bytes (`u32::from_ne_bytes` of each 4-byte group),
+/// as the data path loads it. IPv4 addresses in family-neutral keys are IPv4-mapped
+/// (`::ffff:a.b.c.d`).
+pub type Addr6 = [u32; 4];
+
+/// Word 2 of an IPv4-mapped address (`::ffff:0:0/96`), in wire bytes.
+const V4_MAPPED_WORD: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
+
+/// `addr_be` (wire bytes) as an IPv4-mapped `Addr6`.
+#[inline(always)]
+pub const fn v4_mapped(addr_be: u32) -> Addr6 {
+    [0, 0, V4_MAPPED_WORD, addr_be]
+}
+
+/// The IPv4 address (wire bytes) an IPv4-mapped `Addr6` holds.
+#[inline(always)]
+pub const fn as_v4(a: &Addr6) -> Option<u32> {
+    if a[0] == 0 && a[1] == 0 && a[2] == V4_MAPPED_WORD {
+        Some(a[3])
+    } else {
+        None
+    }
+}
+
+/// An address of either family as an `Addr6` (IPv4 mapped).
+pub const fn addr6_of(addr: IpAddr) -> Addr6 {
+    match addr {
+        IpAddr::V4(a) => v4_mapped(u32::from_ne_bytes(a.octets())),
+        IpAddr::V6(a) => words6(a),
+    }
+}
+
+/// An IPv6 address as wire words.
+pub const fn words6(a: Ipv6Addr) -> Addr6 {
+    let o = a.octets();
+    [
+        u32::from_ne_bytes([o[0], o[1], o[2], o[3]]),
+        u32::from_ne_bytes([o[4], o[5], o[6], o[7]]),
+        u32::from_ne_bytes([o[8], o[9], o[10], o[11]]),
+        u32::from_ne_bytes([o[12], o[13], o[14], o[15]]),
+    ]
+}
+
+/// The address an `Addr6` holds: IPv4 when mapped.
+pub const fn ip_of(a: &Addr6) -> IpAddr {
+    if let Some(v4) = as_v4(a) {
+        let [x, y, z, w] = v4.to_ne_bytes();
+        return IpAddr::V4(Ipv4Addr::new(x, y, z, w));
+    }
+    let mut o = [0u8; 16];
+    let mut i = 0;
+    while i < 4 {
+        let b = a[i].to_ne_bytes();
+        o[4 * i] = b[0];
+        o[4 * i + 1] = b[1];
+        o[4 * i + 2] = b[2];
+        o[4 * i + 3] = b[3];
+        i += 1;
+    }
+    IpAddr::V6(Ipv6Addr::from_octets(o))
+}
+
+/// The 32 bits of an address the service filter hashes: an IPv4 address itself, an IPv6
+/// address's four words folded (XOR).
+#[inline(always)]
+pub const fn filter_addr(a: &Addr6) -> u32 {
+    match as_v4(a) {
+        Some(v4) => v4,
+        None => fold6(a),
+    }
+}
+
+/// An IPv6 address folded to 32 bits for the service filter.
+#[inline(always)]
+pub const fn fold6(a: &Addr6) -> u32 {
+    a[0] ^ a[1] ^ a[2] ^ a[3]
+}
 
 /// A ring slot or flow entry that points at no real server.
 pub const REAL_NONE: u32 = u32::MAX;
@@ -40,29 +118,39 @@ pub const fn filter_bit(addr_be: u32, port_be: u16, proto: u8) -> (u32, u32) {
     ((h >> 6) % FILTER_WORDS, h & 63)
 }
 
-/// Key of `LB_SERVICES`: what a packet must match to be balanced.
+/// Key of `LB_SERVICES`: what a packet must match to be balanced. One map for both families:
+/// an IPv4 VIP is IPv4-mapped (the lookup is off the hot path, which is the connection table).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ServiceKey {
-    pub addr_be: u32,
+    pub addr: Addr6,
     pub port_be: u16,
     pub proto: u8,
     pub _pad: u8,
 }
 
 impl ServiceKey {
-    pub const fn new(addr: Ipv4Addr, port: u16, proto: u8) -> Self {
+    pub fn new(addr: impl Into<IpAddr>, port: u16, proto: u8) -> Self {
+        Self::of(addr6_of(addr.into()), port.to_be(), proto)
+    }
+
+    /// From wire values.
+    #[inline(always)]
+    pub const fn of(addr: Addr6, port_be: u16, proto: u8) -> Self {
         Self {
-            addr_be: u32::from_ne_bytes(addr.octets()),
-            port_be: port.to_be(),
+            addr,
+            port_be,
             proto,
             _pad: 0,
         }
     }
 
-    pub const fn addr(&self) -> Ipv4Addr {
-        let [a, b, c, d] = self.addr_be.to_ne_bytes();
-        Ipv4Addr::new(a, b, c, d)
+    pub const fn addr(&self) -> IpAddr {
+        ip_of(&self.addr)
+    }
+
+    pub const fn is_v4(&self) -> bool {
+        as_v4(&self.addr).is_some()
     }
 
     pub const fn port(&self) -> u16 {
@@ -105,7 +193,8 @@ pub struct Real {
     /// Which real of which service this id is (read back by a restarted agent, so ids and the
     /// connection table survive the restart; not used by the data path).
     pub svc_id: u32,
-    pub addr_be: u32,
+    /// The real's address (IPv4-mapped for IPv4).
+    pub addr: Addr6,
     pub port_be: u16,
     pub _pad: [u8; 2],
 }
@@ -130,7 +219,18 @@ pub struct FlowKey {
     pub proto: u32,
 }
 
-/// Value of `LB_FLOWS`.
+/// Key of `LB_FLOWS6`, the IPv6 connection table (a map of its own: IPv4 keys stay 16 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey6 {
+    pub src: Addr6,
+    pub dst: Addr6,
+    pub sport_be: u16,
+    pub dport_be: u16,
+    pub proto: u32,
+}
+
+/// Value of `LB_FLOWS` and `LB_FLOWS6`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowValue {
@@ -146,7 +246,15 @@ pub struct AffinityKey {
     pub src_be: u32,
 }
 
-/// Value of `LB_AFFINITY`.
+/// Key of `LB_AFFINITY6`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AffinityKey6 {
+    pub svc_id: u32,
+    pub src: Addr6,
+}
+
+/// Value of `LB_AFFINITY` and `LB_AFFINITY6`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AffinityValue {
@@ -176,10 +284,12 @@ impl Counters {
 }
 
 const _: () = {
-    assert!(core::mem::size_of::<ServiceKey>() == 8);
+    assert!(core::mem::size_of::<ServiceKey>() == 20);
     assert!(core::mem::size_of::<Service>() == 20);
-    assert!(core::mem::size_of::<Real>() == 36);
+    assert!(core::mem::size_of::<Real>() == 48);
     assert!(core::mem::size_of::<FlowKey>() == 16);
+    assert!(core::mem::size_of::<FlowKey6>() == 40);
+    assert!(core::mem::size_of::<AffinityKey6>() == 20);
     assert!(core::mem::size_of::<FragKey>() == 8);
     assert!(core::mem::size_of::<FlowValue>() == 8);
     assert!(core::mem::size_of::<AffinityKey>() == 8);
@@ -196,6 +306,8 @@ mod pod {
     unsafe impl aya::Pod for Service {}
     unsafe impl aya::Pod for Real {}
     unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for FlowKey6 {}
+    unsafe impl aya::Pod for AffinityKey6 {}
     unsafe impl aya::Pod for FragKey {}
     unsafe impl aya::Pod for FlowValue {}
     unsafe impl aya::Pod for AffinityKey {}

@@ -18,16 +18,16 @@ const ICMP_HLEN: usize = 8;
 const IPV4_MIN_HLEN: usize = 20;
 
 /// An ICMP error about a service flow: the flow's key (as the client's packets carry it) and
-/// the IPv4 total length of the error (for the byte counters).
-pub struct Quoted {
-    pub key: FlowKey,
-    pub ip_len: u16,
+/// the IP length of the error (for the byte counters).
+pub struct Quoted<K> {
+    pub key: K,
+    pub ip_len: u32,
 }
 
 /// Reads the flow an ICMP error to `ip.daddr_be` quotes. `Err` is the reason it is not one
 /// to forward: not an error type, a quote cut short, or not a reply from the VIP it came to.
 #[inline(always)]
-pub fn quoted(frame: &Frame, ip: &Ipv4) -> Result<Quoted, u32> {
+pub fn quoted(frame: &Frame, ip: &Ipv4) -> Result<Quoted<FlowKey>, u32> {
     let l4 = ip.l3 + ip.ihl;
     let [type_code, _csum, _, _] = frame
         .words::<{ ICMP_HLEN / 2 }>(l4)
@@ -69,6 +69,6 @@ pub fn quoted(frame: &Frame, ip: &Ipv4) -> Result<Quoted, u32> {
             dport_be: ports[0],
             proto: proto as u32,
         },
-        ip_len: ip.ip_len,
+        ip_len: ip.ip_len as u32,
     })
 }

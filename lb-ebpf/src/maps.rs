@@ -7,8 +7,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 use lb_common::{
-    stats, AffinityKey, AffinityValue, Counters, FlowKey, FlowValue, FragKey, Real, Service,
-    ServiceKey, FILTER_WORDS,
+    stats, AffinityKey, AffinityKey6, AffinityValue, Counters, FlowKey, FlowKey6, FlowValue,
+    FragKey, Real, Service, ServiceKey, FILTER_WORDS,
 };
 
 /// Bits of active service keys: most traffic that is not for a service leaves after one read.
@@ -31,12 +31,20 @@ pub static LB_REALS: Array<Real> = Array::with_max_entries(1, 0);
 #[map]
 pub static LB_FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(1024, 0);
 
+/// The IPv6 connection table: its own map, so IPv4 keys stay 16 bytes.
+#[map]
+pub static LB_FLOWS6: LruHashMap<FlowKey6, FlowValue> = LruHashMap::with_max_entries(1024, 0);
+
 /// The service that steers fragments to a VIP and protocol.
 #[map]
 pub static LB_FRAG_SERVICES: HashMap<FragKey, ServiceKey> = HashMap::with_max_entries(64, 0);
 
 #[map]
 pub static LB_AFFINITY: LruHashMap<AffinityKey, AffinityValue> =
+    LruHashMap::with_max_entries(1024, 0);
+
+#[map]
+pub static LB_AFFINITY6: LruHashMap<AffinityKey6, AffinityValue> =
     LruHashMap::with_max_entries(1024, 0);
 
 #[map]

@@ -1,6 +1,6 @@
-//! Ethernet (optionally one 802.1Q tag) -> IPv4 -> TCP/UDP ports, in two steps so traffic to an
-//! address that is no VIP leaves before the transport header is read. Every way out that is
-//! not a balanceable packet is a `stats::*` reason.
+//! Ethernet (optionally one 802.1Q tag), then IPv4 -> TCP/UDP ports, in steps so traffic to an
+//! address that is no VIP leaves before the transport header is read (IPv6: `parse6`). Every
+//! way out that is not a balanceable packet is a `stats::*` reason.
 
 use lb_common::{stats, IPPROTO_TCP, IPPROTO_UDP};
 
@@ -8,12 +8,13 @@ use crate::frame::{join, Frame};
 
 const ETH_HLEN: usize = 14;
 const VLAN_HLEN: usize = 4;
-const ETH_P_IP: u16 = 0x0800;
+pub const ETH_P_IP: u16 = 0x0800;
+pub const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
 const IPV4_MIN_HLEN: usize = 20;
-const TCP_HLEN: usize = 20;
-const UDP_HLEN: usize = 8;
+pub const TCP_HLEN: usize = 20;
+pub const UDP_HLEN: usize = 8;
 /// More-fragments flag and fragment offset, in host order of the `frag_off` field.
 const IP_MF_OFFSET_MASK: u16 = 0x3fff;
 
@@ -39,18 +40,29 @@ mod word {
     pub const L4_DPORT: usize = 1;
 }
 
-/// What the data path needs from a packet. Addresses and ports hold wire bytes (`_be`).
-pub struct Packet {
-    pub saddr_be: u32,
-    pub daddr_be: u32,
+/// What the data path needs from a packet of either family (`A`: `u32` or `Addr6`).
+/// Addresses and ports hold wire bytes.
+pub struct Packet<A> {
+    pub saddr: A,
+    pub daddr: A,
     pub sport_be: u16,
     pub dport_be: u16,
     pub proto: u8,
-    /// IPv4 total length (for byte counters).
-    pub ip_len: u16,
+    /// Bytes of the IP packet (for byte counters).
+    pub ip_len: u32,
     pub eth_src_multicast: bool,
     pub vlan: bool,
+    /// IPv4 options or IPv6 extension headers.
     pub ip_options: bool,
+}
+
+/// The Ethernet header's facts: where the IP header starts and what it is.
+pub struct L2 {
+    pub ethertype: u16,
+    /// Offset of the IP header in the frame.
+    pub l3: usize,
+    pub eth_src_multicast: bool,
+    pub vlan: bool,
 }
 
 /// The IPv4 header's facts the data path needs, before the transport header is read.
@@ -69,9 +81,9 @@ pub struct Ipv4 {
     pub fragment: bool,
 }
 
-/// Ethernet (at most one VLAN tag) and the IPv4 header, checked.
+/// Ethernet, with at most one VLAN tag.
 #[inline(always)]
-pub fn ipv4(frame: &Frame) -> Result<Ipv4, u32> {
+pub fn ethernet(frame: &Frame) -> Result<L2, u32> {
     let eth = frame
         .words::<{ word::ETH_WORDS }>(0)
         .ok_or(stats::PASS_TRUNCATED_ETH)?;
@@ -89,10 +101,18 @@ pub fn ipv4(frame: &Frame) -> Result<Ipv4, u32> {
         }
         l3 = ETH_HLEN + VLAN_HLEN;
     }
-    if ethertype != ETH_P_IP {
-        return Err(stats::PASS_NOT_IPV4);
-    }
+    Ok(L2 {
+        ethertype,
+        l3,
+        eth_src_multicast,
+        vlan,
+    })
+}
 
+/// The IPv4 header, checked.
+#[inline(always)]
+pub fn ipv4(frame: &Frame, l2: &L2) -> Result<Ipv4, u32> {
+    let l3 = l2.l3;
     let ip = frame
         .words::<{ word::IP_WORDS }>(l3)
         .ok_or(stats::PASS_TRUNCATED_IP)?;
@@ -109,14 +129,14 @@ pub fn ipv4(frame: &Frame) -> Result<Ipv4, u32> {
         ihl,
         l3,
         ip_len: u16::from_be(ip[word::IP_TOTAL_LEN]),
-        eth_src_multicast,
-        vlan,
+        eth_src_multicast: l2.eth_src_multicast,
+        vlan: l2.vlan,
     })
 }
 
 /// The transport ports, after checking the header lies inside the frame and the datagram.
 #[inline(always)]
-pub fn transport(frame: &Frame, ip: &Ipv4) -> Result<Packet, u32> {
+pub fn transport(frame: &Frame, ip: &Ipv4) -> Result<Packet<u32>, u32> {
     let l4 = ip.l3 + ip.ihl;
     // Packet bounds first: were the datagram-length checks below done first, the compiler
     // could prove this check redundant and drop it, and the verifier cannot follow that proof.
@@ -150,12 +170,12 @@ pub fn transport(frame: &Frame, ip: &Ipv4) -> Result<Packet, u32> {
     }
 
     Ok(Packet {
-        saddr_be: ip.saddr_be,
-        daddr_be: ip.daddr_be,
+        saddr: ip.saddr_be,
+        daddr: ip.daddr_be,
         sport_be: ports[0],
         dport_be: ports[1],
         proto: ip.proto,
-        ip_len: ip.ip_len,
+        ip_len: ip.ip_len as u32,
         eth_src_multicast: ip.eth_src_multicast,
         vlan: ip.vlan,
         ip_options: ip.ihl > IPV4_MIN_HLEN,

@@ -1,29 +1,25 @@
 //! Which real gets the packet: the connection table first (the hot path: one lookup, no
 //! service lookup), then for a new flow client affinity or the service's Maglev table. All
-//! tables are computed by the agent; this only looks things up.
+//! tables are computed by the agent; this only looks things up. Written once for both
+//! families (`Family`).
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use lb_common::{
-    address_hash, flow_hash, source_hash, stats, AffinityKey, AffinityValue, FlowKey, FlowValue,
-    Real, Service, ServiceKey, PORT_ANY, REAL_F_KEEP_FLOWS, REAL_NONE, SVC_F_AFFINITY,
-    SVC_F_FRAGMENTS, SVC_F_HASH_SRC,
+    stats, AffinityValue, FlowValue, Real, Service, PORT_ANY, REAL_F_KEEP_FLOWS, REAL_NONE,
+    SVC_F_AFFINITY, SVC_F_FRAGMENTS, SVC_F_HASH_SRC,
 };
 
 use crate::{
     counters::count,
-    maps::{LB_AFFINITY, LB_FLOWS, LB_REALS, LB_RINGS, LB_SERVICES},
+    family::Family,
+    maps::{LB_REALS, LB_RINGS, LB_SERVICES},
     parse::Packet,
 };
 
 /// The service for (VIP, port, protocol): its own port's, else the VIP's all-ports service.
 #[inline(always)]
-pub fn service(addr_be: u32, port_be: u16, proto: u8) -> Option<Service> {
-    let mut key = ServiceKey {
-        addr_be,
-        port_be,
-        proto,
-        _pad: 0,
-    };
+pub fn service<F: Family>(addr: &F::Addr, port_be: u16, proto: u8) -> Option<Service> {
+    let mut key = F::service_key(addr, port_be, proto);
     // SAFETY: copied at once; the map is no-prealloc, so a replaced entry is not recycled
     // under us.
     if let Some(s) = unsafe { LB_SERVICES.get(&key) } {
@@ -68,9 +64,9 @@ pub enum Remembered {
 
 /// The connection table's answer for this flow.
 #[inline(always)]
-pub fn remembered(key: &FlowKey) -> Remembered {
+pub fn remembered<F: Family>(key: &F::Flow) -> Remembered {
     // SAFETY: the value is copied at once; LRU entries are only ever replaced whole.
-    match unsafe { LB_FLOWS.get(key) }.copied() {
+    match unsafe { F::flows().get(key) }.copied() {
         Some(v) => match usable(v.real_id, v.real_gen) {
             Some(real) => Remembered::Usable(Choice {
                 real_id: v.real_id,
@@ -82,49 +78,59 @@ pub fn remembered(key: &FlowKey) -> Remembered {
     }
 }
 
-/// The real the service's table names for `key`, remembering nothing (an ICMP error about a
-/// flow this node has no entry for, a packet of a service that steers by address only).
+/// The real the service's table names for a flow, remembering nothing (an ICMP error about a
+/// flow this node has no entry for). `src` is the flow's client.
 #[inline(always)]
-pub fn table_choice(svc: &Service, key: &FlowKey) -> Result<Choice, u32> {
-    let hash = if svc.flags & SVC_F_FRAGMENTS != 0 {
-        address_hash(key.src_be, key.dst_be, key.proto as u8)
+pub fn table_choice<F: Family>(
+    svc: &Service,
+    key: &F::Flow,
+    src: &F::Addr,
+    dst: &F::Addr,
+    proto: u8,
+) -> Result<Choice, u32> {
+    let hash = if by_address(svc) {
+        F::address_hash(src, dst, proto)
     } else if svc.flags & (SVC_F_HASH_SRC | SVC_F_AFFINITY) != 0 {
-        source_hash(key.src_be)
+        F::source_hash(src)
     } else {
-        flow_hash(
-            key.src_be,
-            key.dst_be,
-            key.sport_be,
-            key.dport_be,
-            key.proto as u8,
-        )
+        F::flow_hash(key)
     };
+    table_slot(svc, hash)
+}
+
+/// The real in the service's table slot for `hash`, remembering nothing.
+#[inline(always)]
+pub fn table_slot(svc: &Service, hash: u32) -> Result<Choice, u32> {
     let (real_id, real) = by_table(svc, hash)?;
     Ok(Choice { real_id, real })
 }
 
+/// Whether the service steers by (client, VIP, protocol) only (`fragments: true`): no
+/// connection table, its packets and its fragments alike.
+#[inline(always)]
+pub fn by_address(svc: &Service) -> bool {
+    svc.flags & SVC_F_FRAGMENTS != 0
+}
+
 /// Chooses a real for a new flow and remembers it.
 #[inline(always)]
-pub fn choose_new(svc: &Service, pkt: &Packet, key: &FlowKey) -> Result<Choice, u32> {
+pub fn choose_new<F: Family>(
+    svc: &Service,
+    pkt: &Packet<F::Addr>,
+    key: &F::Flow,
+) -> Result<Choice, u32> {
     let (real_id, r) = if svc.flags & SVC_F_AFFINITY != 0 {
-        by_affinity(svc, pkt.saddr_be)?
+        by_affinity::<F>(svc, &pkt.saddr)?
     } else if svc.flags & SVC_F_HASH_SRC != 0 {
-        by_table(svc, source_hash(pkt.saddr_be))?
+        by_table(svc, F::source_hash(&pkt.saddr))?
     } else {
-        let hash = flow_hash(
-            pkt.saddr_be,
-            pkt.daddr_be,
-            pkt.sport_be,
-            pkt.dport_be,
-            pkt.proto,
-        );
-        by_table(svc, hash)?
+        by_table(svc, F::flow_hash(key))?
     };
     let value = FlowValue {
         real_id,
         real_gen: r.gen,
     };
-    if LB_FLOWS.insert(key, &value, 0).is_err() {
+    if F::flows().insert(key, &value, 0).is_err() {
         count(stats::INFO_FLOW_INSERT_FAILED);
     }
     Ok(Choice { real_id, real: r })
@@ -149,15 +155,12 @@ pub fn by_table(svc: &Service, hash: u32) -> Result<(u32, Real), u32> {
 /// Client affinity (`persistence_timeout`): the client's last real while it is usable and the
 /// client was seen within the timeout; otherwise the table's choice, remembered.
 #[inline(always)]
-fn by_affinity(svc: &Service, saddr_be: u32) -> Result<(u32, Real), u32> {
-    let key = AffinityKey {
-        svc_id: svc.id,
-        src_be: saddr_be,
-    };
+fn by_affinity<F: Family>(svc: &Service, saddr: &F::Addr) -> Result<(u32, Real), u32> {
+    let key = F::affinity_key(svc.id, saddr);
     // SAFETY: plain helper call.
     let now = unsafe { bpf_ktime_get_ns() };
     let timeout = svc.affinity_timeout_s as u64 * NS_PER_SEC;
-    if let Some(v) = LB_AFFINITY.get_ptr_mut(&key) {
+    if let Some(v) = F::affinity().get_ptr_mut(&key) {
         // SAFETY: a valid map value pointer; fields are read and written in place.
         let (id, gen, seen) = unsafe { ((*v).real_id, (*v).real_gen, (*v).last_seen_ns) };
         if now.wrapping_sub(seen) <= timeout {
@@ -168,12 +171,12 @@ fn by_affinity(svc: &Service, saddr_be: u32) -> Result<(u32, Real), u32> {
             }
         }
     }
-    let (id, r) = by_table(svc, source_hash(saddr_be))?;
+    let (id, r) = by_table(svc, F::source_hash(saddr))?;
     let value = AffinityValue {
         real_id: id,
         real_gen: r.gen,
         last_seen_ns: now,
     };
-    let _ = LB_AFFINITY.insert(&key, &value, 0);
+    let _ = F::affinity().insert(&key, &value, 0);
     Ok((id, r))
 }

@@ -60,7 +60,7 @@ fn advert_a(priority: u8, auth: Auth, interval_cs: u16) -> Advert {
         vrid: 51,
         priority,
         interval_cs,
-        addresses: vec![Ipv4Addr::new(10, 99, 0, 100)],
+        addresses: vec![Ipv4Addr::new(10, 99, 0, 100).into()],
         auth,
     }
 }
@@ -173,7 +173,7 @@ fn hostile_adverts_are_dropped_and_counted() {
         vrid: 52,
         priority: 254,
         interval_cs: 10,
-        addresses: vec![Ipv4Addr::new(10, 99, 0, 101)],
+        addresses: vec![Ipv4Addr::new(10, 99, 0, 101).into()],
         auth: Auth::None,
     };
     send(
@@ -183,7 +183,7 @@ fn hostile_adverts_are_dropped_and_counted() {
     // VI_C is multicast with an allow-list (only lb2): a higher priority from anyone else.
     let c = Advert {
         vrid: 53,
-        addresses: vec![Ipv4Addr::new(10, 99, 0, 102)],
+        addresses: vec![Ipv4Addr::new(10, 99, 0, 102).into()],
         ..b.clone()
     };
     send(

@@ -1,7 +1,7 @@
 //! BPF_PROG_TEST_RUN fixtures against the real object: for each frame, the verdict, the frame
 //! the program leaves and the counter it moves. Needs root (CI runs as root).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use aya::programs::Xdp;
 use lb_agent::{
@@ -9,11 +9,11 @@ use lb_agent::{
     dataplane::{loader, Dataplane, DesiredReal, DesiredService, L2},
 };
 use lb_common::{
-    flow_hash, maps::PROG_LB, stats, ServiceKey, PORT_ANY, SVC_F_AFFINITY, SVC_F_FRAGMENTS,
-    SVC_F_ICMP,
+    flow_hash, flow_hash6, maps::PROG_LB, stats, ServiceKey, PORT_ANY, SVC_F_AFFINITY,
+    SVC_F_FRAGMENTS, SVC_F_ICMP,
 };
 use lb_tests::{
-    frames::{Frame, ETH_P_ARP},
+    frames::{Ext, Frame, ETH_P_ARP, NEXTHDR_DEST, NEXTHDR_FRAGMENT, NEXTHDR_HOP, NEXTHDR_ROUTING},
     testrun,
 };
 
@@ -24,6 +24,8 @@ const XDP_REDIRECT: u32 = 4;
 
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 100);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 2);
+const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100);
+const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2);
 const LB_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x01];
 const TABLE: u32 = 251;
 
@@ -34,13 +36,14 @@ fn cap() -> Capacity {
         max_reals: 64,
         ring_size: TABLE,
         conntrack: 4096,
+        conntrack6: 1024,
         affinity: 1024,
     }
 }
 
 fn real(i: u8) -> DesiredReal {
     DesiredReal {
-        addr: Ipv4Addr::new(10, 99, 0, 10 + i),
+        addr: Ipv4Addr::new(10, 99, 0, 10 + i).into(),
         port: 80,
         weight: 1,
         keep_flows: true,
@@ -54,6 +57,22 @@ fn real(i: u8) -> DesiredReal {
 
 fn real_mac(i: u8) -> [u8; 6] {
     [2, 0, 0, 0, 0, 0x10 + i]
+}
+
+/// Real `i` with an IPv6 address (same MAC as `real(i)`).
+fn real6(i: u8) -> DesiredReal {
+    DesiredReal {
+        addr: Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10 + u16::from(i)).into(),
+        ..real(i)
+    }
+}
+
+/// The same service on the IPv6 VIP.
+fn service6(port: u16, proto: u8, reals: Vec<DesiredReal>) -> DesiredService {
+    DesiredService {
+        key: ServiceKey::new(VIP6, port, proto),
+        ..service(port, proto, reals)
+    }
 }
 
 fn service(port: u16, proto: u8, reals: Vec<DesiredReal>) -> DesiredService {
@@ -242,10 +261,10 @@ fn everything_else_passes_untouched() {
     );
     let mut arp = tcp(1, 80);
     arp.ethertype = ETH_P_ARP;
-    fx.run("ARP", &arp.bytes(), XDP_PASS, stats::PASS_NOT_IPV4);
-    let mut v6 = tcp(1, 80);
-    v6.ethertype = 0x86dd;
-    fx.run("IPv6", &v6.bytes(), XDP_PASS, stats::PASS_NOT_IPV4);
+    fx.run("ARP", &arp.bytes(), XDP_PASS, stats::PASS_NOT_IP);
+    let mut lldp = tcp(1, 80);
+    lldp.ethertype = 0x88cc;
+    fx.run("LLDP", &lldp.bytes(), XDP_PASS, stats::PASS_NOT_IP);
     fx.run(
         "ICMP echo request to the VIP (the node's own stack answers)",
         &Frame::icmp(CLIENT, VIP, 8, 0, [0, 1, 0, 1]).bytes(),
@@ -521,7 +540,7 @@ fn icmp_errors_about_udp_flows_and_nothing_else() {
     );
 
     let mut other_src = reply(6, 80, 40000);
-    other_src.src = Ipv4Addr::new(10, 99, 0, 3);
+    other_src.src = Ipv4Addr::new(10, 99, 0, 3).into();
     for (what, quoted) in [
         ("a quote not sent from the VIP", other_src),
         ("a quote from a port with no service", reply(6, 8080, 40000)),
@@ -544,7 +563,7 @@ fn icmp_errors_about_udp_flows_and_nothing_else() {
         "an error to an address that is no VIP",
         &{
             let mut e = icmp_error(3, 4, &reply(6, 80, 40000), 8);
-            e.dst = Ipv4Addr::new(10, 99, 0, 3);
+            e.dst = Ipv4Addr::new(10, 99, 0, 3).into();
             e.bytes()
         },
         XDP_PASS,
@@ -694,13 +713,22 @@ fn table_real(fx: &Fx, key: &ServiceKey, sport: u16) -> u32 {
         .services
         .get(key, 0)
         .expect("service entry");
-    let h = flow_hash(
-        u32::from_ne_bytes(CLIENT.octets()),
-        key.addr_be,
-        sport.to_be(),
-        key.port_be,
-        key.proto,
-    );
+    let h = match key.addr() {
+        IpAddr::V4(vip) => flow_hash(
+            u32::from_ne_bytes(CLIENT.octets()),
+            u32::from_ne_bytes(vip.octets()),
+            sport.to_be(),
+            key.port_be,
+            key.proto,
+        ),
+        IpAddr::V6(_) => flow_hash6(
+            &lb_common::words6(CLIENT6),
+            &key.addr,
+            sport.to_be(),
+            key.port_be,
+            key.proto,
+        ),
+    };
     fx.dp
         .loaded
         .maps
@@ -873,4 +901,322 @@ fn withdrawn_service_passes() {
     s.active = true;
     fx.apply(&[s]);
     fx.run("active again", &f, XDP_TX, stats::TX);
+}
+
+// ----- IPv6 -----
+
+fn tcp6(sport: u16, dport: u16) -> Frame {
+    Frame::tcp(CLIENT6, sport, VIP6, dport)
+}
+
+fn ext(kind: u8, body: &[u8]) -> Ext {
+    Ext {
+        kind,
+        body: body.to_vec(),
+    }
+}
+
+/// Both families on one interface: an IPv4 and an IPv6 service side by side.
+fn dual() -> Vec<DesiredService> {
+    vec![
+        service(80, 6, vec![real(1), real(2)]),
+        service6(80, 6, vec![real6(1), real6(2)]),
+        service6(53, 17, vec![real6(3)]),
+    ]
+}
+
+#[test]
+fn ipv6_hits_are_forwarded_beside_ipv4() {
+    let mut fx = Fx::new(&dual());
+    let f = tcp6(40000, 80).bytes();
+    let new = fx.stat(stats::INFO_IPV6);
+    let out = fx.run("v6 tcp hit", &f, XDP_TX, stats::TX);
+    let to = forwarded_to(&out, &f);
+    assert!(to == real_mac(1) || to == real_mac(2));
+    assert_eq!(fx.stat(stats::INFO_IPV6), new + 1, "a new IPv6 flow");
+    // The same flow again: the connection table, same real.
+    let again = forwarded_to(&fx.run("v6 established", &f, XDP_TX, stats::TX), &f);
+    assert_eq!(again, to);
+    assert_eq!(fx.stat(stats::INFO_IPV6), new + 1);
+
+    let u = Frame::udp(CLIENT6, 5353, VIP6, 53).bytes();
+    let out = fx.run("v6 udp hit", &u, XDP_TX, stats::TX);
+    assert_eq!(forwarded_to(&out, &u), real_mac(3));
+
+    let mut v = tcp6(40001, 80);
+    v.vlans = vec![42];
+    let vb = v.bytes();
+    let out = fx.run("v6 tcp hit with one 802.1Q tag", &vb, XDP_TX, stats::TX);
+    forwarded_to(&out, &vb);
+    assert_eq!(&out[12..16], &[0x81, 0x00, 0x00, 42], "the tag is kept");
+
+    let v4 = tcp(40000, 80).bytes();
+    fx.run("and IPv4 still", &v4, XDP_TX, stats::TX);
+
+    // Many flows spread over both reals, and each keeps its real.
+    let mut seen = std::collections::HashSet::new();
+    for p in 0..40u16 {
+        let f = tcp6(20000 + p, 80).bytes();
+        let a = forwarded_to(&fx.run("v6 flow", &f, XDP_TX, stats::TX), &f);
+        let b = forwarded_to(&fx.run("v6 flow again", &f, XDP_TX, stats::TX), &f);
+        assert_eq!(a, b);
+        seen.insert(a);
+    }
+    assert_eq!(seen.len(), 2, "IPv6 flows reach both reals");
+}
+
+#[test]
+fn ipv6_misses_and_neighbour_discovery_pass() {
+    let mut fx = Fx::new(&dual());
+    fx.run(
+        "v6 port without a service",
+        &tcp6(1, 8080).bytes(),
+        XDP_PASS,
+        stats::PASS_NO_SERVICE,
+    );
+    fx.run(
+        "v6 address without a service",
+        &Frame::tcp(
+            CLIENT6,
+            1,
+            Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 3),
+            80,
+        )
+        .bytes(),
+        XDP_PASS,
+        stats::PASS_NO_SERVICE,
+    );
+    fx.run(
+        "v6 udp to a tcp-only port",
+        &Frame::udp(CLIENT6, 1, VIP6, 80).bytes(),
+        XDP_PASS,
+        stats::PASS_NO_SERVICE,
+    );
+    let solicited_node = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00, 0x100);
+    let mut target = VIP6.octets().to_vec();
+    target.extend_from_slice(&[1, 1, 2, 0, 0, 0, 0, 0xc1]);
+    for (what, dst, ty) in [
+        ("neighbour solicitation for the VIP", solicited_node, 135),
+        (
+            "router solicitation",
+            Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2),
+            133,
+        ),
+        (
+            "router advertisement",
+            Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1),
+            134,
+        ),
+        (
+            "MLDv2 report",
+            Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x16),
+            143,
+        ),
+    ] {
+        let mut f = Frame::icmp(CLIENT6, dst, ty, 0, [0; 4]);
+        f.payload = target.clone();
+        fx.run(what, &f.bytes(), XDP_PASS, stats::PASS_NO_SERVICE);
+    }
+    for (what, ty) in [
+        (
+            "unicast neighbour solicitation to the VIP (reachability)",
+            135,
+        ),
+        ("neighbour advertisement to the VIP", 136),
+        ("echo request to the VIP", 128),
+    ] {
+        let mut f = Frame::icmp(CLIENT6, VIP6, ty, 0, [0; 4]);
+        f.payload = target.clone();
+        fx.run(what, &f.bytes(), XDP_PASS, stats::PASS_OTHER_PROTO);
+    }
+    for src in [
+        Ipv6Addr::UNSPECIFIED,
+        Ipv6Addr::LOCALHOST,
+        Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1),
+    ] {
+        fx.run(
+            &format!("v6 from {src}"),
+            &Frame::tcp(src, 1000, VIP6, 80).bytes(),
+            XDP_DROP,
+            stats::DROP_BAD_SOURCE,
+        );
+    }
+}
+
+#[test]
+fn ipv6_extension_headers() {
+    let mut fx = Fx::new(&dual());
+    let pad6 = [0u8; 6];
+    let with = |sport: u16, exts: Vec<Ext>| {
+        let mut f = tcp6(sport, 80);
+        f.ext = exts;
+        f.bytes()
+    };
+    // Walked to the transport header and balanced.
+    for (what, exts) in [
+        ("hop-by-hop", vec![ext(NEXTHDR_HOP, &pad6)]),
+        ("destination options", vec![ext(NEXTHDR_DEST, &pad6)]),
+        (
+            "routing header, no segments left",
+            vec![ext(NEXTHDR_ROUTING, &[0, 0, 0, 0, 0, 0])],
+        ),
+        (
+            "hop-by-hop, routing, a 24-byte destination options",
+            vec![
+                ext(NEXTHDR_HOP, &pad6),
+                ext(NEXTHDR_ROUTING, &[0, 0, 0, 0, 0, 0]),
+                ext(NEXTHDR_DEST, &[0; 22]),
+            ],
+        ),
+        ("four headers", vec![ext(NEXTHDR_DEST, &pad6); 4]),
+    ] {
+        let f = with(41000 + what.len() as u16, exts);
+        let before = fx.stat(stats::INFO_IP_OPTIONS);
+        forwarded_to(&fx.run(what, &f, XDP_TX, stats::TX), &f);
+        assert_eq!(fx.stat(stats::INFO_IP_OPTIONS), before + 1, "{what}");
+    }
+    // Not balanced, each for its reason.
+    fx.run(
+        "five headers",
+        &with(1, vec![ext(NEXTHDR_DEST, &pad6); 5]),
+        XDP_PASS,
+        stats::PASS_IPV6_EXT,
+    );
+    fx.run(
+        "routing header with segments left",
+        &with(1, vec![ext(NEXTHDR_ROUTING, &[0, 1, 0, 0, 0, 0])]),
+        XDP_PASS,
+        stats::PASS_IPV6_EXT,
+    );
+    // Fragment header (after Next Header and Reserved): offset and flags (M set on the
+    // first), identification.
+    for (what, frag_off) in [("first fragment", 0x0001u16), ("later fragment", 0x0100)] {
+        let [hi, lo] = frag_off.to_be_bytes();
+        fx.run(
+            what,
+            &with(1, vec![ext(NEXTHDR_FRAGMENT, &[hi, lo, 0, 0, 0, 7])]),
+            XDP_PASS,
+            stats::PASS_FRAGMENT,
+        );
+    }
+    fx.run(
+        "a fragment header behind a hop-by-hop",
+        &with(
+            1,
+            vec![
+                ext(NEXTHDR_HOP, &pad6),
+                ext(NEXTHDR_FRAGMENT, &[0, 0, 1, 0, 0, 0]),
+            ],
+        ),
+        XDP_PASS,
+        stats::PASS_FRAGMENT,
+    );
+    let mut none = tcp6(1, 80);
+    none.proto = 59; // no next header
+    none.payload.clear();
+    fx.run(
+        "no next header",
+        &none.bytes(),
+        XDP_PASS,
+        stats::PASS_OTHER_PROTO,
+    );
+}
+
+#[test]
+fn ipv6_truncated_at_every_header() {
+    let mut fx = Fx::new(&dual());
+    let mut f = tcp6(40000, 80);
+    f.ext = vec![ext(NEXTHDR_DEST, &[0; 6])];
+    let full = f.bytes();
+    // Ethernet 0..14, IPv6 14..54, destination options 54..62 (its first 4 bytes are what the
+    // walk reads), TCP 62..82, payload 82..
+    for len in 14..full.len() {
+        let counter = if len < 58 {
+            stats::PASS_TRUNCATED_IP
+        } else if len < 82 {
+            stats::PASS_TRUNCATED_L4
+        } else {
+            stats::PASS_BAD_IP_HEADER // payload length beyond the frame
+        };
+        fx.run(&format!("v6 cut at {len}"), &full[..len], XDP_PASS, counter);
+    }
+    let mut b = tcp6(40000, 80).bytes();
+    b[18..20].copy_from_slice(&0u16.to_be_bytes());
+    fx.run(
+        "payload length 0 (jumbogram)",
+        &b,
+        XDP_PASS,
+        stats::PASS_BAD_IP_HEADER,
+    );
+    let mut b = tcp6(40000, 80).bytes();
+    b[14] = 0x45;
+    fx.run(
+        "version 4 in an IPv6 frame",
+        &b,
+        XDP_PASS,
+        stats::PASS_BAD_IP_HEADER,
+    );
+}
+
+#[test]
+fn icmpv6_packet_too_big_reaches_the_real_of_the_flow() {
+    let icmp6 = |port: u16, reals: Vec<DesiredReal>| DesiredService {
+        flags: SVC_F_ICMP,
+        ..service6(port, 6, reals)
+    };
+    let mut fx = Fx::new(&[icmp6(80, (1..=4).map(real6).collect())]);
+    let f = tcp6(40000, 80).bytes();
+    let owner = forwarded_to(&fx.run("v6 flow", &f, XDP_TX, stats::TX), &f);
+    let reply = Frame::tcp(VIP6, 80, CLIENT6, 40000);
+    let router = Ipv6Addr::new(0x2001, 0xdb8, 9, 0, 0, 0, 0, 1);
+    let ptb = |reply: &Frame, quote: usize| {
+        let mut e = Frame::icmp(router, VIP6, 2, 0, 1280u32.to_be_bytes());
+        e.payload = reply.quote(quote);
+        e.bytes()
+    };
+    let e = ptb(&reply, 8);
+    let before = fx.stat(stats::INFO_ICMP_FLOW);
+    assert_eq!(
+        forwarded_to(
+            &fx.run("packet too big, known flow", &e, XDP_TX, stats::TX),
+            &e
+        ),
+        owner
+    );
+    assert_eq!(fx.stat(stats::INFO_ICMP_FLOW), before + 1);
+    // Unknown: the real the flow's next packet would reach.
+    for port in 41000..41010u16 {
+        let e = ptb(&Frame::tcp(VIP6, 80, CLIENT6, port), 8);
+        let out = fx.run("packet too big, unknown flow", &e, XDP_TX, stats::TX);
+        let n = tcp6(port, 80).bytes();
+        let next = forwarded_to(&fx.run("its next packet", &n, XDP_TX, stats::TX), &n);
+        assert_eq!(forwarded_to(&out, &e), next);
+    }
+    fx.run(
+        "a quote cut inside its IPv6 header",
+        &ptb(&reply, 0)[..14 + 40 + 8 + 20],
+        XDP_PASS,
+        stats::PASS_ICMP_TRUNCATED,
+    );
+    fx.run(
+        "a quote without ports",
+        &ptb(&reply, 0),
+        XDP_PASS,
+        stats::PASS_ICMP_TRUNCATED,
+    );
+    let mut other = reply.clone();
+    other.src = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 3).into();
+    fx.run(
+        "a quote not sent from the VIP",
+        &ptb(&other, 8),
+        XDP_PASS,
+        stats::PASS_ICMP_OTHER,
+    );
+    fx.apply(&[service6(80, 6, (1..=4).map(real6).collect())]);
+    fx.run(
+        "forward_icmp_errors: false",
+        &ptb(&reply, 8),
+        XDP_PASS,
+        stats::PASS_ICMP_OTHER,
+    );
 }

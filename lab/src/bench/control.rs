@@ -49,7 +49,7 @@ fn maglev_builds(rounds: usize) -> Vec<(usize, Stat)> {
         .map(|n| {
             let b: Vec<maglev::Backend> = (0..n)
                 .map(|i| maglev::Backend {
-                    addr: Ipv4Addr::from(0x0a00_0000 + i as u32),
+                    addr: Ipv4Addr::from(0x0a00_0000 + i as u32).into(),
                     port: 80,
                     weight: 1 + (i % 3) as u32,
                 })
@@ -79,7 +79,7 @@ fn svc(k: u32, down: Option<u32>) -> DesiredService {
             .map(|j| {
                 let up = down != Some(j);
                 DesiredReal {
-                    addr: Ipv4Addr::from(0x0a62_0000 + k * 256 + j + 1),
+                    addr: Ipv4Addr::from(0x0a62_0000 + k * 256 + j + 1).into(),
                     port: 80,
                     weight: u32::from(up),
                     keep_flows: up,
@@ -102,6 +102,7 @@ fn health_change(rounds: usize) -> Result<Stat> {
         max_reals: 2048,
         ring_size: 65537,
         conntrack: 1 << 16,
+        conntrack6: 1024,
         affinity: 1024,
     };
     let mut dp = Dataplane::open(&cap, None, XdpMode::Auto)?;

@@ -54,7 +54,7 @@ fn reals(n: u32, dst_mac: Option<[u8; 6]>, src_mac: [u8; 6]) -> Vec<DesiredReal>
         .map(|i| {
             let b = (i + 1).to_be_bytes();
             DesiredReal {
-                addr: Ipv4Addr::new(10, 200 + b[1], b[2], b[3]),
+                addr: Ipv4Addr::new(10, 200 + b[1], b[2], b[3]).into(),
                 port: 80,
                 weight: 1,
                 keep_flows: true,
@@ -85,6 +85,7 @@ fn setup(services: u32, reals_per: u32, table: u32, conntrack: u32) -> Result<Da
         max_reals: (services * reals_per).max(2),
         ring_size: table,
         conntrack,
+        conntrack6: conntrack,
         affinity: 1024,
     };
     let mut dp = Dataplane::open(&cap, None, XdpMode::Auto).context("loading the XDP object")?;
@@ -390,6 +391,7 @@ pub fn live(rounds: usize, frames: u32, progress: &mut dyn FnMut(&str)) -> Resul
             max_reals: 2,
             ring_size: 4093,
             conntrack: 1 << 16,
+            conntrack6: 1024,
             affinity: 1024,
         };
         let mut dp = Dataplane::open(&cap, None, XdpMode::Auto)?;

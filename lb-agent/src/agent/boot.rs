@@ -2,7 +2,7 @@
 //! instances): each instance's interface (index, MAC, state) and advert source address. Also
 //! the one startup chore: VIPs an earlier run left behind belong to nobody yet.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, net::IpAddr};
 
 use anyhow::{anyhow, Result};
 use tracing::info;
@@ -17,12 +17,26 @@ pub async fn ifaces(nl: &Netlink, cfg: &Config) -> Result<HashMap<String, Iface>
             .link_by_name(&c.interface)
             .await?
             .ok_or_else(|| anyhow!("instance {}: interface {} not found", c.name, c.interface))?;
+        let v6 = c.vips.first().is_some_and(|v| v.addr.is_ipv6());
         let src = match c.unicast_src_ip {
             Some(a) => a,
+            None if v6 => nl
+                .ipv6_link_local(link.index)
+                .await?
+                .map(IpAddr::V6)
+                .ok_or_else(|| {
+                    anyhow!(
+                        "instance {}: {} has no IPv6 link-local address to send adverts from \
+                         (is IPv6 disabled on it?)",
+                        c.name,
+                        c.interface
+                    )
+                })?,
             None => nl
                 .ipv4_addresses(link.index)
                 .await?
                 .into_iter()
+                .map(IpAddr::V4)
                 .find(|a| !c.vips.iter().any(|v| v.addr == *a))
                 .ok_or_else(|| {
                     anyhow!(

@@ -88,7 +88,7 @@ pub fn probes(checks: &[CheckCfg]) -> Vec<Probe> {
 }
 
 pub fn spec(real: &RealCfg) -> RealSpec {
-    let target = Target::new(real.addr.into(), real.port);
+    let target = Target::new(real.addr, real.port);
     let mut s = RealSpec::new(target, probes(&real.checks));
     s.delay_loop = real.interval;
     s.rise = real.rise;

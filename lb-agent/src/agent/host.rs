@@ -4,7 +4,7 @@
 //! events: links when they change (and every second), the watched neighbours every second,
 //! failures of what it was asked.
 
-use std::{collections::HashMap, net::Ipv4Addr, time::Duration};
+use std::{collections::HashMap, net::IpAddr, time::Duration};
 
 use futures::StreamExt as _;
 use tokio::sync::mpsc;
@@ -25,8 +25,8 @@ const RESOLVE_READBACK: Duration = Duration::from_millis(20);
 pub enum Request {
     AddVip(Vip),
     RemoveVip(Vip),
-    Resolve { ifindex: u32, ip: Ipv4Addr },
-    Watch(Vec<(Ipv4Addr, String)>),
+    Resolve { ifindex: u32, ip: IpAddr },
+    Watch(Vec<(IpAddr, String)>),
 }
 
 async fn timed<T>(
@@ -69,7 +69,7 @@ pub async fn run(mut requests: mpsc::Receiver<Request>, events: mpsc::Sender<Eve
             None
         }
     };
-    let mut watch: Vec<(Ipv4Addr, String)> = Vec::new();
+    let mut watch: Vec<(IpAddr, String)> = Vec::new();
     let mut refresh = tokio::time::interval(REFRESH);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut readback: Option<tokio::time::Instant> = None;
@@ -113,7 +113,7 @@ pub async fn run(mut requests: mpsc::Receiver<Request>, events: mpsc::Sender<Eve
 async fn serve(
     nl: &Netlink,
     req: Request,
-    watch: &mut Vec<(Ipv4Addr, String)>,
+    watch: &mut Vec<(IpAddr, String)>,
     events: &mpsc::Sender<Event>,
 ) -> bool {
     match req {
@@ -164,7 +164,7 @@ async fn read_links(nl: &Netlink, events: &mpsc::Sender<Event>) -> bool {
 /// The watched addresses' entries (the table itself may hold many thousands).
 async fn read_neighbours(
     nl: &Netlink,
-    watch: &[(Ipv4Addr, String)],
+    watch: &[(IpAddr, String)],
     events: &mpsc::Sender<Event>,
 ) -> bool {
     if watch.is_empty() {

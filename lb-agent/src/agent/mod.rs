@@ -15,7 +15,7 @@ pub mod snapshot;
 
 use std::{
     collections::{BTreeMap, HashMap},
-    net::Ipv4Addr,
+    net::IpAddr,
     path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
@@ -103,7 +103,8 @@ struct Agent {
     io: Handle,
     host: mpsc::Sender<host::Request>,
     events: mpsc::Sender<Event>,
-    socks: HashMap<String, Arc<VrrpSocket>>,
+    /// By interface and family (true: IPv6).
+    socks: HashMap<(String, bool), Arc<VrrpSocket>>,
     garps: HashMap<u32, garp::Sender>,
     sched: Scheduler,
     registry: checks::Registry,
@@ -245,17 +246,18 @@ impl Agent {
         Ok(())
     }
 
-    /// One VRRP socket (and receiver) per interface with instances.
+    /// One VRRP socket (and receiver) per interface and family with instances.
     fn open_sockets(&mut self) -> Result<()> {
-        let mut by_if: BTreeMap<String, Vec<Ipv4Addr>> = BTreeMap::new();
+        let mut by_if: BTreeMap<(String, bool), Vec<IpAddr>> = BTreeMap::new();
         for i in self.node.instances() {
-            let groups = by_if.entry(i.cfg.interface.clone()).or_default();
+            let v6 = i.cfg.mcast_group.is_ipv6();
+            let groups = by_if.entry((i.cfg.interface.clone(), v6)).or_default();
             if i.cfg.unicast_peers.is_empty() && !groups.contains(&i.cfg.mcast_group) {
                 groups.push(i.cfg.mcast_group);
             }
         }
-        for (ifname, groups) in by_if {
-            if self.socks.contains_key(&ifname) {
+        for ((ifname, v6), groups) in by_if {
+            if self.socks.contains_key(&(ifname.clone(), v6)) {
                 continue;
             }
             let ifindex = self
@@ -265,11 +267,11 @@ impl Agent {
                 .find(|i| i.cfg.interface == ifname)
                 .map_or(0, |i| i.iface.ifindex);
             let sock = Arc::new(
-                VrrpSocket::open(&ifname, ifindex, &groups)
+                VrrpSocket::open(&ifname, ifindex, v6, &groups)
                     .with_context(|| format!("opening the VRRP socket on {ifname}"))?,
             );
             receive::spawn(sock.clone(), self.events.clone());
-            self.socks.insert(ifname, sock);
+            self.socks.insert((ifname, v6), sock);
         }
         Ok(())
     }
@@ -281,10 +283,14 @@ impl Agent {
                 Effect::SendAdvert {
                     instance,
                     ifname,
+                    src,
                     dst,
                     datagram,
                 } => {
-                    let sent = self.socks.get(&ifname).map(|s| s.send(&datagram, dst));
+                    let sent = self
+                        .socks
+                        .get(&(ifname, dst.is_ipv6()))
+                        .map(|s| s.send(&datagram, src, dst));
                     if !matches!(sent, Some(Ok(()))) {
                         *self.tx_errors.entry(instance.clone()).or_insert(0) += 1;
                         debug!(%instance, result = ?sent, "advert not sent");
@@ -360,7 +366,10 @@ impl Agent {
             socket_drops: self
                 .socks
                 .iter()
-                .map(|(i, s)| (i.clone(), s.kernel_drops()))
+                .map(|((i, v6), s)| {
+                    let name = if *v6 { format!("{i}/ipv6") } else { i.clone() };
+                    (name, s.kernel_drops())
+                })
                 .collect(),
         }
     }

@@ -1,7 +1,11 @@
 //! The validated configuration the agent runs on: typed, defaults filled in, cross-references
 //! resolved. Built only by `validate`, so everything here is known to be consistent.
 
-use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+    time::Duration,
+};
 
 use lb_common::ServiceKey;
 
@@ -19,6 +23,7 @@ pub struct Config {
     pub xdp_modes: std::collections::BTreeMap<String, XdpMode>,
     pub capacity: Capacity,
     pub mcast_group: Ipv4Addr,
+    pub mcast_group6: Ipv6Addr,
     pub scripts: Vec<ScriptCfg>,
     pub instances: Vec<InstanceCfg>,
     pub sync_groups: Vec<SyncGroupCfg>,
@@ -42,6 +47,8 @@ pub struct Capacity {
     pub max_reals: u32,
     pub ring_size: u32,
     pub conntrack: u32,
+    /// IPv6 connection-table entries.
+    pub conntrack6: u32,
     pub affinity: u32,
 }
 
@@ -66,7 +73,7 @@ pub struct ScriptCfg {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Vip {
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     pub prefix: u8,
     pub dev: String,
     pub label: Option<String>,
@@ -85,10 +92,11 @@ pub struct InstanceCfg {
     pub vips: Vec<Vip>,
     /// v2 PASS authentication, zero padded to 8 bytes.
     pub auth_pass: Option<Secret>,
-    pub unicast_src_ip: Option<Ipv4Addr>,
-    pub unicast_peers: Vec<Ipv4Addr>,
-    pub allowed_peers: Vec<Ipv4Addr>,
-    pub mcast_group: Ipv4Addr,
+    pub unicast_src_ip: Option<IpAddr>,
+    pub unicast_peers: Vec<IpAddr>,
+    pub allowed_peers: Vec<IpAddr>,
+    /// The group adverts go to (of the instance's family).
+    pub mcast_group: IpAddr,
     /// The form v3 checksums are sent in (`keepalived`: with the IPv4 pseudo-header;
     /// `rfc9568`: the VRRP message only). Both are accepted.
     pub v3_checksum: V3Checksum,
@@ -202,7 +210,7 @@ impl Ports {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServiceCfg {
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     /// The lowest port served (0 for all ports): the service's identity and its reals'
     /// default check port.
     pub port: u16,
@@ -212,7 +220,7 @@ pub struct ServiceCfg {
     pub scheduler: Scheduler,
     pub persistence: Option<Duration>,
     pub table_size: u32,
-    pub sorry: Option<(Ipv4Addr, u16)>,
+    pub sorry: Option<(IpAddr, u16)>,
     pub quorum: u32,
     pub hysteresis: u32,
     pub quorum_up: Option<Vec<String>>,
@@ -230,13 +238,17 @@ impl ServiceCfg {
     }
     /// `10.0.0.100:80/tcp`, `10.0.0.100:80,443/tcp`, `10.0.0.100:*/tcp`.
     pub fn label(&self) -> String {
-        format!("{}:{}/{}", self.addr, self.ports.label(), self.proto.name())
+        format!(
+            "{}/{}",
+            host_port(self.addr, self.ports.label()),
+            self.proto.name()
+        )
     }
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct RealCfg {
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     pub port: u16,
     pub weight: u32,
     pub inhibit_on_failure: bool,
@@ -253,8 +265,8 @@ pub enum CheckCfg {
     Tcp {
         port: u16,
         connect_timeout: Duration,
-        bind_to: Option<Ipv4Addr>,
-        probe_vip: Option<Ipv4Addr>,
+        bind_to: Option<IpAddr>,
+        probe_vip: Option<IpAddr>,
     },
     Http {
         tls: bool,
@@ -265,7 +277,7 @@ pub enum CheckCfg {
         regex: Option<String>,
         connect_timeout: Duration,
         timeout: Duration,
-        bind_to: Option<Ipv4Addr>,
+        bind_to: Option<IpAddr>,
         verify: bool,
     },
     Script {
@@ -299,5 +311,14 @@ pub struct Secret(pub [u8; 8]);
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("***")
+    }
+}
+
+/// `10.0.0.1:80`, `[2001:db8::1]:80`: an address with a port (or a port label), as URLs and
+/// socket addresses write it.
+pub fn host_port(addr: IpAddr, port: impl std::fmt::Display) -> String {
+    match addr {
+        IpAddr::V4(a) => format!("{a}:{port}"),
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
     }
 }

@@ -2,7 +2,10 @@
 //! would look for them. Every struct denies unknown keys; `validate` turns this into the typed,
 //! checked `Config`. Defaults live here, next to the keys, and in docs/config.md.
 
-use std::{net::Ipv4Addr, path::PathBuf};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -65,8 +68,14 @@ pub struct GlobalDefs {
     pub max_reals: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conntrack_size: Option<u32>,
+    /// IPv6 connection-table entries (a map of its own); default 262144.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conntrack_size6: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vrrp_mcast_group4: Option<Ipv4Addr>,
+    /// IPv6 instances' multicast group (default ff02::12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vrrp_mcast_group6: Option<Ipv6Addr>,
     /// Gratuitous ARPs sent on becoming master (keepalived default 5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vrrp_garp_master_repeat: Option<u32>,
@@ -148,14 +157,16 @@ pub struct VrrpInstance {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authentication: Option<Authentication>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unicast_src_ip: Option<Ipv4Addr>,
+    pub unicast_src_ip: Option<IpAddr>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub unicast_peers: Vec<Ipv4Addr>,
+    pub unicast_peers: Vec<IpAddr>,
     /// Multicast mode: accept adverts only from these addresses (empty = anyone).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub allowed_peers: Vec<Ipv4Addr>,
+    pub allowed_peers: Vec<IpAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mcast_group4: Option<Ipv4Addr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcast_group6: Option<Ipv6Addr>,
     /// v3 IPv4 checksum: `keepalived` (with pseudo-header, default) or `rfc9568`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub v3_checksum: Option<String>,
@@ -252,7 +263,7 @@ pub struct SyncGroup {
 #[serde(deny_unknown_fields)]
 pub struct VirtualServer {
     /// The VIP.
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     /// One port; 0 = every port (keepalived's port-less services). Give this or `ports`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
@@ -321,14 +332,14 @@ pub enum PortItem {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SorryServer {
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     pub port: u16,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RealServer {
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     /// The virtual port (direct routing cannot change it); may be left out. For a multi-port
     /// or all-ports service, the port its checks use by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -381,7 +392,7 @@ pub struct TcpCheck {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_timeout: Option<Dur>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bind_to: Option<Ipv4Addr>,
+    pub bind_to: Option<IpAddr>,
     /// Probe the VIP through the real (catches a real that lost its loopback VIP).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe_vip: Option<bool>,
@@ -406,7 +417,7 @@ pub struct HttpCheck {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Dur>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bind_to: Option<Ipv4Addr>,
+    pub bind_to: Option<IpAddr>,
     /// https only: verify the certificate (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<bool>,

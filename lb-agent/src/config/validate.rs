@@ -4,7 +4,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::PathBuf,
     time::Duration,
 };
@@ -12,7 +12,7 @@ use std::{
 use lb_common::maps as caps;
 
 use crate::vrrp::{
-    packet::{V3Checksum, Version, MAX_VRID},
+    packet::{V3Checksum, Version, MAX_VRID, VRRP_MCAST_V4, VRRP_MCAST_V6},
     state::OWNER_PRIORITY,
     timers,
 };
@@ -117,6 +117,7 @@ pub fn validate(file: &schema::File) -> Result<Config, Vec<Problem>> {
         max_reals: g.max_reals.unwrap_or(caps::DEFAULT_MAX_REALS),
         ring_size,
         conntrack: g.conntrack_size.unwrap_or(caps::DEFAULT_FLOWS),
+        conntrack6: g.conntrack_size6.unwrap_or(caps::DEFAULT_FLOWS6),
         affinity: caps::DEFAULT_AFFINITY,
     };
     range(
@@ -147,6 +148,13 @@ pub fn validate(file: &schema::File) -> Result<Config, Vec<Problem>> {
         1024,
         1 << 28,
     );
+    range(
+        &mut p,
+        "global_defs.conntrack_size6",
+        capacity.conntrack6,
+        1024,
+        1 << 28,
+    );
     let slots = capacity.max_services as u64 * 2 * ring_size as u64;
     if slots > u32::MAX as u64 / 2 {
         p.add(
@@ -157,10 +165,17 @@ pub fn validate(file: &schema::File) -> Result<Config, Vec<Problem>> {
             ),
         );
     }
-    let mcast_group = g.vrrp_mcast_group4.unwrap_or(Ipv4Addr::new(224, 0, 0, 18));
+    let mcast_group = g.vrrp_mcast_group4.unwrap_or(VRRP_MCAST_V4);
     if !mcast_group.is_multicast() {
         p.add(
             "global_defs.vrrp_mcast_group4",
+            "must be a multicast address",
+        );
+    }
+    let mcast_group6 = g.vrrp_mcast_group6.unwrap_or(VRRP_MCAST_V6);
+    if !mcast_group6.is_multicast() {
+        p.add(
+            "global_defs.vrrp_mcast_group6",
             "must be a multicast address",
         );
     }
@@ -190,7 +205,7 @@ pub fn validate(file: &schema::File) -> Result<Config, Vec<Problem>> {
         &file.vrrp_instances,
         &scripts,
         &services,
-        mcast_group,
+        (mcast_group, mcast_group6),
         &garp,
     );
     let sync_groups = sync_groups(&mut p, &file.vrrp_sync_groups, &instances);
@@ -241,6 +256,7 @@ pub fn validate(file: &schema::File) -> Result<Config, Vec<Problem>> {
         xdp_modes,
         capacity,
         mcast_group,
+        mcast_group6,
         scripts,
         instances,
         sync_groups,
@@ -396,8 +412,19 @@ fn services(p: &mut Problems, list: &[schema::VirtualServer], ring_size: u32) ->
             }
         };
         let ports = ports(p, &at, vs);
-        if vs.address.is_unspecified() || vs.address.is_multicast() || vs.address.is_broadcast() {
-            p.add(format!("{at}.address"), "must be a unicast IPv4 address");
+        if let Err(e) = unicast(vs.address) {
+            p.add(format!("{at}.address"), e);
+        } else if vs.address.is_loopback() {
+            p.add(
+                format!("{at}.address"),
+                "a VIP cannot be a loopback address",
+            );
+        }
+        if vs.fragments == Some(true) && vs.address.is_ipv6() {
+            p.add(
+                format!("{at}.fragments"),
+                "IPv4 only: IPv6 fragments always go to this node's stack (docs/datapath.md)",
+            );
         }
         // No two services may claim a port of one VIP and protocol (the all-ports service only
         // takes what no other service has, so it may coexist with them).
@@ -514,12 +541,14 @@ fn services(p: &mut Problems, list: &[schema::VirtualServer], ring_size: u32) ->
                     ),
                 );
             }
-            if rs.address.is_unspecified()
-                || rs.address.is_multicast()
-                || rs.address.is_broadcast()
-                || rs.address.is_loopback()
-            {
-                p.add(format!("{rat}.address"), "must be a unicast IPv4 address");
+            if let Err(e) = unicast(rs.address).and_then(|()| {
+                if rs.address.is_loopback() {
+                    Err("a real server cannot be a loopback address".into())
+                } else {
+                    same_family(vs.address, rs.address)
+                }
+            }) {
+                p.add(format!("{rat}.address"), e);
             }
             if rs.address == vs.address {
                 p.add(
@@ -568,6 +597,9 @@ fn services(p: &mut Problems, list: &[schema::VirtualServer], ring_size: u32) ->
             });
         }
         let sorry = vs.sorry_server.as_ref().map(|s| {
+            if let Err(e) = same_family(vs.address, s.address) {
+                p.add(format!("{at}.sorry_server.address"), e);
+            }
             if s.port != vport && vport != 0 {
                 p.add(
                     format!("{at}.sorry_server.port"),
@@ -615,7 +647,50 @@ fn check_interval(p: &mut Problems, path: &str, d: Duration) {
     }
 }
 
-fn check(p: &mut Problems, at: &str, c: &Check, port: u16, vip: Ipv4Addr) -> Option<CheckCfg> {
+/// A unicast address of either family (the error says why not). IPv4-mapped IPv6 addresses
+/// are refused: write them as IPv4.
+fn unicast(a: IpAddr) -> Result<(), String> {
+    match a {
+        IpAddr::V4(v4) if v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast() => {
+            Err(format!("{a} is not a unicast address"))
+        }
+        IpAddr::V6(v6) if v6.is_unspecified() || v6.is_multicast() => {
+            Err(format!("{a} is not a unicast address"))
+        }
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => Err(format!(
+            "{a} is an IPv4-mapped IPv6 address: write it as IPv4 ({})",
+            v6.to_canonical()
+        )),
+        IpAddr::V6(v6) if v6.is_unicast_link_local() => Err(format!(
+            "{a} is link-local: a service needs an address routed to this network"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A service is of one family: its VIP's. Its reals, sorry server and check sources must be too.
+fn same_family(vip: IpAddr, a: IpAddr) -> Result<(), String> {
+    if vip.is_ipv4() == a.is_ipv4() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{a} is {} but the virtual server's address {vip} is {}: a service has one family \
+             (declare a second virtual_server for the other one)",
+            family(a),
+            family(vip)
+        ))
+    }
+}
+
+fn family(a: IpAddr) -> &'static str {
+    if a.is_ipv4() {
+        "IPv4"
+    } else {
+        "IPv6"
+    }
+}
+
+fn check(p: &mut Problems, at: &str, c: &Check, port: u16, vip: IpAddr) -> Option<CheckCfg> {
     let kinds = [
         c.tcp.is_some(),
         c.http.is_some(),
@@ -628,6 +703,14 @@ fn check(p: &mut Problems, at: &str, c: &Check, port: u16, vip: Ipv4Addr) -> Opt
             "give exactly one of tcp, http, https, script per list item",
         );
         return None;
+    }
+    let bind_to = c
+        .tcp
+        .as_ref()
+        .and_then(|t| t.bind_to)
+        .or_else(|| c.http.as_ref().or(c.https.as_ref()).and_then(|h| h.bind_to));
+    if let Some(Err(e)) = bind_to.map(|b| same_family(vip, b)) {
+        p.add(format!("{at}.bind_to"), e);
     }
     let out = if let Some(t) = &c.tcp {
         CheckCfg::Tcp {
@@ -747,6 +830,15 @@ fn scripts(p: &mut Problems, list: &[schema::VrrpScript]) -> Vec<ScriptCfg> {
     out
 }
 
+/// The address text of a virtual address entry (empty for none).
+fn vip_text(v: Option<&VirtualIp>) -> &str {
+    match v {
+        Some(VirtualIp::Short(s)) => s,
+        Some(VirtualIp::Full(f)) => &f.address,
+        None => "",
+    }
+}
+
 fn parse_vip(p: &mut Problems, at: &str, v: &VirtualIp, iface: &str) -> Option<Vip> {
     let (text, dev, label) = match v {
         VirtualIp::Short(s) => (s.as_str(), None, None),
@@ -754,16 +846,23 @@ fn parse_vip(p: &mut Problems, at: &str, v: &VirtualIp, iface: &str) -> Option<V
     };
     let (addr, prefix) = match text.split_once('/') {
         Some((a, l)) => (a, l.parse::<u8>().ok()),
-        None => (text, Some(32)),
+        None => (text, None),
     };
-    let (Ok(addr), Some(prefix)) = (addr.parse::<Ipv4Addr>(), prefix) else {
+    let (Ok(addr), Some(prefix)) = (
+        addr.parse::<IpAddr>(),
+        prefix.or(Some(if addr.contains(':') { 128 } else { 32 })),
+    ) else {
         p.add(
             at,
-            format!("`{text}` is not an IPv4 address with optional /prefix"),
+            format!("`{text}` is not an IP address with optional /prefix"),
         );
         return None;
     };
-    if prefix > 32 || addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() {
+    let max = if addr.is_ipv6() { 128 } else { 32 };
+    // A link-local IPv6 virtual address is allowed (RFC 9568 lists the router's link-local
+    // address first); a service address is not.
+    let link_local = matches!(addr, IpAddr::V6(a) if a.is_unicast_link_local());
+    if prefix > max || (unicast(addr).is_err() && !link_local) || addr.is_loopback() {
         p.add(
             at,
             format!("`{text}` is not a usable unicast address/prefix"),
@@ -788,12 +887,12 @@ fn instances(
     list: &[schema::VrrpInstance],
     scripts: &[ScriptCfg],
     services: &[ServiceCfg],
-    mcast_default: Ipv4Addr,
+    (mcast4, mcast6): (Ipv4Addr, Ipv6Addr),
     garp: &Garp,
 ) -> Vec<InstanceCfg> {
     let mut names = HashSet::new();
     let mut vrids = HashMap::new();
-    let mut vip_owner: HashMap<Ipv4Addr, String> = HashMap::new();
+    let mut vip_owner: HashMap<IpAddr, String> = HashMap::new();
     let mut out = Vec::new();
     for (i, vi) in list.iter().enumerate() {
         let at = format!("vrrp_instances[{i}]");
@@ -822,7 +921,10 @@ fn instances(
             1,
             u32::from(OWNER_PRIORITY),
         );
-        if let Some(first) = vrids.insert((vi.interface.clone(), vi.virtual_router_id), i) {
+        // An instance carries one family, its VIPs' (keepalived's rule); IPv4 and IPv6
+        // instances may share a VRID on an interface (they are different routers).
+        let v6 = vip_text(vi.virtual_ipaddresses.first()).contains(':');
+        if let Some(first) = vrids.insert((vi.interface.clone(), vi.virtual_router_id, v6), i) {
             p.add(
                 format!("{at}.virtual_router_id"),
                 format!(
@@ -921,9 +1023,54 @@ fn instances(
                 "unicast_peers already restricts who is heard; allowed_peers is for multicast",
             );
         }
-        let mcast_group = vi.mcast_group4.unwrap_or(mcast_default);
+        if v6 && version == Version::V2 {
+            p.add(
+                format!("{at}.version"),
+                "VRRP version 2 has no IPv6 form: use version 3 for IPv6 virtual addresses",
+            );
+        }
+        for (j, v) in vips.iter().enumerate() {
+            if v.addr.is_ipv6() != v6 {
+                p.add(
+                    format!("{at}.virtual_ipaddresses[{j}]"),
+                    "an instance carries one family (its first address's): put the other \
+                     family's addresses in an instance of their own (it may share the VRID)",
+                );
+            }
+        }
+        let mut own_family = |key: &str, list: &[IpAddr]| {
+            for (j, a) in list.iter().enumerate() {
+                if a.is_ipv6() != v6 {
+                    p.add(
+                        format!("{at}.{key}[{j}]"),
+                        format!("{a}: not of the instance's family (its virtual addresses')"),
+                    );
+                }
+            }
+        };
+        own_family("unicast_peers", &vi.unicast_peers);
+        own_family("allowed_peers", &vi.allowed_peers);
+        if let Some(src) = vi.unicast_src_ip {
+            match src {
+                IpAddr::V6(a) if !a.is_unicast_link_local() => p.add(
+                    format!("{at}.unicast_src_ip"),
+                    "IPv6 adverts are sent from a link-local address (RFC 9568 §5.1.2.1; peers \
+                     drop others): give the interface's fe80:: address, or leave it out",
+                ),
+                _ if src.is_ipv6() != v6 => p.add(
+                    format!("{at}.unicast_src_ip"),
+                    "not of the instance's family (its virtual addresses')",
+                ),
+                _ => {}
+            }
+        }
+        let mcast_group: IpAddr = if v6 {
+            vi.mcast_group6.unwrap_or(mcast6).into()
+        } else {
+            vi.mcast_group4.unwrap_or(mcast4).into()
+        };
         if !mcast_group.is_multicast() {
-            p.add(format!("{at}.mcast_group4"), "must be a multicast address");
+            p.add(format!("{at}.mcast_group"), "must be a multicast address");
         }
         let v3_checksum = match vi.v3_checksum.as_deref().unwrap_or("keepalived") {
             "keepalived" => V3Checksum::PseudoHeader,

@@ -23,8 +23,8 @@ pub enum Request {
     Reload,
     /// Which real a flow goes to and why.
     Explain {
-        client: std::net::SocketAddrV4,
-        vip: std::net::SocketAddrV4,
+        client: std::net::SocketAddr,
+        vip: std::net::SocketAddr,
         /// `tcp` or `udp`.
         proto: String,
     },

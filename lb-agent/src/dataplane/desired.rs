@@ -1,7 +1,7 @@
 //! What the data path should hold, computed from config + health + neighbour state. Pure data:
 //! `sync` turns it into map writes.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use lb_common::ServiceKey;
 
@@ -28,7 +28,7 @@ pub struct L2 {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DesiredReal {
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     pub port: u16,
     /// Share of new flows; 0 = none (down, drained or configured 0).
     pub weight: u32,

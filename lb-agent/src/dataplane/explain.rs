@@ -4,11 +4,12 @@
 //! slot). The same lookups in the same order as `lb-ebpf`'s `select`, so an answer here is what
 //! the next packet of that flow meets.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 
 use lb_common::{
-    flow_hash, source_hash, AffinityKey, FlowKey, Real, ServiceKey, REAL_F_KEEP_FLOWS, REAL_NONE,
-    SVC_F_AFFINITY, SVC_F_HASH_SRC,
+    addr6_hash, address_hash, flow_hash, flow_hash6, ip_of, source_hash, words6, AffinityKey,
+    AffinityKey6, AffinityValue, FlowKey, FlowKey6, FlowValue, Real, ServiceKey, REAL_F_KEEP_FLOWS,
+    REAL_NONE, SVC_F_AFFINITY, SVC_F_FRAGMENTS, SVC_F_HASH_SRC,
 };
 use serde::{Deserialize, Serialize};
 
@@ -41,11 +42,10 @@ pub struct Explanation {
 
 fn real_ref(maps: &Maps, id: u32, gen: Option<u32>) -> Option<RealRef> {
     let r: Real = maps.reals.get(&id, 0).ok()?;
-    let addr = Ipv4Addr::from(r.addr_be.to_ne_bytes());
     let same = gen.is_none_or(|g| g == r.gen);
     Some(RealRef {
         id,
-        real: format!("{addr}:{}", u16::from_be(r.port_be)),
+        real: crate::config::host_port(ip_of(&r.addr), u16::from_be(r.port_be)),
         usable: same && r.flags & REAL_F_KEEP_FLOWS != 0 && r.dst_mac != [0; 6],
     })
 }
@@ -61,22 +61,89 @@ fn monotonic_ns() -> u64 {
     (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// What the data path computes from a flow's addresses: its connection-table and affinity
+/// entries, and its hashes. One per family, as in `lb-ebpf`'s `Family`.
+struct Flow {
+    entry: Option<FlowValue>,
+    affinity: Option<AffinityValue>,
+    flow_hash: u32,
+    source_hash: u32,
+    address_hash: u32,
+}
+
+fn flow(
+    maps: &Maps,
+    client: SocketAddr,
+    vip: SocketAddr,
+    proto: u8,
+    svc_id: Option<u32>,
+) -> Option<Flow> {
+    let (sport_be, dport_be) = (client.port().to_be(), vip.port().to_be());
+    match (client.ip(), vip.ip()) {
+        (IpAddr::V4(c), IpAddr::V4(v)) => {
+            let (src_be, dst_be) = (
+                u32::from_ne_bytes(c.octets()),
+                u32::from_ne_bytes(v.octets()),
+            );
+            let key = FlowKey {
+                src_be,
+                dst_be,
+                sport_be,
+                dport_be,
+                proto: u32::from(proto),
+            };
+            Some(Flow {
+                entry: maps.flows.get(&key, 0).ok(),
+                affinity: svc_id
+                    .and_then(|svc_id| maps.affinity.get(&AffinityKey { svc_id, src_be }, 0).ok()),
+                flow_hash: flow_hash(src_be, dst_be, sport_be, dport_be, proto),
+                source_hash: source_hash(src_be),
+                address_hash: address_hash(src_be, dst_be, proto),
+            })
+        }
+        (IpAddr::V6(c), IpAddr::V6(v)) => {
+            let (src, dst) = (words6(c), words6(v));
+            let key = FlowKey6 {
+                src,
+                dst,
+                sport_be,
+                dport_be,
+                proto: u32::from(proto),
+            };
+            Some(Flow {
+                entry: maps.flows6.get(&key, 0).ok(),
+                affinity: svc_id
+                    .and_then(|svc_id| maps.affinity6.get(&AffinityKey6 { svc_id, src }, 0).ok()),
+                flow_hash: flow_hash6(&src, &dst, sport_be, dport_be, proto),
+                source_hash: source_hash(addr6_hash(&src)),
+                address_hash: address_hash(addr6_hash(&src), addr6_hash(&dst), proto),
+            })
+        }
+        _ => None,
+    }
+}
+
 /// Explains `client -> vip` over `proto` (an IP protocol number).
-pub fn explain(maps: &Maps, client: SocketAddrV4, vip: SocketAddrV4, proto: u8) -> Explanation {
-    let src_be = u32::from_ne_bytes(client.ip().octets());
-    let dst_be = u32::from_ne_bytes(vip.ip().octets());
-    let key = FlowKey {
-        src_be,
-        dst_be,
-        sport_be: client.port().to_be(),
-        dport_be: vip.port().to_be(),
-        proto: u32::from(proto),
+pub fn explain(maps: &Maps, client: SocketAddr, vip: SocketAddr, proto: u8) -> Explanation {
+    let skey = ServiceKey::new(vip.ip(), vip.port(), proto);
+    let svc = maps.services.get(&skey, 0).ok().or_else(|| {
+        maps.services
+            .get(&ServiceKey::new(vip.ip(), lb_common::PORT_ANY, proto), 0)
+            .ok()
+    });
+    let Some(f) = flow(maps, client, vip, proto, svc.map(|s| s.id)) else {
+        return Explanation {
+            decision: "no service".into(),
+            ..Default::default()
+        };
     };
-    let mut out = Explanation::default();
-    let entry = maps.flows.get(&key, 0).ok();
-    out.entry = entry.and_then(|v| real_ref(maps, v.real_id, Some(v.real_gen)));
-    let skey = ServiceKey::new(*vip.ip(), vip.port(), proto);
-    let Ok(svc) = maps.services.get(&skey, 0) else {
+    let mut out = Explanation {
+        entry: f
+            .entry
+            .and_then(|v| real_ref(maps, v.real_id, Some(v.real_gen))),
+        ..Default::default()
+    };
+    let Some(svc) = svc else {
         out.decision = "no service".into();
         return out;
     };
@@ -98,17 +165,12 @@ pub fn explain(maps: &Maps, client: SocketAddrV4, vip: SocketAddrV4, proto: u8) 
         real_ref(maps, id, None)
     };
     let mut via = "maglev";
-    out.new_flow_real = if svc.flags & SVC_F_AFFINITY != 0 {
-        let remembered = maps
+    out.new_flow_real = if svc.flags & SVC_F_FRAGMENTS != 0 {
+        via = "address hash";
+        from_table(f.address_hash, &mut out)
+    } else if svc.flags & SVC_F_AFFINITY != 0 {
+        let remembered = f
             .affinity
-            .get(
-                &AffinityKey {
-                    svc_id: svc.id,
-                    src_be,
-                },
-                0,
-            )
-            .ok()
             .filter(|a| {
                 let timeout = u64::from(svc.affinity_timeout_s) * 1_000_000_000;
                 monotonic_ns().wrapping_sub(a.last_seen_ns) <= timeout
@@ -120,13 +182,12 @@ pub fn explain(maps: &Maps, client: SocketAddrV4, vip: SocketAddrV4, proto: u8) 
                 via = "affinity";
                 Some(r)
             }
-            None => from_table(source_hash(src_be), &mut out),
+            None => from_table(f.source_hash, &mut out),
         }
     } else if svc.flags & SVC_F_HASH_SRC != 0 {
-        from_table(source_hash(src_be), &mut out)
+        from_table(f.source_hash, &mut out)
     } else {
-        let h = flow_hash(src_be, dst_be, key.sport_be, key.dport_be, proto);
-        from_table(h, &mut out)
+        from_table(f.flow_hash, &mut out)
     };
     out.decision = match (&out.entry, &out.new_flow_real) {
         (Some(e), _) if e.usable => "entry",

@@ -10,8 +10,8 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use lb_common::{
-    maps as names, stats, AffinityKey, AffinityValue, Counters, FlowKey, FlowValue, FragKey, Real,
-    Service, ServiceKey,
+    maps as names, stats, AffinityKey, AffinityKey6, AffinityValue, Counters, FlowKey, FlowKey6,
+    FlowValue, FragKey, Real, Service, ServiceKey,
 };
 use tracing::{debug, info};
 
@@ -39,7 +39,7 @@ fn size<T>() -> u32 {
 }
 
 /// Every map with the size this capacity gives it.
-pub fn expected(cap: &Capacity) -> [Expect; 9] {
+pub fn expected(cap: &Capacity) -> [Expect; 11] {
     let e = |name, map_type, key_size, value_size, max_entries| Expect {
         name,
         map_type,
@@ -84,6 +84,20 @@ pub fn expected(cap: &Capacity) -> [Expect; 9] {
             size::<FragKey>(),
             size::<ServiceKey>(),
             cap.max_services,
+        ),
+        e(
+            names::FLOWS6,
+            MapType::LruHash,
+            size::<FlowKey6>(),
+            size::<FlowValue>(),
+            cap.conntrack6,
+        ),
+        e(
+            names::AFFINITY6,
+            MapType::LruHash,
+            size::<AffinityKey6>(),
+            size::<AffinityValue>(),
+            cap.affinity,
         ),
         e(names::STATS, MapType::PerCpuArray, 4, 8, stats::COUNT),
         e(

@@ -7,12 +7,12 @@
 //! the order they are given in or on anything node-local: two nodes with the same config build
 //! the same table, so a flow keeps its real when the VIP fails over.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 /// A backend as Maglev sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Backend {
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     pub port: u16,
     pub weight: u32,
 }
@@ -32,10 +32,14 @@ fn hash64(bytes: &[u8], seed: u64) -> u64 {
     h ^ (h >> 33)
 }
 
-fn identity(b: &Backend) -> [u8; 6] {
-    let a = b.addr.octets();
-    let p = b.port.to_be_bytes();
-    [a[0], a[1], a[2], a[3], p[0], p[1]]
+/// The bytes a backend's permutation is hashed from: its address (4 or 16 bytes) and port.
+fn identity(b: &Backend) -> Vec<u8> {
+    let mut v = match b.addr {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    };
+    v.extend_from_slice(&b.port.to_be_bytes());
+    v
 }
 
 /// Builds the table: `size` slots (prime), each holding an index into `backends`.
@@ -110,7 +114,7 @@ mod tests {
     fn backends(n: u8, weight: impl Fn(u8) -> u32) -> Vec<Backend> {
         (0..n)
             .map(|i| Backend {
-                addr: Ipv4Addr::new(10, 0, 1, i + 1),
+                addr: std::net::Ipv4Addr::new(10, 0, 1, i + 1).into(),
                 port: 80,
                 weight: weight(i),
             })

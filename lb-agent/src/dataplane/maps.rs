@@ -8,8 +8,8 @@ use aya::{
     Ebpf,
 };
 use lb_common::{
-    maps as names, AffinityKey, AffinityValue, Counters, FlowKey, FlowValue, FragKey, Real,
-    Service, ServiceKey,
+    maps as names, AffinityKey, AffinityKey6, AffinityValue, Counters, FlowKey, FlowKey6,
+    FlowValue, FragKey, Real, Service, ServiceKey,
 };
 
 use super::rings::Rings;
@@ -24,6 +24,8 @@ pub struct Maps {
     pub stats: PerCpuArray<MapData, u64>,
     pub real_stats: PerCpuArray<MapData, Counters>,
     pub frag_services: HashMap<MapData, FragKey, ServiceKey>,
+    pub flows6: HashMap<MapData, FlowKey6, FlowValue>,
+    pub affinity6: HashMap<MapData, AffinityKey6, AffinityValue>,
 }
 
 fn take(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map> {
@@ -48,6 +50,8 @@ impl Maps {
             stats: take(ebpf, names::STATS)?.try_into()?,
             real_stats: take(ebpf, names::REAL_STATS)?.try_into()?,
             frag_services: take(ebpf, names::FRAG_SERVICES)?.try_into()?,
+            flows6: take(ebpf, names::FLOWS6)?.try_into()?,
+            affinity6: take(ebpf, names::AFFINITY6)?.try_into()?,
         })
     }
 }

@@ -8,14 +8,14 @@
 use std::{
     collections::{BTreeSet, HashMap},
     hash::{Hash, Hasher},
-    net::Ipv4Addr,
+    net::IpAddr,
 };
 
 use anyhow::{anyhow, Context as _, Result};
 use aya::maps::PerCpuValues;
 use lb_common::{
-    filter_bit, Counters, FragKey, Real, Service, ServiceKey, FILTER_WORDS, REAL_F_KEEP_FLOWS,
-    REAL_NONE, SVC_F_FRAGMENTS,
+    addr6_of, as_v4, filter_addr, filter_bit, ip_of, Counters, FragKey, Real, Service, ServiceKey,
+    FILTER_WORDS, REAL_F_KEEP_FLOWS, REAL_NONE, SVC_F_FRAGMENTS,
 };
 use tracing::debug;
 
@@ -25,7 +25,7 @@ use super::{
     maps::Maps,
 };
 
-type RealKey = (u32, Ipv4Addr, u16);
+type RealKey = (u32, IpAddr, u16);
 
 struct SvcState {
     id: u32,
@@ -126,12 +126,13 @@ impl Programmer {
         let want: HashMap<FragKey, ServiceKey> = desired
             .iter()
             .filter(|s| s.active && s.flags & SVC_F_FRAGMENTS != 0)
-            .map(|s| {
+            // IPv4 only (validation refuses `fragments` on an IPv6 service).
+            .filter_map(|s| {
                 let fk = FragKey {
-                    addr_be: s.key.addr_be,
+                    addr_be: as_v4(&s.key.addr)?,
                     proto: u32::from(s.key.proto),
                 };
-                (fk, s.key)
+                Some((fk, s.key))
             })
             .collect();
         for (fk, sk) in &want {
@@ -190,8 +191,8 @@ impl Programmer {
             };
             gens[id as usize] = entry.gen;
             let live = services.values().any(|s| s.id == entry.svc_id);
-            if entry.gen != 0 && entry.addr_be != 0 && live {
-                let addr = Ipv4Addr::from(entry.addr_be.to_ne_bytes());
+            if entry.gen != 0 && entry.addr != [0; 4] && live {
+                let addr = ip_of(&entry.addr);
                 reals.insert(
                     (entry.svc_id, addr, u16::from_be(entry.port_be)),
                     RealState { id, entry },
@@ -252,14 +253,14 @@ impl Programmer {
     }
 
     /// Whether the maps hold this real as usable (recovered from a previous run).
-    pub fn real_serving(&self, svc: &ServiceKey, addr: Ipv4Addr, port: u16) -> bool {
+    pub fn real_serving(&self, svc: &ServiceKey, addr: IpAddr, port: u16) -> bool {
         self.service_id(svc)
             .and_then(|sid| self.reals.get(&(sid, addr, port)))
             .is_some_and(|r| r.entry.flags & REAL_F_KEEP_FLOWS != 0)
     }
 
     /// The layer-2 path of every real the maps hold as usable (recovered from a previous run).
-    pub fn recovered_paths(&self) -> Vec<(Ipv4Addr, super::desired::L2)> {
+    pub fn recovered_paths(&self) -> Vec<(IpAddr, super::desired::L2)> {
         self.reals
             .iter()
             .filter(|(_, r)| r.entry.flags & REAL_F_KEEP_FLOWS != 0 && r.entry.dst_mac != [0; 6])
@@ -274,7 +275,7 @@ impl Programmer {
             .collect()
     }
 
-    pub fn real_id(&self, svc: &ServiceKey, addr: Ipv4Addr, port: u16) -> Option<u32> {
+    pub fn real_id(&self, svc: &ServiceKey, addr: IpAddr, port: u16) -> Option<u32> {
         let sid = self.service_id(svc)?;
         self.reals.get(&(sid, addr, port)).map(|r| r.id)
     }
@@ -294,7 +295,7 @@ impl Programmer {
             let keys = svc.keys();
             let each = keys.iter().map(|k| (k.port_be, k.proto));
             for (port_be, proto) in each.chain([(0, 0)]) {
-                let (w, b) = filter_bit(svc.key.addr_be, port_be, proto);
+                let (w, b) = filter_bit(filter_addr(&svc.key.addr), port_be, proto);
                 bits[w as usize] |= 1 << b;
             }
         }
@@ -457,7 +458,7 @@ impl Programmer {
                 0
             },
             svc_id: rk.0,
-            addr_be: u32::from_ne_bytes(rk.1.octets()),
+            addr: addr6_of(rk.1),
             port_be: rk.2.to_be(),
             _pad: [0; 2],
         };

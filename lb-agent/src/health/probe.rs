@@ -8,7 +8,7 @@
 //! keep traffic away from the real.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -96,7 +96,7 @@ pub struct TcpCheck {
     pub connect_timeout: Duration,
     /// Check the service *on the VIP, through the real* (see `super::vip`): a real that lost
     /// its loopback VIP still answers on its own address but would black-hole DR traffic.
-    pub probe_vip: Option<Ipv4Addr>,
+    pub probe_vip: Option<IpAddr>,
 }
 
 impl Default for TcpCheck {
@@ -265,8 +265,8 @@ pub enum ConfigError {
     EmptyArgv,
     #[error("bind_to {bind} and target {target} are of different address families")]
     BindFamily { bind: IpAddr, target: IpAddr },
-    #[error("probe_vip needs an IPv4 real")]
-    ProbeVipNotIpv4,
+    #[error("probe_vip: the VIP and the real are of different families")]
+    ProbeVipFamily,
 }
 
 impl Probe {
@@ -291,12 +291,9 @@ impl Probe {
 
     /// Check the config against the target it will be used for.
     pub fn validate(&self, target: &Target) -> Result<(), ConfigError> {
-        if let Probe::Tcp(TcpCheck {
-            probe_vip: Some(_), ..
-        }) = self
-        {
-            if !target.addr.is_ipv4() {
-                return Err(ConfigError::ProbeVipNotIpv4);
+        if let Probe::Tcp(TcpCheck { probe_vip, .. }) = self {
+            if probe_vip.is_some_and(|v| v.is_ipv4() != target.addr.is_ipv4()) {
+                return Err(ConfigError::ProbeVipFamily);
             }
         }
         let check_bind = |bind: Option<IpAddr>| match bind {
@@ -460,10 +457,10 @@ mod tests {
         assert_eq!(script.validate(&t), Err(ConfigError::EmptyArgv));
         let v6 = Target::new("::1".parse().unwrap(), 80);
         let through_vip = Probe::Tcp(TcpCheck {
-            probe_vip: Some(Ipv4Addr::new(192, 0, 2, 1)),
+            probe_vip: Some(std::net::Ipv4Addr::new(192, 0, 2, 1).into()),
             ..TcpCheck::default()
         });
-        assert_eq!(through_vip.validate(&v6), Err(ConfigError::ProbeVipNotIpv4));
+        assert_eq!(through_vip.validate(&v6), Err(ConfigError::ProbeVipFamily));
     }
 
     #[tokio::test]

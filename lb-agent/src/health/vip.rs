@@ -3,11 +3,12 @@
 //! ordinary check passes) but silently drops every forwarded packet. This probe sends a TCP SYN
 //! to the VIP inside a frame addressed to the real's MAC, as the data path would, on an
 //! AF_PACKET socket, and waits for the SYN-ACK (up) or a RST (down); it then resets the
-//! half-open connection. A kernel filter on the socket lets only the answer through.
+//! half-open connection. A kernel filter on the socket lets only the answer through. Both
+//! families: the real's MAC comes from the ARP table (IPv4) or the neighbour table (IPv6).
 
 use std::{
     io,
-    net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket},
+    net::{IpAddr, SocketAddr, UdpSocket},
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
 };
 
@@ -16,6 +17,7 @@ use tokio::{io::unix::AsyncFd, time::Instant};
 use super::probe::{fmt_duration, Outcome, Target, TcpCheck};
 
 const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
 const SYN: u8 = 0x02;
 const RST: u8 = 0x04;
 const ACK: u8 = 0x10;
@@ -23,32 +25,34 @@ const ACK: u8 = 0x10;
 /// Why a probe through the VIP did not find it answering.
 #[derive(Debug, thiserror::Error)]
 pub enum VipFailure {
-    #[error("probe_vip needs an IPv4 real")]
-    NotIpv4,
+    #[error("the VIP {vip} and the real {real} are of different families")]
+    Family { vip: IpAddr, real: IpAddr },
     #[error("MAC of {0} unknown (not in the neighbour table)")]
-    NoNeighbour(Ipv4Addr),
+    NoNeighbour(IpAddr),
     #[error("/proc/net/arp: {0}")]
     NeighbourTable(io::Error),
     #[error("interface {0} not found")]
     NoInterface(String),
     #[error("{what}: {err}")]
     Io { what: &'static str, err: io::Error },
-    #[error("no IPv4 source towards the real")]
+    #[error("no source address of the VIP's family towards the real")]
     NoSource,
+    #[error("neighbour table: {0}")]
+    Netlink(String),
     #[error(
         "no answer on VIP {vip}:{port} through {real} in {waited} (VIP missing on its loopback?)"
     )]
     NoAnswer {
-        vip: Ipv4Addr,
+        vip: IpAddr,
         port: u16,
-        real: Ipv4Addr,
+        real: IpAddr,
         waited: String,
     },
     #[error("VIP {vip}:{port} refused through {real}")]
     Refused {
-        vip: Ipv4Addr,
+        vip: IpAddr,
         port: u16,
-        real: Ipv4Addr,
+        real: IpAddr,
     },
 }
 
@@ -56,7 +60,7 @@ fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> VipFailure {
     move |err| VipFailure::Io { what, err }
 }
 
-pub async fn check(c: &TcpCheck, target: &Target, vip: Ipv4Addr) -> Outcome {
+pub async fn check(c: &TcpCheck, target: &Target, vip: IpAddr) -> Outcome {
     let start = Instant::now();
     match probe(c, target, vip).await {
         Ok(reason) => Outcome::up(reason, start.elapsed()),
@@ -64,8 +68,31 @@ pub async fn check(c: &TcpCheck, target: &Target, vip: Ipv4Addr) -> Outcome {
     }
 }
 
-/// The real's MAC and interface, from the kernel's ARP table of this namespace.
-fn neighbour(real: Ipv4Addr) -> Result<([u8; 6], String), VipFailure> {
+/// The real's MAC and interface, from the kernel's neighbour table of this namespace.
+async fn neighbour(real: IpAddr) -> Result<([u8; 6], String), VipFailure> {
+    if real.is_ipv4() {
+        return arp_entry(real);
+    }
+    let nl = crate::netlink::Netlink::connect().map_err(|e| VipFailure::Netlink(e.to_string()))?;
+    let table = nl
+        .neighbours()
+        .await
+        .map_err(|e| VipFailure::Netlink(e.to_string()))?;
+    let n = table.get(&real).ok_or(VipFailure::NoNeighbour(real))?;
+    let mac = n.mac.ok_or(VipFailure::NoNeighbour(real))?;
+    let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: if_indextoname writes at most IF_NAMESIZE bytes into `name`.
+    let p = unsafe { libc::if_indextoname(n.ifindex, name.as_mut_ptr()) };
+    if p.is_null() {
+        return Err(VipFailure::NoInterface(n.ifindex.to_string()));
+    }
+    // SAFETY: if_indextoname wrote a NUL-terminated name.
+    let dev = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) };
+    Ok((mac, dev.to_string_lossy().into_owned()))
+}
+
+/// An IPv4 real's MAC and interface, from /proc/net/arp.
+fn arp_entry(real: IpAddr) -> Result<([u8; 6], String), VipFailure> {
     let table = std::fs::read_to_string("/proc/net/arp").map_err(VipFailure::NeighbourTable)?;
     for line in table.lines().skip(1) {
         let f: Vec<&str> = line.split_whitespace().collect();
@@ -135,13 +162,13 @@ fn checksum(parts: &[&[u8]]) -> u16 {
     !(sum as u16)
 }
 
-/// An Ethernet + IPv4 + TCP frame (no payload).
+/// An Ethernet + IPv4 or IPv6 + TCP frame (no payload). `src` and `dst` are of one family.
 #[allow(clippy::too_many_arguments)]
 pub fn tcp_frame(
     dst_mac: [u8; 6],
     src_mac: [u8; 6],
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
+    src: IpAddr,
+    dst: IpAddr,
     sport: u16,
     dport: u16,
     seq: u32,
@@ -161,37 +188,90 @@ pub fn tcp_frame(
     tcp.extend_from_slice(&(if syn { 64240u16 } else { 0 }).to_be_bytes());
     tcp.extend_from_slice(&[0, 0, 0, 0]);
     tcp.extend_from_slice(opts);
-    let pseudo = [
-        &src.octets()[..],
-        &dst.octets()[..],
-        &[0, 6],
-        &(tcp_len as u16).to_be_bytes()[..],
-    ]
-    .concat();
+    let (s, d) = (octets(src), octets(dst));
+    // The TCP pseudo-header (same sum for both families' layouts).
+    let pseudo = [&s[..], &d[..], &[0, 6], &(tcp_len as u16).to_be_bytes()[..]].concat();
     let c = checksum(&[&pseudo, &tcp]);
     tcp[16..18].copy_from_slice(&c.to_be_bytes());
 
-    let total = (20 + tcp_len) as u16;
-    let mut ip = vec![0x45, 0];
-    ip.extend_from_slice(&total.to_be_bytes());
-    ip.extend_from_slice(&(seq as u16).to_be_bytes());
-    ip.extend_from_slice(&[0x40, 0, 64, 6, 0, 0]);
-    ip.extend_from_slice(&src.octets());
-    ip.extend_from_slice(&dst.octets());
-    let c = checksum(&[&ip]);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let (ip, ethertype) = if src.is_ipv4() {
+        let total = (20 + tcp_len) as u16;
+        let mut ip = vec![0x45, 0];
+        ip.extend_from_slice(&total.to_be_bytes());
+        ip.extend_from_slice(&(seq as u16).to_be_bytes());
+        ip.extend_from_slice(&[0x40, 0, 64, 6, 0, 0]);
+        ip.extend_from_slice(&s);
+        ip.extend_from_slice(&d);
+        let c = checksum(&[&ip]);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        (ip, ETH_P_IP)
+    } else {
+        let mut ip = vec![0x60, 0, 0, 0];
+        ip.extend_from_slice(&(tcp_len as u16).to_be_bytes());
+        ip.extend_from_slice(&[6, 64]);
+        ip.extend_from_slice(&s);
+        ip.extend_from_slice(&d);
+        (ip, ETH_P_IPV6)
+    };
 
     let mut f = Vec::with_capacity(14 + ip.len() + tcp.len());
     f.extend_from_slice(&dst_mac);
     f.extend_from_slice(&src_mac);
-    f.extend_from_slice(&ETH_P_IP.to_be_bytes());
+    f.extend_from_slice(&ethertype.to_be_bytes());
     f.extend_from_slice(&ip);
     f.extend_from_slice(&tcp);
     f
 }
 
-/// Classic BPF: accept only IPv4 TCP from vip:port to our source port.
-fn filter(vip: Ipv4Addr, port: u16, sport: u16) -> Vec<libc::sock_filter> {
+fn octets(a: IpAddr) -> Vec<u8> {
+    match a {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+/// Classic BPF: accept only TCP from vip:port to our source port.
+fn filter(vip: IpAddr, port: u16, sport: u16) -> Vec<libc::sock_filter> {
+    match vip {
+        IpAddr::V4(v4) => filter4(u32::from(v4), port, sport),
+        IpAddr::V6(v6) => filter6(v6.octets(), port, sport),
+    }
+}
+
+/// IPv6 TCP (no extension headers: the real answers a SYN without any) from vip:port.
+fn filter6(vip: [u8; 16], port: u16, sport: u16) -> Vec<libc::sock_filter> {
+    let ins = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+    const LDH_ABS: u16 = 0x28;
+    const LDB_ABS: u16 = 0x30;
+    const LDW_ABS: u16 = 0x20;
+    const JEQ_K: u16 = 0x15;
+    const RET_K: u16 = 0x06;
+    let w = |i: usize| u32::from_be_bytes([vip[i], vip[i + 1], vip[i + 2], vip[i + 3]]);
+    // Each check jumps to the reject (the second to last instruction) when it fails.
+    let mut p = vec![
+        ins(LDH_ABS, 0, 0, 12),
+        ins(JEQ_K, 0, 14, u32::from(ETH_P_IPV6)),
+        ins(LDB_ABS, 0, 0, 20),
+        ins(JEQ_K, 0, 12, 6),
+    ];
+    for (k, off) in [22u32, 26, 30, 34].iter().enumerate() {
+        let left = 10 - 2 * k as u8;
+        p.push(ins(LDW_ABS, 0, 0, *off));
+        p.push(ins(JEQ_K, 0, left, w(k * 4)));
+    }
+    p.extend([
+        ins(LDH_ABS, 0, 0, 54),
+        ins(JEQ_K, 0, 2, u32::from(port)),
+        ins(LDH_ABS, 0, 0, 56),
+        ins(JEQ_K, 1, 0, u32::from(sport)),
+        ins(RET_K, 0, 0, 0),
+        ins(RET_K, 0, 0, 0xffff),
+    ]);
+    p
+}
+
+/// IPv4 TCP from vip:port to our source port.
+fn filter4(vip: u32, port: u16, sport: u16) -> Vec<libc::sock_filter> {
     let ins = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
     const LDH_ABS: u16 = 0x28;
     const LDB_ABS: u16 = 0x30;
@@ -206,7 +286,7 @@ fn filter(vip: Ipv4Addr, port: u16, sport: u16) -> Vec<libc::sock_filter> {
         ins(LDB_ABS, 0, 0, 23),
         ins(JEQ_K, 0, 7, 6),
         ins(LDW_ABS, 0, 0, 26),
-        ins(JEQ_K, 0, 5, u32::from_be_bytes(vip.octets())),
+        ins(JEQ_K, 0, 5, vip),
         ins(LDXB_MSH, 0, 0, 14),
         ins(LDH_IND, 0, 0, 14),
         ins(JEQ_K, 0, 2, u32::from(port)),
@@ -217,7 +297,7 @@ fn filter(vip: Ipv4Addr, port: u16, sport: u16) -> Vec<libc::sock_filter> {
     ]
 }
 
-fn packet_socket(ifindex: u32, prog: &[libc::sock_filter]) -> io::Result<OwnedFd> {
+fn packet_socket(ifindex: u32, ethertype: u16, prog: &[libc::sock_filter]) -> io::Result<OwnedFd> {
     // Protocol 0: nothing is queued until the filter is in place and we bind.
     // SAFETY: plain socket(2).
     let fd = unsafe {
@@ -252,7 +332,7 @@ fn packet_socket(ifindex: u32, prog: &[libc::sock_filter]) -> io::Result<OwnedFd
     // SAFETY: sockaddr_ll is plain data.
     let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     sll.sll_family = libc::AF_PACKET as u16;
-    sll.sll_protocol = ETH_P_IP.to_be();
+    sll.sll_protocol = ethertype.to_be();
     sll.sll_ifindex = ifindex as i32;
     // SAFETY: bind with a valid sockaddr_ll.
     let rc = unsafe {
@@ -269,26 +349,33 @@ fn packet_socket(ifindex: u32, prog: &[libc::sock_filter]) -> io::Result<OwnedFd
 }
 
 fn send(fd: &OwnedFd, ifindex: u32, dst_mac: [u8; 6], frame: &[u8]) -> io::Result<()> {
-    crate::packet_socket::send_frame(fd.as_raw_fd(), ifindex, ETH_P_IP, dst_mac, frame)
+    let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
+    crate::packet_socket::send_frame(fd.as_raw_fd(), ifindex, ethertype, dst_mac, frame)
 }
 
 /// The up reason, or why the VIP did not answer (down either way).
-async fn probe(c: &TcpCheck, target: &Target, vip: Ipv4Addr) -> Result<String, VipFailure> {
-    let IpAddr::V4(real) = target.addr else {
-        return Err(VipFailure::NotIpv4);
+async fn probe(c: &TcpCheck, target: &Target, vip: IpAddr) -> Result<String, VipFailure> {
+    let real = target.addr;
+    if real.is_ipv4() != vip.is_ipv4() {
+        return Err(VipFailure::Family { vip, real });
+    }
+    let any: SocketAddr = if real.is_ipv4() {
+        ([0u8; 4], 0).into()
+    } else {
+        ([0u16; 8], 0).into()
     };
     let port = c.connect_port.unwrap_or(target.port);
-    let (real_mac, dev) = match neighbour(real) {
+    let (real_mac, dev) = match neighbour(real).await {
         Ok(n) => n,
         Err(_) => {
             // Unknown yet: a datagram to the discard port makes the kernel resolve it.
-            if let Ok(s) = UdpSocket::bind("0.0.0.0:0") {
+            if let Ok(s) = UdpSocket::bind(any) {
                 let _ = s.send_to(&[], SocketAddr::from((real, 9)));
             }
             let until = Instant::now() + c.connect_timeout;
             loop {
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                match neighbour(real) {
+                match neighbour(real).await {
                     Ok(n) => break n,
                     Err(e) if Instant::now() >= until => return Err(e),
                     Err(_) => {}
@@ -299,25 +386,27 @@ async fn probe(c: &TcpCheck, target: &Target, vip: Ipv4Addr) -> Result<String, V
     let (our_mac, ifindex) = if_mac_index(&dev)?;
     // The source address the kernel would use towards the real.
     let src = {
-        let s = UdpSocket::bind("0.0.0.0:0").map_err(io_err("socket"))?;
+        let s = UdpSocket::bind(any).map_err(io_err("socket"))?;
         s.connect(SocketAddr::from((real, port)))
             .map_err(io_err("route to the real"))?;
-        match s.local_addr().map_err(io_err("source address"))?.ip() {
-            IpAddr::V4(a) => a,
-            IpAddr::V6(_) => return Err(VipFailure::NoSource),
-        }
+        s.local_addr().map_err(io_err("source address"))?.ip()
     };
     let src = match c.bind_to {
-        Some(IpAddr::V4(b)) => b,
+        Some(b) if b.is_ipv4() == real.is_ipv4() => b,
         _ => src,
     };
+    if src.is_ipv4() != real.is_ipv4() {
+        return Err(VipFailure::NoSource);
+    }
+    let ethertype = if real.is_ipv4() { ETH_P_IP } else { ETH_P_IPV6 };
     let nonce = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos() ^ d.as_secs() as u32)
         .unwrap_or(0x5eed);
     let sport = 32768 + (nonce % 28000) as u16;
     let seq = nonce.rotate_left(13);
-    let fd = packet_socket(ifindex, &filter(vip, port, sport)).map_err(io_err("packet socket"))?;
+    let fd = packet_socket(ifindex, ethertype, &filter(vip, port, sport))
+        .map_err(io_err("packet socket"))?;
     // SAFETY: the AsyncFd owns the fd; nothing else closes or replaces it.
     let afd =
         unsafe { AsyncFd::register(fd) }.map_err(|e| io_err("registering the socket")(e.into()))?;
@@ -361,7 +450,11 @@ async fn probe(c: &TcpCheck, target: &Target, vip: Ipv4Addr) -> Result<String, V
             return Err(io_err("recv")(e));
         }
         let f = &buf[..n as usize];
-        let ihl = usize::from(f.get(14).copied().unwrap_or(0) & 0x0f) * 4;
+        let ihl = if vip.is_ipv4() {
+            usize::from(f.get(14).copied().unwrap_or(0) & 0x0f) * 4
+        } else {
+            40
+        };
         let Some(tcp) = f.get(14 + ihl..14 + ihl + 20) else {
             continue;
         };
@@ -403,8 +496,8 @@ mod tests {
         let f = tcp_frame(
             [2, 0, 0, 0, 0, 2],
             [2, 0, 0, 0, 0, 1],
-            Ipv4Addr::new(10, 0, 0, 1),
-            Ipv4Addr::new(10, 0, 0, 100),
+            std::net::Ipv4Addr::new(10, 0, 0, 1).into(),
+            std::net::Ipv4Addr::new(10, 0, 0, 100).into(),
             40000,
             80,
             7,
@@ -420,16 +513,85 @@ mod tests {
 
     #[test]
     fn filter_jumps_stay_inside_the_program() {
-        let p = filter(Ipv4Addr::new(10, 0, 0, 100), 80, 40000);
-        for (i, ins) in p.iter().enumerate() {
-            if ins.code == 0x15 {
-                assert!(
-                    i + 1 + usize::from(ins.jt) < p.len() && i + 1 + usize::from(ins.jf) < p.len()
-                );
-                let t = &p[i + 1 + usize::from(ins.jf)];
-                // Every "not equal" lands on the reject.
-                assert!(t.code == 0x06 && t.k == 0 || ins.jf == 0, "instruction {i}");
+        for p in [
+            filter([10, 0, 0, 100].into(), 80, 40000),
+            filter([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100].into(), 80, 40000),
+        ] {
+            for (i, ins) in p.iter().enumerate() {
+                if ins.code == 0x15 {
+                    assert!(
+                        i + 1 + usize::from(ins.jt) < p.len()
+                            && i + 1 + usize::from(ins.jf) < p.len()
+                    );
+                    let t = &p[i + 1 + usize::from(ins.jf)];
+                    // Every "not equal" lands on the reject.
+                    assert!(t.code == 0x06 && t.k == 0 || ins.jf == 0, "instruction {i}");
+                }
             }
+        }
+    }
+
+    /// Runs a classic BPF program of the opcodes `filter` uses over `pkt`: its return value.
+    fn run_filter(p: &[libc::sock_filter], pkt: &[u8]) -> u32 {
+        let (mut a, mut x, mut pc) = (0u32, 0u32, 0usize);
+        let load = |off: usize, n: usize| -> Option<u32> {
+            pkt.get(off..off + n)
+                .map(|b| b.iter().fold(0u32, |v, &b| (v << 8) | u32::from(b)))
+        };
+        while let Some(i) = p.get(pc) {
+            pc += 1;
+            let k = i.k as usize;
+            // A load past the packet ends the program with 0 (drop), as in the kernel.
+            let loaded = match i.code {
+                0x28 => load(k, 2),
+                0x30 => load(k, 1),
+                0x20 => load(k, 4),
+                0x48 => load(x as usize + k, 2),
+                0xb1 => {
+                    x = (load(k, 1).unwrap_or(0) & 0x0f) * 4;
+                    continue;
+                }
+                0x15 => {
+                    pc += usize::from(if a == i.k { i.jt } else { i.jf });
+                    continue;
+                }
+                0x06 => return i.k,
+                other => panic!("opcode {other:#x}"),
+            };
+            match loaded {
+                Some(v) => a = v,
+                None => return 0,
+            }
+        }
+        panic!("fell off the program")
+    }
+
+    #[test]
+    fn filter_takes_the_answer_and_nothing_else() {
+        let mac = [2, 0, 0, 0, 0, 1];
+        for (vip, client) in [
+            (IpAddr::from([10, 0, 0, 100]), IpAddr::from([10, 0, 0, 1])),
+            (
+                IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100]),
+                IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1]),
+            ),
+        ] {
+            let p = filter(vip, 80, 40000);
+            let answer = |from: IpAddr, sport: u16, dport: u16| {
+                tcp_frame(mac, mac, from, client, sport, dport, 1, 8, SYN | ACK)
+            };
+            assert_eq!(run_filter(&p, &answer(vip, 80, 40000)), 0xffff, "{vip}");
+            assert_eq!(run_filter(&p, &answer(vip, 81, 40000)), 0, "other port");
+            assert_eq!(
+                run_filter(&p, &answer(vip, 80, 40001)),
+                0,
+                "other client port"
+            );
+            assert_eq!(
+                run_filter(&p, &answer(client, 80, 40000)),
+                0,
+                "not from the VIP"
+            );
         }
     }
 }

@@ -1,17 +1,19 @@
 //! The VIPs: added on becoming master, removed on leaving, found and removed when stale.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use anyhow::{Context as _, Result};
 use futures::TryStreamExt as _;
-use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+use rtnetlink::packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
+};
 
 use super::Netlink;
 
-fn has_addr(m: &AddressMessage, ip: Ipv4Addr) -> bool {
-    m.attributes.iter().any(|a| {
-        matches!(a, AddressAttribute::Local(IpAddr::V4(x)) | AddressAttribute::Address(IpAddr::V4(x)) if *x == ip)
-    })
+fn has_addr(m: &AddressMessage, ip: IpAddr) -> bool {
+    m.attributes
+        .iter()
+        .any(|a| matches!(a, AddressAttribute::Local(x) | AddressAttribute::Address(x) if *x == ip))
 }
 
 impl Netlink {
@@ -32,7 +34,7 @@ impl Netlink {
         Ok(out)
     }
 
-    async fn find(&self, ifindex: u32, ip: Ipv4Addr) -> Result<Option<AddressMessage>> {
+    async fn find(&self, ifindex: u32, ip: IpAddr) -> Result<Option<AddressMessage>> {
         Ok(self
             .addresses(ifindex)
             .await?
@@ -40,26 +42,32 @@ impl Netlink {
             .find(|m| has_addr(m, ip)))
     }
 
-    pub async fn has_address(&self, ifindex: u32, ip: Ipv4Addr) -> Result<bool> {
+    pub async fn has_address(&self, ifindex: u32, ip: IpAddr) -> Result<bool> {
         Ok(self.find(ifindex, ip).await?.is_some())
     }
 
-    /// Adds `ip/prefix` (with an optional label) unless it is there already.
+    /// Adds `ip/prefix` (with an optional label) unless it is there already. An IPv6 address
+    /// is added without duplicate address detection (`nodad`, as keepalived does): a VIP moves
+    /// between nodes by design, and DAD would keep it unusable for a second after a takeover.
     pub async fn add_address(
         &self,
         ifindex: u32,
-        ip: Ipv4Addr,
+        ip: IpAddr,
         prefix: u8,
         label: Option<&str>,
     ) -> Result<bool> {
         if self.find(ifindex, ip).await?.is_some() {
             return Ok(false);
         }
-        let mut req = self.handle.address().add(ifindex, ip.into(), prefix);
+        let mut req = self.handle.address().add(ifindex, ip, prefix);
+        let msg = req.message_mut();
         if let Some(l) = label {
-            req.message_mut()
-                .attributes
-                .push(AddressAttribute::Label(l.to_owned()));
+            msg.attributes.push(AddressAttribute::Label(l.to_owned()));
+        }
+        if ip.is_ipv6() {
+            msg.header.flags |= AddressHeaderFlags::Nodad;
+            msg.attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
         }
         req.execute()
             .await
@@ -68,7 +76,7 @@ impl Netlink {
     }
 
     /// Removes `ip` from the interface if present. Returns whether it was there.
-    pub async fn del_address(&self, ifindex: u32, ip: Ipv4Addr) -> Result<bool> {
+    pub async fn del_address(&self, ifindex: u32, ip: IpAddr) -> Result<bool> {
         let Some(m) = self.find(ifindex, ip).await? else {
             return Ok(false);
         };
@@ -95,5 +103,20 @@ impl Netlink {
                 _ => None,
             })
             .collect())
+    }
+
+    /// The interface's IPv6 link-local address (the source of IPv6 adverts), if it has one.
+    pub async fn ipv6_link_local(&self, ifindex: u32) -> Result<Option<Ipv6Addr>> {
+        Ok(self
+            .addresses(ifindex)
+            .await?
+            .iter()
+            .flat_map(|m| &m.attributes)
+            .find_map(|a| match a {
+                AddressAttribute::Address(IpAddr::V6(ip)) if ip.is_unicast_link_local() => {
+                    Some(*ip)
+                }
+                _ => None,
+            }))
     }
 }

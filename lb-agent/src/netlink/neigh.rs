@@ -2,7 +2,7 @@
 //! the agent asks the kernel to resolve them (NTF_USE: an ARP request, no traffic to the real)
 //! and reads the answers back. A real whose MAC is unknown is not used.
 
-use std::{collections::HashMap, net::Ipv4Addr};
+use std::{collections::HashMap, net::IpAddr};
 
 use anyhow::Result;
 use futures::TryStreamExt as _;
@@ -42,14 +42,26 @@ pub fn usable(state: NeighbourState) -> bool {
 }
 
 impl Netlink {
-    /// IPv4 neighbours by address: with their MAC when it is usable, and the failed ones.
-    pub async fn neighbours(&self) -> Result<HashMap<Ipv4Addr, Neighbour>> {
+    /// IPv4 and IPv6 neighbours by address: with their MAC when it is usable, and the failed
+    /// ones.
+    pub async fn neighbours(&self) -> Result<HashMap<IpAddr, Neighbour>> {
         let mut out = HashMap::new();
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            self.dump(family, &mut out).await?;
+        }
+        Ok(out)
+    }
+
+    async fn dump(
+        &self,
+        family: AddressFamily,
+        out: &mut HashMap<IpAddr, Neighbour>,
+    ) -> Result<()> {
         let mut s = self
             .handle
             .neighbours()
             .get()
-            .set_address_family(AddressFamily::Inet)
+            .set_address_family(family)
             .execute();
         while let Some(m) = s.try_next().await? {
             let state = m.header.state;
@@ -60,7 +72,12 @@ impl Netlink {
             let mut mac = None;
             for a in &m.attributes {
                 match a {
-                    NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => dst = Some(*ip),
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => {
+                        dst = Some(IpAddr::V4(*ip))
+                    }
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet6(ip)) => {
+                        dst = Some(IpAddr::V6(*ip))
+                    }
                     NeighbourAttribute::LinkLayerAddress(l) if l.len() == 6 => {
                         let mut b = [0u8; 6];
                         b.copy_from_slice(l);
@@ -80,14 +97,14 @@ impl Netlink {
                 );
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Asks the kernel to resolve `ip` on `ifindex` (like `ip neigh replace IP dev DEV use`).
-    pub async fn resolve(&self, ifindex: u32, ip: Ipv4Addr) -> Result<()> {
+    pub async fn resolve(&self, ifindex: u32, ip: IpAddr) -> Result<()> {
         self.handle
             .neighbours()
-            .add(ifindex, ip.into())
+            .add(ifindex, ip)
             .flags(NeighbourFlags::Use)
             .replace()
             .execute()

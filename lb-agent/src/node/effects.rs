@@ -11,7 +11,7 @@ pub struct Effects {
     queue: VecDeque<Effect>,
     dataplane: Option<DataplaneState>,
     checks: Option<CheckPlan>,
-    watch: Option<Vec<(std::net::Ipv4Addr, String)>>,
+    watch: Option<Vec<(std::net::IpAddr, String)>>,
 }
 
 impl Effects {
@@ -43,7 +43,7 @@ impl Effects {
         }
     }
 
-    pub fn watch(&mut self, list: Vec<(std::net::Ipv4Addr, String)>) {
+    pub fn watch(&mut self, list: Vec<(std::net::IpAddr, String)>) {
         if self.watch.as_ref() != Some(&list) {
             self.watch = Some(list.clone());
             self.queue.push_back(Effect::WatchNeighbours(list));

@@ -3,7 +3,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
-    net::Ipv4Addr,
+    net::IpAddr,
     time::Instant,
 };
 
@@ -84,8 +84,8 @@ impl Host {
     pub fn neighbours(
         &mut self,
         now: Instant,
-        wanted: &[(Ipv4Addr, String)],
-        table: &HashMap<Ipv4Addr, Neighbour>,
+        wanted: &[(IpAddr, String)],
+        table: &HashMap<IpAddr, Neighbour>,
     ) -> Plan {
         self.resolver.update(now, wanted, table, &self.links)
     }

@@ -3,7 +3,7 @@
 
 use std::{
     collections::BTreeSet,
-    net::Ipv4Addr,
+    net::IpAddr,
     time::{Duration, Instant},
 };
 
@@ -21,9 +21,9 @@ use crate::{
 pub struct Iface {
     pub ifindex: u32,
     pub mac: [u8; 6],
-    /// The source of our adverts (the interface's first address that is not a VIP, or
-    /// `unicast_src_ip`).
-    pub src: Ipv4Addr,
+    /// The source of our adverts (IPv4: the interface's first address that is not a VIP;
+    /// IPv6: its link-local address; or `unicast_src_ip`).
+    pub src: IpAddr,
     /// The interface is up (admin and carrier) now.
     pub up: bool,
 }
@@ -45,7 +45,7 @@ pub fn planned_handover_grace(advert_int: Duration) -> Duration {
 }
 
 /// The protocol core's configuration of `c`, sending from `src`.
-pub fn protocol_config(c: &InstanceCfg, src: Ipv4Addr) -> InstanceConfig {
+pub fn protocol_config(c: &InstanceCfg, src: IpAddr) -> InstanceConfig {
     InstanceConfig {
         name: c.name.clone(),
         vrid: c.vrid,
@@ -82,7 +82,7 @@ pub struct Inst {
     /// VIPs given up whose removal the host has not confirmed yet: forwarding for them goes
     /// on until it has (a VIP still on the interface without XDP would have this node's stack
     /// reset the flows that still arrive).
-    pub releasing: BTreeSet<Ipv4Addr>,
+    pub releasing: BTreeSet<IpAddr>,
     /// When a node that left master gives up what it holds.
     pub release_at: Option<Instant>,
     /// Planned gratuitous ARP rounds (one frame per VIP each).

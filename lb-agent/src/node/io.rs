@@ -5,7 +5,7 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
-    net::Ipv4Addr,
+    net::IpAddr,
     time::Duration,
 };
 
@@ -20,7 +20,7 @@ use crate::{
 };
 
 /// A real server of a service: (service, address, port).
-pub type RealKey = (ServiceKey, Ipv4Addr, u16);
+pub type RealKey = (ServiceKey, IpAddr, u16);
 
 #[derive(Clone, Debug)]
 pub enum Event {
@@ -30,7 +30,7 @@ pub enum Event {
     /// A VRRP advert that passed the packet checks, received on `ifname` from `src`.
     Advert {
         ifname: String,
-        src: Ipv4Addr,
+        src: IpAddr,
         advert: Advert,
     },
     /// A VRRP datagram that failed the packet checks.
@@ -41,11 +41,11 @@ pub enum Event {
     /// The host's interfaces, read just now.
     Links(HashMap<u32, Link>),
     /// The host's neighbour entries for the watched addresses, read just now.
-    Neighbours(HashMap<Ipv4Addr, Neighbour>),
+    Neighbours(HashMap<IpAddr, Neighbour>),
     /// Asking the kernel to resolve this address failed.
-    ResolveFailed(Ipv4Addr),
+    ResolveFailed(IpAddr),
     /// The host removed a VIP we gave up (or tried and failed: either way it is settled).
-    VipRemoved(Ipv4Addr),
+    VipRemoved(IpAddr),
     /// A real's health changed (rise/fall passed).
     RealHealth {
         real: RealKey,
@@ -102,14 +102,17 @@ pub struct CheckPlan {
 
 #[derive(Clone, Debug)]
 pub enum Effect {
-    /// Transmit a VRRP datagram (IPv4 header included) on `ifname` to `dst`.
+    /// Transmit a VRRP advert on `ifname` to `dst`: over IPv4 a datagram with its IP header,
+    /// over IPv6 the VRRP message (the socket adds the header).
     SendAdvert {
         instance: String,
         ifname: String,
-        dst: Ipv4Addr,
+        src: IpAddr,
+        dst: IpAddr,
         datagram: Vec<u8>,
     },
-    /// Transmit an Ethernet frame (a gratuitous ARP) on `ifindex`.
+    /// Transmit an Ethernet frame (a gratuitous ARP or unsolicited neighbour advertisement)
+    /// on `ifindex`.
     SendFrame { ifindex: u32, frame: Vec<u8> },
     /// Put a VIP on its interface.
     AddVip(Vip),
@@ -125,9 +128,9 @@ pub enum Effect {
         args: Vec<String>,
     },
     /// Ask the kernel to resolve a neighbour; answer failures with [`Event::ResolveFailed`].
-    Resolve { ifindex: u32, ip: Ipv4Addr },
+    Resolve { ifindex: u32, ip: IpAddr },
     /// Report neighbour entries for these addresses (on these interfaces) from now on.
-    WatchNeighbours(Vec<(Ipv4Addr, String)>),
+    WatchNeighbours(Vec<(IpAddr, String)>),
     /// Run these checks.
     Checks(CheckPlan),
     /// Everything is released: the agent may exit.

@@ -24,7 +24,7 @@ pub mod vrrp;
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
-    net::Ipv4Addr,
+    net::IpAddr,
     time::{Duration, Instant},
 };
 
@@ -51,7 +51,7 @@ pub struct Boot {
     /// Reals the pinned maps of an earlier run hold as serving.
     pub serving: Vec<RealKey>,
     /// The layer-2 paths those maps hold.
-    pub paths: Vec<(Ipv4Addr, L2)>,
+    pub paths: Vec<(IpAddr, L2)>,
     /// Interfaces where an earlier run left its XDP link pinned.
     pub pinned_links: Vec<String>,
 }
@@ -317,7 +317,7 @@ impl Node {
         &self.services.list
     }
 
-    pub fn arp(&self, ip: Ipv4Addr) -> neighbours::Arp {
+    pub fn arp(&self, ip: IpAddr) -> neighbours::Arp {
         self.host.resolver.arp(ip)
     }
 

@@ -15,7 +15,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    net::Ipv4Addr,
+    net::IpAddr,
     time::{Duration, Instant},
 };
 
@@ -85,14 +85,14 @@ impl Default for RealNeigh {
 #[derive(Debug, Default)]
 pub struct Plan {
     /// The path to use for each real that has one.
-    pub l2: HashMap<Ipv4Addr, L2>,
+    pub l2: HashMap<IpAddr, L2>,
     /// Ask the kernel to resolve these (ifindex, address).
-    pub ask: Vec<(u32, Ipv4Addr)>,
+    pub ask: Vec<(u32, IpAddr)>,
 }
 
 #[derive(Default)]
 pub struct Resolver {
-    reals: HashMap<Ipv4Addr, RealNeigh>,
+    reals: HashMap<IpAddr, RealNeigh>,
     /// When each interface was first seen up since it was last seen down.
     up_since: HashMap<u32, Instant>,
 }
@@ -100,7 +100,7 @@ pub struct Resolver {
 impl Resolver {
     /// A path known from elsewhere (the pinned maps of an earlier run): used until the kernel
     /// says otherwise, so a restarted agent forwards established flows at once.
-    pub fn seed(&mut self, ip: Ipv4Addr, l2: L2) {
+    pub fn seed(&mut self, ip: IpAddr, l2: L2) {
         let r = self.reals.entry(ip).or_default();
         if r.known.is_none() {
             r.known = Some(l2);
@@ -109,13 +109,13 @@ impl Resolver {
     }
 
     /// The ask for `ip` did not reach the kernel: a failure seen next proves nothing.
-    pub fn ask_failed(&mut self, ip: Ipv4Addr) {
+    pub fn ask_failed(&mut self, ip: IpAddr) {
         if let Some(r) = self.reals.get_mut(&ip) {
             r.settled_ask = None;
         }
     }
 
-    pub fn arp(&self, ip: Ipv4Addr) -> Arp {
+    pub fn arp(&self, ip: IpAddr) -> Arp {
         self.reals.get(&ip).map_or(Arp::Unknown, |r| r.arp)
     }
 
@@ -124,8 +124,8 @@ impl Resolver {
     pub fn update(
         &mut self,
         now: Instant,
-        wanted: &[(Ipv4Addr, String)],
-        table: &HashMap<Ipv4Addr, Neighbour>,
+        wanted: &[(IpAddr, String)],
+        table: &HashMap<IpAddr, Neighbour>,
         links: &HashMap<u32, Link>,
     ) -> Plan {
         for l in links.values() {
@@ -215,7 +215,7 @@ impl Resolver {
                 );
             }
         }
-        let wanted: HashSet<Ipv4Addr> = wanted.iter().map(|(ip, _)| *ip).collect();
+        let wanted: HashSet<IpAddr> = wanted.iter().map(|(ip, _)| *ip).collect();
         self.reals.retain(|ip, _| wanted.contains(ip));
         plan
     }
@@ -231,8 +231,8 @@ mod tests {
     const OUR_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
     const REAL_MAC: [u8; 6] = [2, 0, 0, 0, 0, 9];
 
-    fn ip() -> Ipv4Addr {
-        Ipv4Addr::new(10, 0, 0, 11)
+    fn ip() -> IpAddr {
+        IpAddr::from([10, 0, 0, 11])
     }
 
     fn links(up: bool) -> HashMap<u32, Link> {
@@ -247,7 +247,7 @@ mod tests {
         )])
     }
 
-    fn table(state: Option<NeighbourState>) -> HashMap<Ipv4Addr, Neighbour> {
+    fn table(state: Option<NeighbourState>) -> HashMap<IpAddr, Neighbour> {
         state
             .map(|s| {
                 (
@@ -263,7 +263,7 @@ mod tests {
             .collect()
     }
 
-    fn wanted() -> Vec<(Ipv4Addr, String)> {
+    fn wanted() -> Vec<(IpAddr, String)> {
         vec![(ip(), "eth0".into())]
     }
 

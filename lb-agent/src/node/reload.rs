@@ -127,7 +127,7 @@ impl Node {
                 self.out.push(Effect::AddVip(v.clone()));
                 self.out.push(Effect::SendFrame {
                     ifindex: inst.iface.ifindex,
-                    frame: garp::frame(inst.iface.mac, v.addr).to_vec(),
+                    frame: garp::frame(inst.iface.mac, v.addr),
                 });
             }
         }

@@ -3,7 +3,7 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
-    net::Ipv4Addr,
+    net::IpAddr,
     time::Duration,
 };
 
@@ -141,7 +141,7 @@ impl ServiceRt {
         })
     }
 
-    pub fn real_mut(&mut self, addr: Ipv4Addr, port: u16) -> Option<&mut RealRt> {
+    pub fn real_mut(&mut self, addr: IpAddr, port: u16) -> Option<&mut RealRt> {
         self.reals
             .iter_mut()
             .find(|r| r.cfg.addr == addr && r.cfg.port == port)
@@ -217,7 +217,7 @@ impl Services {
     }
 
     /// Every real (and sorry server) address, with the interface it is reached on.
-    pub fn neighbours(&self) -> Vec<(Ipv4Addr, String)> {
+    pub fn neighbours(&self) -> Vec<(IpAddr, String)> {
         let mut out = Vec::new();
         for s in &self.list {
             for r in &s.reals {
@@ -233,7 +233,7 @@ impl Services {
     }
 
     /// The reals' layer-2 paths from the resolver.
-    pub fn set_paths(&mut self, paths: &HashMap<Ipv4Addr, L2>) {
+    pub fn set_paths(&mut self, paths: &HashMap<IpAddr, L2>) {
         for s in &mut self.list {
             for r in &mut s.reals {
                 r.l2 = paths.get(&r.cfg.addr).copied();
@@ -393,7 +393,7 @@ mod tests {
 
     fn real(weight: u32, inhibit: bool, checked: bool) -> RealRt {
         RealRt::new(RealCfg {
-            addr: Ipv4Addr::new(10, 0, 0, 2),
+            addr: IpAddr::from([10, 0, 0, 2]),
             port: 80,
             weight,
             inhibit_on_failure: inhibit,
@@ -440,7 +440,7 @@ mod tests {
     #[test]
     fn service_flags() {
         let cfg = ServiceCfg {
-            addr: Ipv4Addr::new(10, 0, 0, 100),
+            addr: IpAddr::from([10, 0, 0, 100]),
             port: 80,
             ports: crate::config::Ports::Ranges(vec![(80, 80), (443, 443)]),
             forward_icmp_errors: true,

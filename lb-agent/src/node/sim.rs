@@ -7,7 +7,7 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr},
     time::{Duration, Instant},
 };
 
@@ -18,8 +18,8 @@ pub const IFINDEX: u32 = 2;
 /// One-way delay between two nodes.
 pub const LATENCY: Duration = Duration::from_micros(200);
 
-pub fn addr(i: usize) -> Ipv4Addr {
-    Ipv4Addr::new(10, 0, 0, 1 + i as u8)
+pub fn addr(i: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1 + i as u8))
 }
 
 fn mac(i: usize) -> [u8; 6] {
@@ -29,9 +29,9 @@ fn mac(i: usize) -> [u8; 6] {
 /// What the host of one node holds, as the effects left it.
 #[derive(Default)]
 pub struct HostState {
-    pub vips: BTreeSet<Ipv4Addr>,
+    pub vips: BTreeSet<IpAddr>,
     pub attached: BTreeSet<String>,
-    pub garps: Vec<(Instant, Ipv4Addr)>,
+    pub garps: Vec<(Instant, IpAddr)>,
     pub hooks: Vec<(Instant, String)>,
     pub adverts: Vec<(Instant, u8)>,
     pub checks: Option<CheckPlan>,
@@ -175,7 +175,7 @@ impl Sim {
                                 to: j,
                                 ev: Event::Advert {
                                     ifname: "eth0".into(),
-                                    src: meta.src,
+                                    src: meta.src.into(),
                                     advert,
                                 },
                             });
@@ -185,7 +185,7 @@ impl Sim {
                 Effect::SendFrame { frame, .. } => {
                     // An ARP frame's sender address (bytes 28..32).
                     if let Some(b) = frame.get(28..32) {
-                        let vip = Ipv4Addr::new(b[0], b[1], b[2], b[3]);
+                        let vip = IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]));
                         self.nodes[i].host.garps.push((now, vip));
                     }
                 }
@@ -277,7 +277,7 @@ impl Sim {
     }
 
     /// Nodes that hold the VIP `vip`.
-    pub fn holders(&self, vip: Ipv4Addr) -> Vec<usize> {
+    pub fn holders(&self, vip: IpAddr) -> Vec<usize> {
         (0..self.nodes.len())
             .filter(|i| self.nodes[*i].host.vips.contains(&vip))
             .collect()

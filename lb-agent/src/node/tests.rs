@@ -2,7 +2,10 @@
 //! elections and failovers (shutdown, crash, link loss), preemption rules, sync groups,
 //! tracking, split brain, reloads while master, gratuitous ARP discipline.
 
-use std::{net::Ipv4Addr, time::Duration};
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    time::Duration,
+};
 
 use super::{
     sim::{Sim, LATENCY},
@@ -10,9 +13,9 @@ use super::{
 };
 use crate::vrrp::state::State;
 
-const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
-const VIP2: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 101);
-const REAL: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 11);
+const VIP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 100));
+const VIP2: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 101));
+const REAL: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 11));
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)

@@ -6,7 +6,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    net::Ipv4Addr,
+    net::IpAddr,
     time::Instant,
 };
 
@@ -104,7 +104,7 @@ impl Vrrp {
             .find(|g| g.members.iter().any(|m| m == name))
     }
 
-    pub fn on_advert(&mut self, now: Instant, ifname: &str, src: Ipv4Addr, advert: &Advert) {
+    pub fn on_advert(&mut self, now: Instant, ifname: &str, src: IpAddr, advert: &Advert) {
         let mut matched = false;
         for inst in self
             .insts
@@ -148,30 +148,32 @@ impl Vrrp {
         for v in &inst.cfg.vips {
             out.push(Effect::SendFrame {
                 ifindex: inst.iface.ifindex,
-                frame: garp::frame(inst.iface.mac, v.addr).to_vec(),
+                frame: garp::frame(inst.iface.mac, v.addr),
             });
         }
     }
 
     fn transmit(&mut self, i: usize, advert: &Advert, out: &mut Effects) {
         let inst = &mut self.insts[i];
-        let dsts: Vec<Ipv4Addr> = if inst.cfg.unicast_peers.is_empty() {
+        let dsts: Vec<IpAddr> = if inst.cfg.unicast_peers.is_empty() {
             vec![inst.cfg.mcast_group]
         } else {
             inst.cfg.unicast_peers.clone()
         };
         for dst in dsts {
             inst.ident = inst.ident.wrapping_add(1);
-            let datagram = packet::emit_datagram(
-                advert,
-                inst.iface.src,
-                dst,
-                inst.ident,
-                inst.cfg.v3_checksum,
-            );
+            let form = inst.cfg.v3_checksum;
+            let datagram = match (inst.iface.src, dst) {
+                (IpAddr::V4(src), IpAddr::V4(dst)) => {
+                    packet::emit_datagram(advert, src, dst, inst.ident, form)
+                }
+                // IPv6: the message alone; its checksum covers the header the socket adds.
+                (src, dst) => advert.to_bytes(src, dst, form),
+            };
             out.push(Effect::SendAdvert {
                 instance: inst.cfg.name.clone(),
                 ifname: inst.cfg.interface.clone(),
+                src: inst.iface.src,
                 dst,
                 datagram,
             });
@@ -290,7 +292,7 @@ impl Vrrp {
     /// Gives up the VIPs; forwarding follows once the host confirms they are gone.
     pub fn release(&mut self, i: usize, out: &mut Effects) {
         // A VIP another instance holds now (the successor of a restarted instance) stays.
-        let held_elsewhere: Vec<Ipv4Addr> = self
+        let held_elsewhere: Vec<IpAddr> = self
             .insts
             .iter()
             .enumerate()
@@ -316,7 +318,7 @@ impl Vrrp {
     }
 
     /// The host removed `addr` (or gave up trying).
-    pub fn vip_removed(&mut self, addr: Ipv4Addr) {
+    pub fn vip_removed(&mut self, addr: IpAddr) {
         for i in &mut self.insts {
             i.releasing.remove(&addr);
         }

@@ -1,11 +1,12 @@
-//! VRRP advertisement wire format over IPv4, versions 2 (RFC 3768) and 3
-//! (RFC 5798, obsoleted by RFC 9568), in the smoltcp style: a zero-copy
+//! VRRP advertisement wire format, versions 2 (RFC 3768, IPv4) and 3
+//! (RFC 5798, obsoleted by RFC 9568; IPv4 and IPv6), in the smoltcp style: a zero-copy
 //! [`VrrpPacket`] view over bytes, a minimal [`Ipv4Header`] view for what a
 //! raw `IPPROTO_VRRP` socket returns, and the owned representation
 //! [`Advert`] with `parse`/`emit`.
 //!
 //! Receive path: [`parse_datagram`] takes the whole IPv4 datagram (raw
-//! sockets include the IP header), applies every per-packet check of
+//! IPv4 sockets include the IP header; [`parse_v6`] takes the VRRP message
+//! and what the IPv6 socket reported about its header), applies every per-packet check of
 //! RFC 3768 §7.1 / RFC 9568 §7.1 that needs no configuration, and returns the
 //! [`Advert`] or exactly one [`ParseError`] naming the drop reason. Checks
 //! that need configuration (VRID, authentication, interval, peers) belong to
@@ -24,13 +25,13 @@
 //! v2: |   Auth Type   |   Adver Int   |          Checksum             |
 //! v3: |(rsvd)| Max Adver Int (12 bit cs)|          Checksum             |
 //! +---------------------------------------------------------------+
-//! |                   IPv4 Address(es) (4 bytes each)             |
+//! |     IPv4 Address(es) (4 bytes each) or IPv6 (16 bytes, v3)    |
 //! +---------------------------------------------------------------+
 //! v2 only:  Authentication Data (8 bytes)
 //! ```
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 /// IP protocol number of VRRP (RFC 3768 §5.2.4, RFC 9568 §5.1.1.4).
@@ -40,6 +41,8 @@ pub const MAX_VRID: u8 = 255;
 /// The IPv4 multicast group adverts are sent to (RFC 3768 §5.2.2,
 /// RFC 9568 §5.1.1.2).
 pub const VRRP_MCAST_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
+/// The IPv6 multicast group (RFC 9568 §5.1.2.2): ff02::12.
+pub const VRRP_MCAST_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12);
 /// Adverts are sent with TTL 255 and a receiver drops any other TTL, which
 /// proves the sender is on-link (RFC 3768 §5.2.3, RFC 9568 §5.1.1.3,
 /// GTSM / RFC 5082).
@@ -79,16 +82,16 @@ mod field {
     /// v3: 4 reserved bits followed by the 12-bit Max Advertise Interval.
     pub const V3_RSVD_INTERVAL: Field = 4..6;
     pub const CHECKSUM: Field = 6..8;
-    /// First IPv4 address.
+    /// First address.
     pub const ADDRESSES: usize = 8;
 
-    /// The `i`th IPv4 address.
-    pub const fn address(i: usize) -> Field {
-        let start = ADDRESSES + 4 * i;
-        start..start + 4
+    /// The `i`th address, of `len` bytes (4 or 16).
+    pub const fn address(i: usize, len: usize) -> Field {
+        let start = ADDRESSES + len * i;
+        start..start + len
     }
 
-    /// v2 authentication data, which follows `count` addresses.
+    /// v2 authentication data, which follows `count` (IPv4) addresses.
     pub const fn v2_auth_data(count: usize) -> Field {
         let start = ADDRESSES + 4 * count;
         start..start + super::V2_AUTH_DATA_LEN
@@ -235,11 +238,15 @@ pub enum ParseError {
     /// interval would make backups' Master_Down_Interval collapse to the skew
     /// and churn mastership.
     Interval,
+    /// IPv6: the source is not a link-local address (RFC 9568 §5.1.2.1: a
+    /// router sends from its link-local address; anything else is not from
+    /// this link).
+    Source,
 }
 
 impl ParseError {
     /// Every variant, e.g. to pre-register counters.
-    pub const ALL: [ParseError; 10] = [
+    pub const ALL: [ParseError; 11] = [
         ParseError::Truncated,
         ParseError::BadIpHeader,
         ParseError::NotVrrp,
@@ -250,6 +257,7 @@ impl ParseError {
         ParseError::Checksum,
         ParseError::AuthType,
         ParseError::Interval,
+        ParseError::Source,
     ];
 
     /// Stable `snake_case` label for counters and logs. Never change one:
@@ -266,6 +274,7 @@ impl ParseError {
             ParseError::Checksum => "checksum",
             ParseError::AuthType => "auth_type",
             ParseError::Interval => "interval",
+            ParseError::Source => "source_not_link_local",
         }
     }
 }
@@ -280,7 +289,7 @@ impl std::error::Error for ParseError {}
 
 /// RFC 1071 Internet checksum helpers.
 mod checksum {
-    use std::net::Ipv4Addr;
+    use std::net::IpAddr;
 
     /// Unfolded one's-complement sum of big-endian 16-bit words; an odd
     /// trailing byte is padded with zero. A `u64` accumulator cannot
@@ -305,10 +314,18 @@ mod checksum {
         acc as u16
     }
 
-    /// Sum of the IPv4 pseudo-header: source, destination, zero, protocol,
-    /// upper-layer length (RFC 768 layout, as keepalived uses for v3).
-    pub fn pseudo_header(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, len: usize) -> u64 {
-        sum(&src.octets()) + sum(&dst.octets()) + u64::from(protocol) + (len as u64 & 0xffff)
+    /// Sum of the pseudo-header: source, destination, protocol, upper-layer
+    /// length. IPv4: the RFC 768 layout (as keepalived uses for v3); IPv6:
+    /// RFC 8200 §8.1 (32-bit length, next header).
+    pub fn pseudo_header(src: IpAddr, dst: IpAddr, protocol: u8, len: usize) -> u64 {
+        let addrs = match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => sum(&s.octets()) + sum(&d.octets()),
+            (IpAddr::V6(s), IpAddr::V6(d)) => sum(&s.octets()) + sum(&d.octets()),
+            // Mixed families never verify.
+            _ => 0,
+        };
+        let len = len as u64;
+        addrs + u64::from(protocol) + (len & 0xffff) + ((len >> 16) & 0xffff)
     }
 }
 
@@ -321,12 +338,20 @@ mod checksum {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VrrpPacket<T: AsRef<[u8]>> {
     buffer: T,
+    /// Carried over IPv6: its addresses are 16 bytes (the message itself does
+    /// not say; the IP header does).
+    v6: bool,
 }
 
 impl<T: AsRef<[u8]>> VrrpPacket<T> {
-    /// Wraps a buffer without checking it.
+    /// Wraps a buffer without checking it (a message sent over IPv4).
     pub const fn new_unchecked(buffer: T) -> VrrpPacket<T> {
-        VrrpPacket { buffer }
+        VrrpPacket { buffer, v6: false }
+    }
+
+    /// Wraps a buffer without checking it (a message sent over IPv6).
+    pub const fn new_unchecked_v6(buffer: T) -> VrrpPacket<T> {
+        VrrpPacket { buffer, v6: true }
     }
 
     /// Wraps a buffer after [`check_len`](Self::check_len).
@@ -334,6 +359,15 @@ impl<T: AsRef<[u8]>> VrrpPacket<T> {
         let packet = Self::new_unchecked(buffer);
         packet.check_len()?;
         Ok(packet)
+    }
+
+    /// Bytes per address: 4 over IPv4, 16 over IPv6.
+    pub const fn addr_len(&self) -> usize {
+        if self.v6 {
+            16
+        } else {
+            4
+        }
     }
 
     /// Checks that the buffer holds the fixed header, a known version (the
@@ -354,7 +388,7 @@ impl<T: AsRef<[u8]>> VrrpPacket<T> {
             .checked_sub(HEADER_LEN + trailer)
             .ok_or(ParseError::Truncated)?;
         let count = usize::from(self.addr_count());
-        if count == 0 || count > room / 4 {
+        if count == 0 || count > room / self.addr_len() {
             return Err(ParseError::AddressCount);
         }
         Ok(())
@@ -445,24 +479,26 @@ impl<T: AsRef<[u8]>> VrrpPacket<T> {
     }
 
     /// The `i`th address, if the count and the buffer both cover it.
-    pub fn address(&self, i: usize) -> Option<Ipv4Addr> {
+    pub fn address(&self, i: usize) -> Option<IpAddr> {
         if i >= usize::from(self.addr_count()) {
             return None;
         }
-        let b = self.buffer.as_ref().get(field::address(i))?;
-        Some(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+        let b = self
+            .buffer
+            .as_ref()
+            .get(field::address(i, self.addr_len()))?;
+        Some(ip_from(b))
     }
 
     /// The advertised addresses: `count` of them, never past the buffer.
-    pub fn addresses(&self) -> impl ExactSizeIterator<Item = Ipv4Addr> + '_ {
+    pub fn addresses(&self) -> impl ExactSizeIterator<Item = IpAddr> + '_ {
         let data = self.buffer.as_ref();
-        let end = field::address(usize::from(self.addr_count())).start;
+        let len = self.addr_len();
+        let end = field::address(usize::from(self.addr_count()), len).start;
         let bytes = data
             .get(field::ADDRESSES..end.min(data.len()))
             .unwrap_or(&[]);
-        bytes
-            .chunks_exact(4)
-            .map(|b| Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+        bytes.chunks_exact(len).map(ip_from)
     }
 
     /// v2 authentication data (after the addresses); `None` for v3 or when
@@ -481,12 +517,19 @@ impl<T: AsRef<[u8]>> VrrpPacket<T> {
     /// The checksum this message should carry, computed with the checksum
     /// field taken as zero. v2 covers the VRRP message only
     /// (RFC 3768 §5.3.8); v3 per `form`.
-    pub fn compute_checksum(&self, src: Ipv4Addr, dst: Ipv4Addr, form: V3Checksum) -> u16 {
+    /// Over IPv6 the pseudo-header is always included (RFC 9568 §5.2.8).
+    pub fn compute_checksum(
+        &self,
+        src: impl Into<IpAddr>,
+        dst: impl Into<IpAddr>,
+        form: V3Checksum,
+    ) -> u16 {
+        let (src, dst) = (src.into(), dst.into());
         let data = self.buffer.as_ref();
         let c = field::CHECKSUM;
         let mut acc = checksum::sum(data.get(..c.start).unwrap_or(&[]))
             + checksum::sum(data.get(c.end..).unwrap_or(&[]));
-        if !self.is_v2() && form == V3Checksum::PseudoHeader {
+        if self.v6 || (!self.is_v2() && form == V3Checksum::PseudoHeader) {
             acc += checksum::pseudo_header(src, dst, VRRP_PROTO, data.len());
         }
         !checksum::fold(acc)
@@ -495,15 +538,24 @@ impl<T: AsRef<[u8]>> VrrpPacket<T> {
     /// Whether the stored checksum is valid in a form `check` allows. Sums
     /// the whole message including the checksum (RFC 1071), so both
     /// encodings of a zero sum (0x0000 and 0xffff) are accepted.
-    pub fn verify_checksum(&self, src: Ipv4Addr, dst: Ipv4Addr, check: ChecksumCheck) -> bool {
+    pub fn verify_checksum(
+        &self,
+        src: impl Into<IpAddr>,
+        dst: impl Into<IpAddr>,
+        check: ChecksumCheck,
+    ) -> bool {
+        let (src, dst) = (src.into(), dst.into());
         let data = self.buffer.as_ref();
         let body = checksum::sum(data);
         let vrrp_only = checksum::fold(body) == 0xffff;
-        if self.is_v2() {
+        if self.is_v2() && !self.v6 {
             return vrrp_only;
         }
         let pseudo = body + checksum::pseudo_header(src, dst, VRRP_PROTO, data.len());
         let with_pseudo = checksum::fold(pseudo) == 0xffff;
+        if self.v6 {
+            return with_pseudo;
+        }
         match check {
             ChecksumCheck::Either => vrrp_only || with_pseudo,
             ChecksumCheck::PseudoHeader => with_pseudo,
@@ -557,9 +609,14 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> VrrpPacket<T> {
         self.buffer.as_mut()[field::CHECKSUM].copy_from_slice(&value.to_be_bytes());
     }
 
-    /// Sets the `i`th address.
-    pub fn set_address(&mut self, i: usize, addr: Ipv4Addr) {
-        self.buffer.as_mut()[field::address(i)].copy_from_slice(&addr.octets());
+    /// Sets the `i`th address (of this packet's family; another is skipped).
+    pub fn set_address(&mut self, i: usize, addr: IpAddr) {
+        let range = field::address(i, self.addr_len());
+        match addr {
+            IpAddr::V4(a) if !self.v6 => self.buffer.as_mut()[range].copy_from_slice(&a.octets()),
+            IpAddr::V6(a) if self.v6 => self.buffer.as_mut()[range].copy_from_slice(&a.octets()),
+            _ => {}
+        }
     }
 
     /// Sets the v2 authentication data (positioned by the current count);
@@ -572,7 +629,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> VrrpPacket<T> {
     }
 
     /// Computes and stores the checksum; every other field must be final.
-    pub fn fill_checksum(&mut self, src: Ipv4Addr, dst: Ipv4Addr, form: V3Checksum) {
+    pub fn fill_checksum(
+        &mut self,
+        src: impl Into<IpAddr>,
+        dst: impl Into<IpAddr>,
+        form: V3Checksum,
+    ) {
         let value = self.compute_checksum(src, dst, form);
         self.set_checksum(value);
     }
@@ -778,8 +840,9 @@ pub struct Advert {
     /// whole seconds, so v2 values are multiples of 100 up to 25 500; v3
     /// carries 12 bits (at most 4 095).
     pub interval_cs: u16,
-    /// The virtual addresses.
-    pub addresses: Vec<Ipv4Addr>,
+    /// The virtual addresses, all of one family: the family of the IP
+    /// header the advert travels in.
+    pub addresses: Vec<IpAddr>,
     /// v2 authentication; always [`Auth::None`] for v3.
     pub auth: Auth,
 }
@@ -790,10 +853,11 @@ impl Advert {
     /// payload), checksum; then the v2 auth type and the interval.
     pub fn parse<T: AsRef<[u8]>>(
         packet: &VrrpPacket<T>,
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
+        src: impl Into<IpAddr>,
+        dst: impl Into<IpAddr>,
         check: ChecksumCheck,
     ) -> Result<Advert, ParseError> {
+        let (src, dst) = (src.into(), dst.into());
         if packet.message_len() < HEADER_LEN {
             return Err(ParseError::Truncated);
         }
@@ -837,7 +901,20 @@ impl Advert {
             Version::V2 => V2_AUTH_DATA_LEN,
             Version::V3 => 0,
         };
-        HEADER_LEN + 4 * self.wire_count() + trailer
+        HEADER_LEN + self.addr_len() * self.wire_count() + trailer
+    }
+
+    /// Sent over IPv6 (its addresses are IPv6).
+    pub fn is_v6(&self) -> bool {
+        self.addresses.first().is_some_and(IpAddr::is_ipv6)
+    }
+
+    fn addr_len(&self) -> usize {
+        if self.is_v6() {
+            16
+        } else {
+            4
+        }
     }
 
     /// The interval as a duration.
@@ -857,10 +934,11 @@ impl Advert {
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(
         &self,
         packet: &mut VrrpPacket<T>,
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
+        src: impl Into<IpAddr>,
+        dst: impl Into<IpAddr>,
         form: V3Checksum,
     ) {
+        let (src, dst) = (src.into(), dst.into());
         let count = self.wire_count();
         packet.set_version_and_type(self.version, VRRP_TYPE_ADVERTISEMENT);
         packet.set_vrid(self.vrid);
@@ -881,10 +959,21 @@ impl Advert {
         packet.fill_checksum(src, dst, form);
     }
 
-    /// The VRRP message as a new buffer.
-    pub fn to_bytes(&self, src: Ipv4Addr, dst: Ipv4Addr, form: V3Checksum) -> Vec<u8> {
+    /// The VRRP message as a new buffer (IPv6 when its addresses are).
+    pub fn to_bytes(
+        &self,
+        src: impl Into<IpAddr>,
+        dst: impl Into<IpAddr>,
+        form: V3Checksum,
+    ) -> Vec<u8> {
+        let (src, dst) = (src.into(), dst.into());
         let mut buf = vec![0u8; self.buffer_len()];
-        self.emit(&mut VrrpPacket::new_unchecked(&mut buf[..]), src, dst, form);
+        let mut packet = if self.is_v6() {
+            VrrpPacket::new_unchecked_v6(&mut buf[..])
+        } else {
+            VrrpPacket::new_unchecked(&mut buf[..])
+        };
+        self.emit(&mut packet, src, dst, form);
         buf
     }
 }
@@ -946,6 +1035,51 @@ pub fn parse_datagram_with(
     let vrrp = VrrpPacket::new_unchecked(ip.payload());
     let advert = Advert::parse(&vrrp, meta.src, meta.dst, check)?;
     Ok((meta, advert))
+}
+
+/// The link-local unicast prefix fe80::/10.
+fn is_link_local(a: Ipv6Addr) -> bool {
+    a.segments()[0] & 0xffc0 == 0xfe80
+}
+
+/// Parses a VRRP message received on a raw IPv6 socket, which delivers the
+/// payload alone: `src` and `hop_limit` come from the socket (the address and
+/// the `IPV6_HOPLIMIT` control message), `dst` from `IPV6_PKTINFO`. An advert
+/// to the multicast group must have hop limit 255 (RFC 9568 §5.1.2.3) and a
+/// link-local source (routers send from theirs, §5.1.2.1/§7.2: anything else
+/// did not come from this link); a unicast one is vouched for by the
+/// instance's peer list instead (keepalived sends those with the default hop
+/// limit). Then version 3 (v2 has no IPv6 form) and [`Advert::parse`] with the
+/// pseudo-header checksum.
+pub fn parse_v6(
+    payload: &[u8],
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    hop_limit: Option<u8>,
+    multicast: bool,
+) -> Result<Advert, ParseError> {
+    if multicast && hop_limit != Some(VRRP_TTL) {
+        return Err(ParseError::Ttl);
+    }
+    if multicast && !is_link_local(src) {
+        return Err(ParseError::Source);
+    }
+    let vrrp = VrrpPacket::new_unchecked_v6(payload);
+    if payload.len() >= HEADER_LEN && vrrp.version() != Version::V3.number() {
+        return Err(ParseError::Version);
+    }
+    Advert::parse(&vrrp, src, dst, ChecksumCheck::PseudoHeader)
+}
+
+/// An address from 4 or 16 bytes.
+fn ip_from(b: &[u8]) -> IpAddr {
+    match <[u8; 16]>::try_from(b) {
+        Ok(o) => IpAddr::from(o),
+        Err(_) => match <[u8; 4]>::try_from(b) {
+            Ok(o) => IpAddr::from(o),
+            Err(_) => IpAddr::from([0u8; 4]),
+        },
+    }
 }
 
 /// A complete IPv4 datagram carrying `advert`, laid out as keepalived sends
@@ -1039,7 +1173,7 @@ mod tests {
             vrid: 51,
             priority,
             interval_cs: 100,
-            addresses: vec![VIP],
+            addresses: vec![VIP.into()],
             auth: Auth::None,
         }
     }
@@ -1328,7 +1462,7 @@ mod tests {
                     vrid: 0x33,
                     priority,
                     interval_cs,
-                    addresses: vec![VIP],
+                    addresses: vec![VIP.into()],
                     auth: Auth::None,
                 };
                 assert_eq!(advert, want);
@@ -1366,7 +1500,7 @@ mod tests {
     #[test]
     fn emit_writes_exactly_buffer_len_bytes() {
         let advert = Advert {
-            addresses: vec![VIP, ADDR1, ADDR2],
+            addresses: vec![VIP.into(), ADDR1.into(), ADDR2.into()],
             auth: Auth::pass(b"secret"),
             ..v2_advert(100)
         };
@@ -1430,7 +1564,7 @@ mod tests {
             (pkt.checksum(), pkt.reserved(), pkt.message_len()),
             (0x3e03, 0, 20)
         );
-        assert_eq!((pkt.address(0), pkt.address(1)), (Some(VIP), None));
+        assert_eq!((pkt.address(0), pkt.address(1)), (Some(VIP.into()), None));
         assert_eq!(pkt.auth_data(), Some([0; 8]));
 
         let mut v3 = V3_BYTES;
@@ -1477,7 +1611,7 @@ mod tests {
             255
         );
         let many = Advert {
-            addresses: (0..300u32).map(Ipv4Addr::from).collect(),
+            addresses: (0..300u32).map(|a| Ipv4Addr::from(a).into()).collect(),
             ..v3_advert(5, 100)
         };
         assert_eq!(many.buffer_len(), 8 + 4 * 255);
@@ -1839,7 +1973,8 @@ mod tests {
                 "address_count",
                 "checksum",
                 "auth_type",
-                "interval"
+                "interval",
+                "source_not_link_local"
             ]
         );
         assert_eq!(ParseError::Ttl.to_string(), "invalid VRRP datagram: ttl");
@@ -1874,7 +2009,7 @@ mod tests {
             vrid: 1 + rng.below(255) as u8,
             priority: rng.byte(),
             interval_cs,
-            addresses: (0..count).map(|_| rng.addr()).collect(),
+            addresses: (0..count).map(|_| rng.addr().into()).collect(),
             auth,
         }
     }

@@ -13,7 +13,7 @@
 //! timers (by node index): deterministic, and the order a real host would
 //! see if the packet arrived just before its timer.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use super::packet::{emit_datagram, parse_datagram, V3Checksum, Version, VRRP_MCAST_V4};
@@ -85,7 +85,7 @@ struct Change {
 }
 
 struct Node {
-    addr: Ipv4Addr,
+    addr: IpAddr,
     inst: Instance,
     /// False after a crash: no timers, no receive, no transmit.
     up: bool,
@@ -95,9 +95,9 @@ struct Node {
     /// Adverts this node transmitted: (time, priority).
     sent: Vec<(Instant, u8)>,
     /// Adverts this node accepted: (time, source, priority, our state).
-    heard: Vec<(Instant, Ipv4Addr, u8, State)>,
-    drops: Vec<(Instant, Ipv4Addr, DropReason)>,
-    split_brain: Vec<(Instant, Ipv4Addr)>,
+    heard: Vec<(Instant, IpAddr, u8, State)>,
+    drops: Vec<(Instant, IpAddr, DropReason)>,
+    split_brain: Vec<(Instant, IpAddr)>,
     ident: u16,
 }
 
@@ -285,8 +285,10 @@ impl Lan {
         let (meta, advert) = parse_datagram(&f.bytes).expect("the LAN corrupts nothing");
         let state = node.inst.state();
         match node.inst.handle_advert(now, meta.src, &advert) {
-            Ok(()) => node.heard.push((now, meta.src, advert.priority, state)),
-            Err(reason) => node.drops.push((now, meta.src, reason)),
+            Ok(()) => node
+                .heard
+                .push((now, meta.src.into(), advert.priority, state)),
+            Err(reason) => node.drops.push((now, meta.src.into(), reason)),
         }
         self.pump(f.to);
     }
@@ -328,11 +330,17 @@ impl Lan {
             let dst = if unicast {
                 self.nodes[to].addr
             } else {
-                VRRP_MCAST_V4
+                VRRP_MCAST_V4.into()
             };
             let node = &mut self.nodes[from];
             node.ident = node.ident.wrapping_add(1);
-            let bytes = emit_datagram(advert, src, dst, node.ident, V3Checksum::PseudoHeader);
+            let bytes = emit_datagram(
+                advert,
+                v4(src),
+                v4(dst),
+                node.ident,
+                V3Checksum::PseudoHeader,
+            );
             let link = self.links[from][to];
             if !link.up || self.rng.below(1000) < link.loss_permille {
                 continue;
@@ -464,7 +472,7 @@ impl Timing {
     }
 }
 
-fn node_config(timing: Timing, addr: Ipv4Addr, priority: u8) -> InstanceConfig {
+fn node_config(timing: Timing, addr: IpAddr, priority: u8) -> InstanceConfig {
     InstanceConfig {
         name: format!("vi_{addr}"),
         vrid: 7,
@@ -472,19 +480,19 @@ fn node_config(timing: Timing, addr: Ipv4Addr, priority: u8) -> InstanceConfig {
         priority,
         advert_interval: timing.interval,
         primary_addr: addr,
-        vips: vec![Ipv4Addr::new(192, 0, 2, 10)],
+        vips: vec![IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10))],
         ..InstanceConfig::default()
     }
 }
 
 /// `n` distinct random host addresses in 10.0.0.0/24, in random order, so
 /// that node index and address order are unrelated.
-fn addresses(rng: &mut Rng, n: usize) -> Vec<Ipv4Addr> {
+fn addresses(rng: &mut Rng, n: usize) -> Vec<IpAddr> {
     let mut hosts: Vec<u8> = (1..=254).collect();
     rng.shuffle(&mut hosts);
     hosts[..n]
         .iter()
-        .map(|h| Ipv4Addr::new(10, 0, 0, *h))
+        .map(|h| IpAddr::V4(Ipv4Addr::new(10, 0, 0, *h)))
         .collect()
 }
 
@@ -496,12 +504,20 @@ fn distinct_priorities(rng: &mut Rng, n: usize) -> Vec<u8> {
     all
 }
 
+/// The simulation runs IPv4 nodes.
+fn v4(a: IpAddr) -> Ipv4Addr {
+    match a {
+        IpAddr::V4(a) => a,
+        IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+    }
+}
+
 /// The node that must win: highest priority, ties to the highest address
 /// (RFC 9568 §6.4.3, unsigned comparison).
 fn expected_winner(cfgs: &[InstanceConfig], alive: &[usize]) -> usize {
     *alive
         .iter()
-        .max_by_key(|&&i| (cfgs[i].priority, u32::from(cfgs[i].primary_addr)))
+        .max_by_key(|&&i| (cfgs[i].priority, u32::from(v4(cfgs[i].primary_addr))))
         .expect("someone is alive")
 }
 

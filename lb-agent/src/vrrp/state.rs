@@ -21,7 +21,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use super::packet::{Advert, Auth, Version, V3_MAX_INTERVAL_CS};
@@ -60,16 +60,16 @@ pub struct InstanceConfig {
     pub preempt_delay: Duration,
     /// Our primary address: the source of our adverts and the equal-priority
     /// tie-break key.
-    pub primary_addr: Ipv4Addr,
+    pub primary_addr: IpAddr,
     /// Virtual addresses carried in adverts.
-    pub vips: Vec<Ipv4Addr>,
+    pub vips: Vec<IpAddr>,
     /// v2 authentication (must be [`Auth::None`] for v3).
     pub auth: Auth,
     /// Empty = multicast. Otherwise adverts are sent to these addresses and
     /// adverts from any other source are dropped.
-    pub unicast_peers: Vec<Ipv4Addr>,
+    pub unicast_peers: Vec<IpAddr>,
     /// Optional allow-list of sources in multicast mode (empty = any).
-    pub allowed_peers: Vec<Ipv4Addr>,
+    pub allowed_peers: Vec<IpAddr>,
     /// How long a master that was shut down keeps the VIPs while waiting to
     /// hear the new master. `None` => Skew_Time(priority 1) + one advert
     /// interval ([`timers::default_handover_timeout`]).
@@ -88,7 +88,7 @@ impl Default for InstanceConfig {
             advert_interval: Duration::from_secs(1),
             preempt: true,
             preempt_delay: Duration::ZERO,
-            primary_addr: Ipv4Addr::UNSPECIFIED,
+            primary_addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             vips: Vec::new(),
             auth: Auth::None,
             unicast_peers: Vec::new(),
@@ -164,7 +164,8 @@ impl InstanceConfig {
             return Err(ConfigError::TooManyVips);
         }
         let a = self.primary_addr;
-        if a.is_unspecified() || a.is_multicast() || a.is_broadcast() {
+        let broadcast = matches!(a, IpAddr::V4(v4) if v4.is_broadcast());
+        if a.is_unspecified() || a.is_multicast() || broadcast {
             return Err(ConfigError::PrimaryAddr);
         }
         if self.version == Version::V3 && self.auth != Auth::None {
@@ -229,19 +230,19 @@ pub enum Reason {
     /// Master_Down_Timer expired after the master sent priority 0.
     PriorityZeroReceived {
         /// The master that left.
-        peer: Ipv4Addr,
+        peer: IpAddr,
     },
     /// Master_Down_Timer expired while we ignored a lower-priority master
     /// (we preempted it).
     Preempted {
         /// The lower-priority master.
-        peer: Ipv4Addr,
+        peer: IpAddr,
     },
     /// A master heard a better master: higher priority, or equal priority
     /// and a higher primary address.
     HigherPriorityAdvert {
         /// The better master.
-        peer: Ipv4Addr,
+        peer: IpAddr,
         /// Its priority.
         priority: u8,
     },
@@ -254,7 +255,7 @@ pub enum Reason {
     /// While releasing, the new master's advert arrived.
     NewMasterSeen {
         /// The new master.
-        peer: Ipv4Addr,
+        peer: IpAddr,
     },
     /// While releasing, nobody took over within the handover timeout.
     HandoverTimeout,
@@ -304,7 +305,7 @@ pub enum Action {
     /// during preemption; repeated events mean a one-way partition.
     SplitBrain {
         /// The other master.
-        peer: Ipv4Addr,
+        peer: IpAddr,
         /// Its advertised priority.
         peer_priority: u8,
     },
@@ -413,8 +414,8 @@ fn bump(counter: &mut u64) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum DownCause {
     Silence,
-    PriorityZero(Ipv4Addr),
-    Preempting(Ipv4Addr),
+    PriorityZero(IpAddr),
+    Preempting(IpAddr),
 }
 
 impl DownCause {
@@ -442,7 +443,7 @@ pub struct Instance {
     /// Master_Adver_Interval, centiseconds (RFC 9568 §6.1).
     master_adver_interval_cs: u16,
     /// Last master seen (address, priority); ourselves while master.
-    master: Option<(Ipv4Addr, u8)>,
+    master: Option<(IpAddr, u8)>,
     down_cause: DownCause,
     /// With `preempt_delay`: until this instant, follow lower-priority
     /// masters.
@@ -501,9 +502,10 @@ impl Instance {
     pub fn handle_advert(
         &mut self,
         now: Instant,
-        src: Ipv4Addr,
+        src: impl Into<IpAddr>,
         advert: &Advert,
     ) -> Result<(), DropReason> {
+        let src = src.into();
         if let Err(reason) = self.screen(src, advert) {
             bump(&mut self.stats.dropped[reason.index()]);
             return Err(reason);
@@ -720,7 +722,7 @@ impl Instance {
     }
 
     /// The last master seen (ourselves while master or releasing), if any.
-    pub fn master_addr(&self) -> Option<Ipv4Addr> {
+    pub fn master_addr(&self) -> Option<IpAddr> {
         self.master.map(|(addr, _)| addr)
     }
 
@@ -789,7 +791,7 @@ impl Instance {
     /// The configuration-dependent receive checks of RFC 3768 §7.1 /
     /// RFC 9568 §7.1, plus our peer filters. The packet-level ones (TTL,
     /// version, type, length, checksum) were done by the parser.
-    fn screen(&self, src: Ipv4Addr, advert: &Advert) -> Result<(), DropReason> {
+    fn screen(&self, src: IpAddr, advert: &Advert) -> Result<(), DropReason> {
         if matches!(
             self.state,
             State::Initialize | State::Fault | State::Stopped
@@ -850,7 +852,7 @@ impl Instance {
     }
 
     /// RFC 3768 §6.4.2 / RFC 9568 §6.4.2, Backup receiving an advert.
-    fn backup_rx(&mut self, now: Instant, src: Ipv4Addr, advert: &Advert) {
+    fn backup_rx(&mut self, now: Instant, src: IpAddr, advert: &Advert) {
         if advert.priority == RELEASE_PRIORITY {
             // "If the Priority in the ADVERTISEMENT is zero, then: Set the
             // Master_Down_Timer to Skew_Time".
@@ -877,7 +879,7 @@ impl Instance {
     }
 
     /// RFC 3768 §6.4.3 / RFC 9568 §6.4.3, Master receiving an advert.
-    fn master_rx(&mut self, now: Instant, src: Ipv4Addr, advert: &Advert) {
+    fn master_rx(&mut self, now: Instant, src: IpAddr, advert: &Advert) {
         if advert.priority == RELEASE_PRIORITY {
             // "If the Priority in the ADVERTISEMENT is zero, then: Send an
             // ADVERTISEMENT; Reset the Adver_Timer": a leaving master must
@@ -896,8 +898,8 @@ impl Instance {
         // Priority and the primary IPvX address of the sender is greater than
         // the local primary IPvX address (based on an unsigned integer
         // comparison of the IPvX addresses in network byte order)".
-        let theirs = (advert.priority, u32::from(src));
-        let ours = (self.priority, u32::from(self.cfg.primary_addr));
+        let theirs = (advert.priority, addr_order(src));
+        let ours = (self.priority, addr_order(self.cfg.primary_addr));
         if theirs > ours {
             // "Cancel Adver_Timer; Set Master_Adver_Interval to Adver
             // Interval contained in the ADVERTISEMENT; Recompute the Skew_Time
@@ -924,7 +926,7 @@ impl Instance {
 
     /// Graceful handover: any router advertising a non-zero priority is (or
     /// is becoming) the master, so our VIPs can go.
-    fn releasing_rx(&mut self, src: Ipv4Addr, advert: &Advert) {
+    fn releasing_rx(&mut self, src: IpAddr, advert: &Advert) {
         if advert.priority != RELEASE_PRIORITY {
             self.master = Some((src, advert.priority));
             self.stop(Reason::NewMasterSeen { peer: src });
@@ -1025,3 +1027,11 @@ impl Instance {
 
 #[cfg(test)]
 mod tests;
+
+/// An address as the unsigned integer RFC 9568 §6.4.3 compares (network byte order).
+fn addr_order(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}

@@ -138,7 +138,7 @@ pub fn checker(s: &Stmt, n: &mut Notes, inh: &Inherited) -> Option<Checker> {
                 connect_port = values::u32_in(d, n, 1, 65535).map(|p| p as u16)
             }
             "connect_timeout" if kind != Kind::Misc => connect_timeout = values::seconds(d, n),
-            "bindto" if kind != Kind::Misc => bind_to = values::ipv4(d, n),
+            "bindto" if kind != Kind::Misc => bind_to = values::ip(d, n),
             "connect_ip" if kind != Kind::Misc => n.not_imported(
                 d,
                 Some(

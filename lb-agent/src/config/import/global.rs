@@ -4,6 +4,7 @@ use super::super::schema;
 use super::ast::Stmt;
 use super::convert::Cx;
 use super::values::{self, NoteAt};
+use std::net::IpAddr;
 
 const EMAIL: &str = "lb sends no e-mail: use notify scripts";
 
@@ -19,18 +20,22 @@ pub fn global_defs(s: &Stmt, cx: &mut Cx, g: &mut schema::GlobalDefs) {
                     g.router_id = Some(router_id(d, v, n));
                 }
             }
-            "vrrp_mcast_group4" => {
-                if let Some(a) = values::ipv4(d, n) {
-                    if a.is_multicast() {
-                        g.vrrp_mcast_group4 = Some(a);
-                    } else {
-                        n.warning(
-                            d,
-                            format!("`vrrp_mcast_group4 {a}`: not a multicast address; ignored"),
-                        );
-                    }
+            "vrrp_mcast_group4" | "vrrp_mcast_group6" => match values::ip(d, n) {
+                Some(IpAddr::V4(a)) if a.is_multicast() && d.keyword.ends_with('4') => {
+                    g.vrrp_mcast_group4 = Some(a)
                 }
-            }
+                Some(IpAddr::V6(a)) if a.is_multicast() && d.keyword.ends_with('6') => {
+                    g.vrrp_mcast_group6 = Some(a)
+                }
+                Some(a) => n.warning(
+                    d,
+                    format!(
+                        "`{} {a}`: not a multicast address of that family; ignored",
+                        d.keyword
+                    ),
+                ),
+                None => {}
+            },
             "vrrp_garp_master_repeat" => {
                 g.vrrp_garp_master_repeat = values::u32_in(d, n, 0, 100);
             }
@@ -87,8 +92,7 @@ pub fn global_defs(s: &Stmt, cx: &mut Cx, g: &mut schema::GlobalDefs) {
                 n.not_imported(d, Some("run it from the service manager instead"))
             }
             "lvs_id" => n.not_imported(d, Some("old name of router_id; set router_id")),
-            "vrrp_mcast_group6"
-            | "vrrp_gna_interval"
+            "vrrp_gna_interval"
             | "vrrp_garp_lower_prio_repeat"
             | "vrrp_garp_lower_prio_delay"
             | "vrrp_garp_master_refresh_repeat"

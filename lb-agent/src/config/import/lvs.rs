@@ -8,7 +8,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    net::Ipv4Addr,
+    net::IpAddr,
     time::Duration,
 };
 
@@ -31,7 +31,7 @@ const KEEPALIVED_PERSISTENCE: Duration = Duration::from_secs(360);
 /// there (empty: all ports).
 pub struct Group {
     pub name: String,
-    pub members: Vec<(Ipv4Addr, Vec<u16>)>,
+    pub members: Vec<(IpAddr, Vec<u16>)>,
     /// `fwmark` lines, which cannot be carried over.
     pub fwmarks: Vec<String>,
 }
@@ -89,8 +89,9 @@ pub fn groups(list: &[&Stmt], n: &mut Notes) -> Vec<Group> {
     out
 }
 
-/// `10.0.0.1` or `10.0.0.1-10` (keepalived's range of the last byte).
-fn address_range(d: &Stmt, n: &mut Notes, text: &str) -> Option<Vec<Ipv4Addr>> {
+/// `10.0.0.1`, `10.0.0.1-10` (keepalived's range of the last byte), `2001:db8::1-1f` (of the
+/// last 16-bit group, in hex).
+fn address_range(d: &Stmt, n: &mut Notes, text: &str) -> Option<Vec<IpAddr>> {
     let (first, last) = match text.split_once('-') {
         Some((a, end)) => (a, Some(end)),
         None => (text, None),
@@ -99,14 +100,33 @@ fn address_range(d: &Stmt, n: &mut Notes, text: &str) -> Option<Vec<Ipv4Addr>> {
     let Some(end) = last else {
         return Some(vec![a]);
     };
-    let o = a.octets();
-    match end.parse::<u8>() {
-        Ok(e) if e >= o[3] => Some(
-            (o[3]..=e)
-                .map(|b| Ipv4Addr::new(o[0], o[1], o[2], b))
-                .collect(),
-        ),
-        _ => {
+    let range = match a {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            end.parse::<u8>().ok().filter(|e| *e >= o[3]).map(|e| {
+                (o[3]..=e)
+                    .map(|b| IpAddr::from([o[0], o[1], o[2], b]))
+                    .collect()
+            })
+        }
+        IpAddr::V6(v6) => {
+            let mut g = v6.segments();
+            u16::from_str_radix(end, 16)
+                .ok()
+                .filter(|e| *e >= g[7])
+                .map(|e| {
+                    (g[7]..=e)
+                        .map(|x| {
+                            g[7] = x;
+                            IpAddr::from(g)
+                        })
+                        .collect()
+                })
+        }
+    };
+    match range {
+        Some(r) => Some(r),
+        None => {
             n.warning(
                 d,
                 format!(
@@ -131,7 +151,7 @@ pub fn virtual_servers(
         .map(|i| i.interface.clone())
         .or_else(|| cx.default_interface.clone());
     let mut out: Vec<VirtualServer> = Vec::new();
-    let mut seen: HashSet<(Ipv4Addr, u16, String)> = HashSet::new();
+    let mut seen: HashSet<(IpAddr, u16, String)> = HashSet::new();
     for s in list {
         let n = &mut cx.notes;
         for mut vs in virtual_server(s, groups, n) {
@@ -180,7 +200,7 @@ fn all_ports(vs: &VirtualServer) -> Vec<u16> {
 fn interface(
     s: &Stmt,
     vs: &VirtualServer,
-    vip_iface: &HashMap<Ipv4Addr, String>,
+    vip_iface: &HashMap<IpAddr, String>,
     fallback_iface: &Option<String>,
     n: &mut Notes,
 ) -> String {
@@ -214,7 +234,7 @@ fn interface(
 }
 
 /// Each VIP's interface: its `dev`, else its instance's interface.
-fn vip_interfaces(instances: &[VrrpInstance]) -> HashMap<Ipv4Addr, String> {
+fn vip_interfaces(instances: &[VrrpInstance]) -> HashMap<IpAddr, String> {
     let mut map = HashMap::new();
     for i in instances {
         for v in &i.virtual_ipaddresses {
@@ -231,24 +251,14 @@ fn vip_interfaces(instances: &[VrrpInstance]) -> HashMap<Ipv4Addr, String> {
     map
 }
 
-fn parse_addr(s: &Stmt, n: &mut Notes, text: &str, what: &str) -> Option<Ipv4Addr> {
+fn parse_addr(s: &Stmt, n: &mut Notes, text: &str, what: &str) -> Option<IpAddr> {
     match text.parse() {
         Ok(a) => Some(a),
-        Err(_) if text.contains(':') => {
-            n.unsupported(
-                s,
-                format!(
-                    "`{}`: IPv6 is not supported by lb; {what} not imported",
-                    s.text()
-                ),
-            );
-            None
-        }
         Err(_) => {
             n.warning(
                 s,
                 format!(
-                    "`{}`: `{text}` is not an IPv4 address; {what} not imported",
+                    "`{}`: `{text}` is not an IP address; {what} not imported",
                     s.text()
                 ),
             );
@@ -283,7 +293,7 @@ fn method(block: &[Stmt]) -> Option<&Stmt> {
 
 /// One keepalived `virtual_server` as lb services: one, or one per address of its group.
 fn virtual_server(s: &Stmt, groups: &[Group], n: &mut Notes) -> Vec<VirtualServer> {
-    let heads: Vec<(Ipv4Addr, Vec<u16>)> = match s.args.as_slice() {
+    let heads: Vec<(IpAddr, Vec<u16>)> = match s.args.as_slice() {
         [fw, mark, ..] if fw == "fwmark" => {
             n.unsupported(
                 s,
@@ -410,10 +420,10 @@ fn set_ports(vs: &mut VirtualServer, ports: &[u16]) {
 }
 
 /// The service a `virtual_server` block describes, at `address` with `ports` (empty: all).
-fn service(s: &Stmt, address: Ipv4Addr, ports: &[u16], n: &mut Notes) -> Option<VirtualServer> {
+fn service(s: &Stmt, address: IpAddr, ports: &[u16], n: &mut Notes) -> Option<VirtualServer> {
     // Its reals' (and sorry server's) port: the first, or 0 for all ports.
     let port = ports.first().copied().unwrap_or(0);
-    if address.is_unspecified() || address.is_multicast() || address.is_broadcast() {
+    if !unicast(address) {
         n.warning(
             s,
             format!("`{}`: not a unicast address; not imported", s.text()),
@@ -782,11 +792,7 @@ fn real_server(
         // A multi-port or all-ports service: the real's port is the one its checks use.
         inh.connect_port = Some(port);
     }
-    if address.is_unspecified()
-        || address.is_multicast()
-        || address.is_broadcast()
-        || address.is_loopback()
-    {
+    if !unicast(address) || address.is_loopback() {
         n.warning(
             r,
             format!("`{}`: not a unicast address; not imported", r.text()),
@@ -944,4 +950,10 @@ fn hoist(vs: &mut VirtualServer, reals: Vec<Real>, s: &Stmt, n: &mut Notes) {
         server.delay_loop = r.delay_loop.filter(|d| Some(*d) != service_delay);
         vs.real_servers.push(server);
     }
+}
+
+/// Neither unspecified, multicast nor the IPv4 broadcast address.
+fn unicast(a: IpAddr) -> bool {
+    let broadcast = matches!(a, IpAddr::V4(v4) if v4.is_broadcast());
+    !(a.is_unspecified() || a.is_multicast() || broadcast)
 }

@@ -1,7 +1,7 @@
 //! Reading keepalived values (numbers, timers, booleans, addresses) off a statement, with a note
 //! for every value that cannot be used and for every word that is left over.
 
-use std::{net::Ipv4Addr, str::FromStr, time::Duration};
+use std::{net::IpAddr, str::FromStr, time::Duration};
 
 use super::super::duration;
 use super::ast::Stmt;
@@ -140,24 +140,15 @@ pub fn i32_in(s: &Stmt, n: &mut Notes, lo: i32, hi: i32) -> Option<i32> {
     Some(v)
 }
 
-pub fn ipv4(s: &Stmt, n: &mut Notes) -> Option<Ipv4Addr> {
+/// An address of either family.
+pub fn ip(s: &Stmt, n: &mut Notes) -> Option<IpAddr> {
     let v = value(s, n)?;
     match v.parse() {
         Ok(a) => Some(a),
-        Err(_) if v.contains(':') => {
-            n.unsupported(
-                s,
-                format!(
-                    "`{} {v}`: IPv6 is not supported by lb; not imported",
-                    s.keyword
-                ),
-            );
-            None
-        }
         Err(_) => {
             n.warning(
                 s,
-                format!("`{} {v}`: not an IPv4 address; ignored", s.keyword),
+                format!("`{} {v}`: not an IP address; ignored", s.keyword),
             );
             None
         }

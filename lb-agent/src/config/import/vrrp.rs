@@ -2,7 +2,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    net::Ipv4Addr,
+    net::IpAddr,
     time::Duration,
 };
 
@@ -182,14 +182,14 @@ struct Raw<'a> {
     preempt_delay: Option<(Dur, &'a Stmt)>,
     auth: Option<RawAuth<'a>>,
     /// Each VIP with the line it came from.
-    vips: Vec<(Ipv4Addr, VirtualIp, &'a Stmt)>,
+    vips: Vec<(IpAddr, VirtualIp, &'a Stmt)>,
     /// Tracked scripts with their lines, checked once all scripts are known.
     track_scripts: Vec<(TrackScript, &'a Stmt)>,
 }
 
 pub fn instances(list: &[&Stmt], scripts: &[VrrpScript], cx: &mut Cx) -> Vec<VrrpInstance> {
     let mut out: Vec<VrrpInstance> = Vec::new();
-    let mut vip_owner: HashMap<Ipv4Addr, String> = HashMap::new();
+    let mut vip_owner: HashMap<IpAddr, String> = HashMap::new();
     let mut vrids: HashMap<(String, u32), String> = HashMap::new();
     for s in list {
         let Some(raw) = read_instance(s, &mut cx.notes) else {
@@ -248,6 +248,7 @@ fn read_instance<'a>(s: &'a Stmt, n: &mut Notes) -> Option<Raw<'a>> {
             unicast_peers: Vec::new(),
             allowed_peers: Vec::new(),
             mcast_group4: None,
+            mcast_group6: None,
             v3_checksum: None,
             track_interfaces: Vec::new(),
             track_scripts: Vec::new(),
@@ -333,9 +334,9 @@ fn instance_stmt<'a>(d: &'a Stmt, r: &mut Raw<'a>, n: &mut Notes) {
                 r.auth = Some(RawAuth { at: d, ty, pass });
             }
         }
-        "unicast_src_ip" => i.unicast_src_ip = values::ipv4(d, n),
+        "unicast_src_ip" => i.unicast_src_ip = values::ip(d, n),
         "mcast_src_ip" => {
-            i.unicast_src_ip = values::ipv4(d, n);
+            i.unicast_src_ip = values::ip(d, n);
             if let Some(a) = i.unicast_src_ip {
                 n.converted(
                     d,
@@ -346,19 +347,26 @@ fn instance_stmt<'a>(d: &'a Stmt, r: &mut Raw<'a>, n: &mut Notes) {
                 );
             }
         }
-        "mcast_dst_ip" => {
-            if let Some(a) = values::ipv4(d, n) {
-                if a.is_multicast() {
-                    i.mcast_group4 = Some(a);
-                    n.converted(d, format!("`mcast_dst_ip {a}` -> `mcast_group4: {a}`"));
-                } else {
-                    n.warning(
-                        d,
-                        format!("`mcast_dst_ip {a}`: not a multicast address; ignored"),
-                    );
-                }
+        "mcast_dst_ip" => match values::ip(d, n) {
+            Some(IpAddr::V4(a)) if a.is_multicast() => {
+                i.mcast_group4 = Some(a);
+                n.converted(d, format!("`mcast_dst_ip {a}` -> `mcast_group4: {a}`"));
             }
-        }
+            Some(IpAddr::V6(a)) if a.is_multicast() => {
+                i.mcast_group6 = Some(a);
+                n.converted(d, format!("`mcast_dst_ip {a}` -> `mcast_group6: {a}`"));
+            }
+            Some(a) => n.warning(
+                d,
+                format!("`mcast_dst_ip {a}`: not a multicast address; ignored"),
+            ),
+            None => {}
+        },
+        "native_ipv6" => n.converted(
+            d,
+            "`native_ipv6` dropped: lb takes an instance's family from its virtual addresses"
+                .into(),
+        ),
         "unicast_peer" => {
             if let Some(b) = values::block(d, n) {
                 for p in b {
@@ -450,7 +458,6 @@ fn instance_unsupported(kw: &str) -> Option<&'static str> {
         | "garp_master_refresh_repeat"
         | "garp_extra_if"
         | "vrf"
-        | "native_ipv6"
         | "promote_secondaries" => "no equivalent in lb",
         "virtual_routes" | "virtual_rules" => {
             "lb does not manage routes or rules: use notify scripts"
@@ -463,9 +470,9 @@ fn instance_unsupported(kw: &str) -> Option<&'static str> {
     })
 }
 
-fn unicast_peer(p: &Stmt, peers: &mut Vec<Ipv4Addr>, n: &mut Notes) {
+fn unicast_peer(p: &Stmt, peers: &mut Vec<IpAddr>, n: &mut Notes) {
     values::no_block(p, n);
-    match p.keyword.parse::<Ipv4Addr>() {
+    match p.keyword.parse::<IpAddr>() {
         Ok(a) => {
             if peers.contains(&a) {
                 n.warning(p, format!("unicast peer {a} is listed twice"));
@@ -483,53 +490,41 @@ fn unicast_peer(p: &Stmt, peers: &mut Vec<Ipv4Addr>, n: &mut Notes) {
                 );
             }
         }
-        Err(_) if p.keyword.contains(':') => n.unsupported(
-            p,
-            format!(
-                "unicast peer `{}`: IPv6 is not supported by lb; not imported",
-                p.keyword
-            ),
-        ),
         Err(_) => n.warning(
             p,
-            format!("unicast peer `{}`: not an IPv4 address; ignored", p.keyword),
+            format!("unicast peer `{}`: not an IP address; ignored", p.keyword),
         ),
     }
 }
 
 /// One `virtual_ipaddress` line: `ADDR[/LEN] [dev IF] [label L] [...]`.
-fn vip(v: &Stmt, n: &mut Notes) -> Option<(Ipv4Addr, VirtualIp)> {
+fn vip(v: &Stmt, n: &mut Notes) -> Option<(IpAddr, VirtualIp)> {
     values::no_block(v, n);
     let text = v.keyword.as_str();
     let (addr, len) = match text.split_once('/') {
         Some((a, l)) => (a, Some(l)),
         None => (text, None),
     };
-    let addr: Ipv4Addr = match addr.parse() {
+    let addr: IpAddr = match addr.parse() {
         Ok(a) => a,
-        Err(_) if addr.contains(':') => {
-            n.unsupported(
-                v,
-                format!("virtual IP `{text}`: IPv6 is not supported by lb; not imported"),
-            );
-            return None;
-        }
         Err(_) => {
             n.warning(
                 v,
-                format!("virtual IP `{text}`: not an IPv4 address; ignored"),
+                format!("virtual IP `{text}`: not an IP address; ignored"),
             );
             return None;
         }
     };
-    if len.is_some_and(|l| l.parse::<u8>().ok().filter(|l| *l <= 32).is_none()) {
+    let max = if addr.is_ipv6() { 128 } else { 32 };
+    if len.is_some_and(|l| l.parse::<u8>().ok().filter(|l| *l <= max).is_none()) {
         n.warning(
             v,
             format!("virtual IP `{text}`: bad prefix length; ignored"),
         );
         return None;
     }
-    if addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() || addr.is_broadcast() {
+    let broadcast = matches!(addr, IpAddr::V4(a) if a.is_broadcast());
+    if addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() || broadcast {
         n.warning(
             v,
             format!("virtual IP `{text}`: not a usable unicast address; ignored"),
@@ -664,7 +659,7 @@ fn finish(
     mut r: Raw<'_>,
     scripts: &[VrrpScript],
     cx: &mut Cx,
-    vip_owner: &mut HashMap<Ipv4Addr, String>,
+    vip_owner: &mut HashMap<IpAddr, String>,
 ) -> Option<VrrpInstance> {
     let n = &mut cx.notes;
     let s = r.stmt;
@@ -681,7 +676,23 @@ fn finish(
     };
     r.inst.virtual_router_id = vrid;
     r.inst.priority = r.priority.unwrap_or(DEFAULT_PRIORITY);
-    let version = r.version.unwrap_or(cx.default_version);
+    // keepalived runs an IPv6 instance as version 3 whatever its default.
+    let v6 = r.vips.first().is_some_and(|(a, _, _)| a.is_ipv6());
+    let version = match r.version {
+        Some(2) if v6 => {
+            n.converted(
+                s,
+                format!(
+                    "`vrrp_instance {name}`: `version 2` with IPv6 addresses -> version 3 \
+                     (VRRP v2 has no IPv6 form; keepalived does the same)"
+                ),
+            );
+            3
+        }
+        Some(v) => v,
+        None if v6 => 3,
+        None => cx.default_version,
+    };
     r.inst.version = Some(version);
     r.inst.interface = match (r.interface.take(), &cx.default_interface) {
         (Some(i), _) => i,
@@ -779,6 +790,18 @@ fn finish(
 
     let mut seen = HashSet::new();
     for (addr, vip, at) in r.vips {
+        if addr.is_ipv6() != v6 {
+            n.unsupported(
+                at,
+                format!(
+                    "virtual IP {addr} is not of `{name}`'s family (its first address's): \
+                     keepalived adds it without advertising it; lb keeps one family per \
+                     instance: declare a vrrp_instance of its own for it (version 3; on every \
+                     node, or the nodes will disagree); not imported"
+                ),
+            );
+            continue;
+        }
         if !seen.insert(addr) {
             n.warning(at, format!("virtual IP {addr} is listed twice in `{name}`"));
             continue;

@@ -5,10 +5,10 @@ use super::super::packet::{emit_datagram, parse_datagram, Ipv4Meta, V3Checksum, 
 use super::super::pcap::{self, fixtures};
 use super::*;
 
-const US: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
-const LOWER_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
-const HIGHER_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 3);
-const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
+const US: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+const LOWER_ADDR: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+const HIGHER_ADDR: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 3));
+const VIP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 100));
 
 fn ns(n: u64) -> Duration {
     Duration::from_nanos(n)
@@ -595,12 +595,16 @@ fn equal_priority_tie_break_on_primary_address() {
 fn tie_break_compares_addresses_as_unsigned_integers() {
     // 128.0.0.1 > 127.255.255.255 unsigned; a signed compare gets it wrong.
     let cfg = InstanceConfig {
-        primary_addr: Ipv4Addr::new(127, 255, 255, 255),
+        primary_addr: IpAddr::V4(Ipv4Addr::new(127, 255, 255, 255)),
         ..v3(100)
     };
     let (mut inst, t) = master(cfg.clone(), epoch());
-    inst.handle_advert(t, Ipv4Addr::new(128, 0, 0, 1), &advert(&cfg, 100))
-        .unwrap();
+    inst.handle_advert(
+        t,
+        IpAddr::V4(Ipv4Addr::new(128, 0, 0, 1)),
+        &advert(&cfg, 100),
+    )
+    .unwrap();
     assert_eq!(inst.state(), State::Backup);
 }
 
@@ -958,7 +962,7 @@ fn every_drop_reason() {
         ..v3(100)
     };
     let base = v3(100);
-    let cases: Vec<(&str, InstanceConfig, Ipv4Addr, Advert, DropReason)> = vec![
+    let cases: Vec<(&str, InstanceConfig, IpAddr, Advert, DropReason)> = vec![
         (
             "vrid",
             base.clone(),
@@ -1215,14 +1219,14 @@ fn config_validation() {
         ),
         (
             InstanceConfig {
-                primary_addr: Ipv4Addr::UNSPECIFIED,
+                primary_addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
                 ..good.clone()
             },
             ConfigError::PrimaryAddr,
         ),
         (
             InstanceConfig {
-                primary_addr: VRRP_MCAST_V4,
+                primary_addr: VRRP_MCAST_V4.into(),
                 ..good.clone()
             },
             ConfigError::PrimaryAddr,
@@ -1328,7 +1332,7 @@ fn new_normalizes_what_validate_rejects() {
 #[test]
 fn adverts_carry_at_most_255_vips() {
     let cfg = InstanceConfig {
-        vips: (0..300u32).map(Ipv4Addr::from).collect(),
+        vips: (0..300u32).map(|a| IpAddr::V4(Ipv4Addr::from(a))).collect(),
         ..v3(255)
     };
     let mut inst = Instance::new(cfg);
@@ -1367,11 +1371,11 @@ fn replay_frames(file: &[u8], base: Instant) -> Vec<Rx> {
         .collect()
 }
 
-const KA_MASTER: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
-const KA_BACKUP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 2);
+const KA_MASTER: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 99, 0, 1));
+const KA_BACKUP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 99, 0, 2));
 
 /// The lab's keepalived configuration as one of our instances.
-fn lab(version: Version, interval: Duration, us: Ipv4Addr, priority: u8) -> InstanceConfig {
+fn lab(version: Version, interval: Duration, us: IpAddr, priority: u8) -> InstanceConfig {
     InstanceConfig {
         name: "VI_1".into(),
         vrid: 51,
@@ -1379,7 +1383,7 @@ fn lab(version: Version, interval: Duration, us: Ipv4Addr, priority: u8) -> Inst
         priority,
         advert_interval: interval,
         primary_addr: us,
-        vips: vec![Ipv4Addr::new(10, 99, 0, 100)],
+        vips: vec![IpAddr::V4(Ipv4Addr::new(10, 99, 0, 100))],
         ..InstanceConfig::default()
     }
 }
@@ -1457,9 +1461,12 @@ fn replay_sigterm_failover_matches_keepalived() {
         };
         assert_eq!(ours, &theirs.advert);
         let ident = u16::from_be_bytes([theirs.ip[4], theirs.ip[5]]);
+        let IpAddr::V4(backup) = KA_BACKUP else {
+            panic!("an IPv4 lab");
+        };
         let bytes = emit_datagram(
             ours,
-            KA_BACKUP,
+            backup,
             theirs.meta.dst,
             ident,
             V3Checksum::PseudoHeader,
