@@ -1,7 +1,11 @@
-//! A raw AF_PACKET socket in a namespace: the IPv4 frames an interface receives, by source
-//! and destination address.
+//! A raw AF_PACKET socket in a namespace: the IP frames an interface receives, by source and
+//! destination address.
 
-use std::{net::Ipv4Addr, os::fd::RawFd, time::Duration};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    os::fd::RawFd,
+    time::Duration,
+};
 
 use anyhow::{bail, Result};
 
@@ -47,8 +51,8 @@ impl Capture {
     }
 
     /// Reads what arrived so far (incoming frames only): (source, destination) of each IPv4
-    /// frame. Reading consumes them: take once, then count what you need.
-    pub fn take(&self) -> Vec<(Ipv4Addr, Ipv4Addr)> {
+    /// or IPv6 frame. Reading consumes them: take once, then count what you need.
+    pub fn take(&self) -> Vec<(IpAddr, IpAddr)> {
         std::thread::sleep(Duration::from_millis(50));
         let mut out = Vec::new();
         let mut buf = [0u8; 2048];
@@ -73,12 +77,19 @@ impl Capture {
             if from.sll_pkttype == libc::PACKET_OUTGOING || f.len() < 34 {
                 continue;
             }
-            if u16::from_be_bytes([f[12], f[13]]) != 0x0800 {
-                continue;
+            let addr6 = |b: &[u8]| {
+                let mut o = [0u8; 16];
+                o.copy_from_slice(b);
+                IpAddr::V6(Ipv6Addr::from(o))
+            };
+            match u16::from_be_bytes([f[12], f[13]]) {
+                0x0800 => out.push((
+                    Ipv4Addr::new(f[26], f[27], f[28], f[29]).into(),
+                    Ipv4Addr::new(f[30], f[31], f[32], f[33]).into(),
+                )),
+                0x86dd if f.len() >= 54 => out.push((addr6(&f[22..38]), addr6(&f[38..54]))),
+                _ => {}
             }
-            let src = Ipv4Addr::new(f[26], f[27], f[28], f[29]);
-            let dst = Ipv4Addr::new(f[30], f[31], f[32], f[33]);
-            out.push((src, dst));
         }
     }
 }

@@ -68,7 +68,12 @@ pub fn udp_many(client: &Netns, addr: SocketAddr, n: usize) -> Result<Vec<Result
     client.enter(move || {
         (0..n)
             .map(|i| -> Result<String, String> {
-                let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).map_err(|e| e.to_string())?;
+                let any: SocketAddr = if addr.is_ipv4() {
+                    (Ipv4Addr::UNSPECIFIED, 0).into()
+                } else {
+                    (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+                };
+                let s = UdpSocket::bind(any).map_err(|e| e.to_string())?;
                 s.set_read_timeout(Some(TIMEOUT))
                     .map_err(|e| e.to_string())?;
                 s.connect(addr).map_err(|e| e.to_string())?;

@@ -7,7 +7,7 @@ use anyhow::{Context as _, Result};
 use crate::{
     agent::{write_config, WorkDir},
     netns::{Netns, Proc},
-    topology::VIP,
+    topology::{VIP, VIP6},
 };
 
 /// How the VRRP instance is set up on both sides of an interop test.
@@ -18,7 +18,9 @@ pub struct Flavour {
     pub advert_int: &'static str,
     pub auth_pass: Option<&'static str>,
     /// Unicast: (our source, peer).
-    pub unicast: Option<(std::net::Ipv4Addr, std::net::Ipv4Addr)>,
+    pub unicast: Option<(std::net::IpAddr, std::net::IpAddr)>,
+    /// The instance carries the IPv6 VIP (fd00:99::100/64) instead of the IPv4 one.
+    pub v6: bool,
 }
 
 /// A keepalived.conf for one node.
@@ -36,7 +38,12 @@ pub fn conf(name: &str, priority: u8, f: &Flavour) -> String {
     if let Some((src, peer)) = f.unicast {
         c += &format!("  unicast_src_ip {src}\n  unicast_peer {{\n    {peer}\n  }}\n");
     }
-    c += &format!("  virtual_ipaddress {{\n    {VIP}/24\n  }}\n}}\n");
+    let vip = if f.v6 {
+        format!("{VIP6}/64")
+    } else {
+        format!("{VIP}/24")
+    };
+    c += &format!("  virtual_ipaddress {{\n    {vip}\n  }}\n}}\n");
     c
 }
 

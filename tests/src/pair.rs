@@ -2,7 +2,7 @@
 //! the benchmarks and `cargo xtask build-and-run` share.
 
 use std::{
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     time::{Duration, SystemTime},
 };
 
@@ -11,8 +11,27 @@ use anyhow::{bail, Result};
 use crate::{
     agent::{Agent, WorkDir},
     netns::wait_for,
-    topology::{real_ip, Spec, Topology, VIP},
+    topology::{real_ip, real_ip6, Spec, Topology, VIP, VIP6},
 };
+
+/// Which address families a node's instances and services carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+    /// An IPv4 and an IPv6 instance (VRID 51 both) in one sync group, services of both.
+    Dual,
+}
+
+impl Family {
+    pub fn vips(self) -> Vec<IpAddr> {
+        match self {
+            Family::V4 => vec![VIP.into()],
+            Family::V6 => vec![VIP6.into()],
+            Family::Dual => vec![VIP.into(), VIP6.into()],
+        }
+    }
+}
 
 pub fn vip_addr(port: u16) -> SocketAddr {
     SocketAddr::from((VIP, port))
@@ -30,6 +49,7 @@ pub struct Node {
     pub top_extra: String,
     /// Extra keys for each virtual_server (e.g. checks; indented by 4).
     pub service_extra: String,
+    pub family: Family,
 }
 
 impl Node {
@@ -41,6 +61,7 @@ impl Node {
             instance_extra: String::new(),
             top_extra: String::new(),
             service_extra: String::new(),
+            family: Family::V4,
         }
     }
 
@@ -53,29 +74,61 @@ impl Node {
     }
 }
 
-/// The agent config of one node: one instance on eth0 with the VIP, TCP and UDP services on
-/// port 80 to every real.
+/// The agent config of one node: its instance(s) on eth0 with the VIP(s), TCP and UDP services
+/// on port 80 to every real, for each of the node's families.
 pub fn config(router_id: &str, node: &Node, reals: usize, checks: &str) -> String {
-    let mut list = String::new();
-    for i in 0..reals {
-        list += &format!("      - {{ address: {}, port: 80 }}\n", real_ip(i));
-    }
+    let instance = |name: &str, vip: String| {
+        format!(
+            "  - name: {name}\n    interface: eth0\n    virtual_router_id: 51\n    priority: {prio}\n    \
+             version: {ver}\n    advert_int: {adv}\n    virtual_ipaddresses: [\"{vip}\"]\n{extra}",
+            prio = node.priority,
+            ver = node.version,
+            adv = node.advert_int,
+            extra = node.instance_extra,
+        )
+    };
+    let (v4, v6) = match node.family {
+        Family::V4 => (true, false),
+        Family::V6 => (false, true),
+        Family::Dual => (true, true),
+    };
     let mut y = format!(
-        "global_defs:\n  router_id: {router_id}\n  max_services: 4\n  max_reals: 32\n  conntrack_size: 65536\n\
-         {top}\
-         vrrp_instances:\n  - name: VI_1\n    interface: eth0\n    virtual_router_id: 51\n    priority: {prio}\n    \
-         version: {ver}\n    advert_int: {adv}\n    virtual_ipaddresses: [\"{VIP}/24\"]\n{extra}\
-         virtual_servers:\n",
-        top = node.top_extra,
-        prio = node.priority,
-        ver = node.version,
-        adv = node.advert_int,
-        extra = node.instance_extra,
+        "global_defs:\n  router_id: {router_id}\n  max_services: 4\n  max_reals: 32\n  conntrack_size: 65536\n  conntrack_size6: 65536\n{}vrrp_instances:\n",
+        node.top_extra
     );
-    for proto in ["tcp", "udp"] {
-        y += &format!(
-            "  - address: {VIP}\n    port: 80\n    protocol: {proto}\n    interface: eth0\n{checks}    real_servers:\n{list}"
-        );
+    if v4 {
+        y += &instance("VI_1", format!("{VIP}/24"));
+    }
+    if v6 {
+        y += &instance("VI_6", format!("{VIP6}/64"));
+    }
+    if v4 && v6 {
+        y += "vrrp_sync_groups:\n  - { name: VG, group: [VI_1, VI_6] }\n";
+    }
+    y += "virtual_servers:\n";
+    let mut families: Vec<(String, Vec<String>)> = Vec::new();
+    if v4 {
+        families.push((
+            VIP.to_string(),
+            (0..reals).map(|i| real_ip(i).to_string()).collect(),
+        ));
+    }
+    if v6 {
+        families.push((
+            format!("\"{VIP6}\""),
+            (0..reals).map(|i| format!("\"{}\"", real_ip6(i))).collect(),
+        ));
+    }
+    for (vip, list) in families {
+        let list: String = list
+            .iter()
+            .map(|r| format!("      - {{ address: {r}, port: 80 }}\n"))
+            .collect();
+        for proto in ["tcp", "udp"] {
+            y += &format!(
+                "  - address: {vip}\n    port: 80\n    protocol: {proto}\n    interface: eth0\n{checks}    real_servers:\n{list}"
+            );
+        }
     }
     y
 }
@@ -140,16 +193,35 @@ impl Pair {
         self.agents[i].as_ref().expect("agent not running")
     }
 
-    /// Whether node `i` holds the VIP on eth0 (asked of the kernel).
+    /// Whether node `i` holds its VIPs on eth0 (asked of the kernel).
     pub fn holds_vip(&self, i: usize) -> bool {
-        self.t.holds(i, VIP)
+        self.nodes[i]
+            .family
+            .vips()
+            .into_iter()
+            .all(|v| self.t.holds(i, v))
+    }
+
+    /// Whether node `i` holds none of its VIPs.
+    fn holds_none(&self, i: usize) -> bool {
+        self.nodes[i]
+            .family
+            .vips()
+            .into_iter()
+            .all(|v| !self.t.holds(i, v))
     }
 
     /// Waits until node `master` holds the VIP and every other node does not, XDP is attached
     /// on the master only, and a request through the VIP is answered.
     pub fn wait_master(&self, master: usize, timeout: Duration) -> Result<()> {
         let ok = wait_for(timeout, || {
-            let vips = (0..self.nodes.len()).all(|i| self.holds_vip(i) == (i == master));
+            let vips = (0..self.nodes.len()).all(|i| {
+                if i == master {
+                    self.holds_vip(i)
+                } else {
+                    self.holds_none(i)
+                }
+            });
             let xdp = (0..self.nodes.len())
                 .all(|i| self.t.xdp_attached(i).unwrap_or(false) == (i == master));
             (vips && xdp).then_some(())
@@ -167,10 +239,17 @@ impl Pair {
             );
         }
         let answered = wait_for(timeout, || {
-            crate::client::udp_many(&self.t.client.ns, vip_addr(80), 1)
-                .ok()?
-                .pop()?
-                .ok()
+            self.nodes[master]
+                .family
+                .vips()
+                .into_iter()
+                .try_for_each(|v| {
+                    crate::client::udp_many(&self.t.client.ns, SocketAddr::from((v, 80)), 1)
+                        .ok()?
+                        .pop()?
+                        .ok()
+                        .map(|_| ())
+                })
         });
         if answered.is_none() {
             bail!("no answer through the VIP with node {master} as master");

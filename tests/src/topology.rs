@@ -1,17 +1,19 @@
 //! The direct-routing lab: a client, load balancers and real servers on one bridge, each in its
 //! own network namespace, the bridge in a namespace of its own. Real servers hold the VIP on
-//! `lo` with `arp_ignore=1`/`arp_announce=2`, as DR requires.
+//! `lo` with `arp_ignore=1`/`arp_announce=2`, as DR requires. Dual-stack: every host also
+//! has `fd00:99::<last byte>/64` and every real the IPv6 VIP on `lo` (addresses without
+//! duplicate address detection, so nothing waits for it).
 //!
 //! ```text
-//!   client 10.99.0.2 ─┐
-//!   lb1    10.99.0.3 ─┤ br0 (namespace <prefix>sw)
-//!   lb2    10.99.0.4 ─┤
-//!   r1..rN 10.99.0.11+┘   VIP 10.99.0.100 on lo of every real
+//!   client 10.99.0.2  fd00:99::2  ─┐
+//!   lb1    10.99.0.3  fd00:99::3  ─┤ br0 (namespace <prefix>sw)
+//!   lb2    10.99.0.4  fd00:99::4  ─┤
+//!   r1..rN 10.99.0.11+ fd00:99::11+┘  VIPs 10.99.0.100, fd00:99::100 on lo of every real
 //! ```
 
 use std::{
     io::{BufRead as _, BufReader},
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
     process::Stdio,
 };
@@ -26,6 +28,23 @@ use crate::netns::{Netns, Proc};
 
 pub const SUBNET_PREFIX: u8 = 24;
 pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 100);
+pub const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x99, 0, 0, 0, 0, 0, 0x100);
+pub const CLIENT_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x99, 0, 0, 0, 0, 0, 2);
+
+/// The IPv6 address of the host with IPv4 address 10.99.0.N: fd00:99::N (N's decimal digits
+/// read as hex, so the two look alike).
+pub fn ip6(v4: Ipv4Addr) -> Ipv6Addr {
+    let n = u16::from_str_radix(&v4.octets()[3].to_string(), 16).unwrap_or(0);
+    Ipv6Addr::new(0xfd00, 0x99, 0, 0, 0, 0, 0, n)
+}
+
+pub fn lb_ip6(i: usize) -> Ipv6Addr {
+    ip6(lb_ip(i))
+}
+
+pub fn real_ip6(i: usize) -> Ipv6Addr {
+    ip6(real_ip(i))
+}
 pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 2);
 /// The router to the far client's subnet, and that client (`Topology::add_far_client`).
 pub const ROUTER_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 254);
@@ -118,6 +137,7 @@ impl Topology {
         for i in 0..spec.reals {
             let h = host(&format!("r{}", i + 1), real_ip(i), 11 + i as u8)?;
             h.ns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"])?;
+            h.ns.ip(&["addr", "add", &format!("{VIP6}/128"), "dev", "lo", "nodad"])?;
             for dev in ["all", "eth0"] {
                 h.ns.sysctl(&format!("net.ipv4.conf.{dev}.arp_ignore"), "1")?;
                 h.ns.sysctl(&format!("net.ipv4.conf.{dev}.arp_announce"), "2")?;
@@ -207,13 +227,17 @@ impl Topology {
         })?
     }
 
-    /// Starts `lb-testsrv` on real `i` (TCP on all addresses, UDP on the VIP) and waits until
+    /// Starts `lb-testsrv` on real `i` (TCP on all addresses, UDP on both VIPs) and waits until
     /// it listens.
     pub fn start_server(&mut self, i: usize, extra: &[&str]) -> Result<()> {
         let bin = bin_path("lb-testsrv")?;
         let name = format!("r{}", i + 1);
         let udp = format!("{VIP}:80");
-        let mut args = vec!["--name", &name, "--tcp", "0.0.0.0:80", "--udp", &udp];
+        let udp6 = format!("[{VIP6}]:80");
+        // `[::]:80` takes both families (IPv4 as mapped addresses).
+        let mut args = vec![
+            "--name", &name, "--tcp", "[::]:80", "--udp", &udp, "--udp", &udp6,
+        ];
         args.extend_from_slice(extra);
         let mut child = self.reals[i]
             .ns
@@ -258,10 +282,12 @@ impl Topology {
     }
 
     /// Whether load balancer `lb` has `addr` on its eth0, asked of the kernel.
-    pub fn holds(&self, lb: usize, addr: Ipv4Addr) -> bool {
+    pub fn holds(&self, lb: usize, addr: impl Into<std::net::IpAddr>) -> bool {
+        let addr = addr.into();
+        let family = if addr.is_ipv4() { "-4" } else { "-6" };
         self.lbs[lb]
             .ns
-            .ip(&["-4", "-o", "addr", "show", "dev", "eth0"])
+            .ip(&[family, "-o", "addr", "show", "dev", "eth0"])
             .map(|o| String::from_utf8_lossy(&o.stdout).contains(&format!(" {addr}/")))
             .unwrap_or(false)
     }
@@ -275,6 +301,10 @@ impl Topology {
 /// Plugs a new namespace `<prefix><name>` into the bridge as `eth0` with address `ip`.
 fn plug(switch: &Netns, prefix: &str, name: &str, ip: Ipv4Addr, last: u8) -> Result<Host> {
     let ns = Netns::new(&format!("{prefix}{name}"))?;
+    // Before the veth moves in: its link-local address must not wait for DAD either.
+    for scope in ["all", "default"] {
+        ns.sysctl(&format!("net.ipv6.conf.{scope}.accept_dad"), "0")?;
+    }
     let port = format!("p-{name}");
     switch.ip(&[
         "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
@@ -288,6 +318,14 @@ fn plug(switch: &Netns, prefix: &str, name: &str, ip: Ipv4Addr, last: u8) -> Res
         &format!("{ip}/{SUBNET_PREFIX}"),
         "dev",
         "eth0",
+    ])?;
+    ns.ip(&[
+        "addr",
+        "add",
+        &format!("{}/64", ip6(ip)),
+        "dev",
+        "eth0",
+        "nodad",
     ])?;
     Ok(Host {
         ns,

@@ -76,9 +76,9 @@ fn standalone_dr_forwards_tcp_and_udp_to_every_real() {
         .ns
         .exec("ping", &["-c", "3", "-i", "0.05", "-W", "1", "10.99.0.3"])
         .expect("ping lb");
-    let reals: Vec<_> = (0..4).map(real_ip).collect();
+    let reals: Vec<std::net::IpAddr> = (0..4).map(|i| real_ip(i).into()).collect();
     let seen = cap.take();
-    let count = |f: &dyn Fn(std::net::Ipv4Addr, std::net::Ipv4Addr) -> bool| {
+    let count = |f: &dyn Fn(std::net::IpAddr, std::net::IpAddr) -> bool| {
         seen.iter().filter(|(s, d)| f(*s, *d)).count()
     };
     let via_lb = count(&|s, d| reals.contains(&s) && d == CLIENT_IP);

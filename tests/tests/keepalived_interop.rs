@@ -2,14 +2,17 @@
 //! without and with PASS authentication, v3 and unicast: election, graceful takeover and
 //! preemption must behave as between two keepalived nodes.
 
-use std::time::{Duration, SystemTime};
+use std::{
+    net::IpAddr,
+    time::{Duration, SystemTime},
+};
 
 use lb_tests::{
     agent::{Agent, WorkDir},
     keepalived::{self, Flavour, Keepalived},
     netns::wait_for,
-    pair::{config, Node},
-    topology::{lb_ip, Spec, Topology},
+    pair::{config, Family, Node},
+    topology::{lb_ip, Spec, Topology, VIP, VIP6},
 };
 
 fn node(f: &Flavour, priority: u8) -> Node {
@@ -24,17 +27,24 @@ fn node(f: &Flavour, priority: u8) -> Node {
     if let Some((src, peer)) = f.unicast {
         n.instance_extra += &format!("    unicast_src_ip: {src}\n    unicast_peers: [{peer}]\n");
     }
+    if f.v6 {
+        n.family = Family::V6;
+    }
     n
 }
 
-fn holds_vip(t: &Topology, i: usize) -> bool {
-    t.holds(i, lb_tests::topology::VIP)
+fn vip(f: &Flavour) -> IpAddr {
+    if f.v6 {
+        VIP6.into()
+    } else {
+        VIP.into()
+    }
 }
 
-fn wait_holder(t: &Topology, holder: usize, timeout: Duration) -> Option<Duration> {
+fn wait_holder(t: &Topology, f: &Flavour, holder: usize, timeout: Duration) -> Option<Duration> {
     let t0 = std::time::Instant::now();
     wait_for(timeout, || {
-        (holds_vip(t, holder) && !holds_vip(t, 1 - holder)).then(|| t0.elapsed())
+        (t.holds(holder, vip(f)) && !t.holds(1 - holder, vip(f))).then(|| t0.elapsed())
     })
 }
 
@@ -66,7 +76,7 @@ fn interop(tag: &str, f: Flavour, lb_high: bool) {
     let (mut agent, mut ka);
     if lb_high {
         agent = Some(Agent::start(&t.lbs[0].ns, &dir, &rid, &yaml).expect("agent"));
-        wait_holder(&t, 0, limit).unwrap_or_else(|| {
+        wait_holder(&t, &f, 0, limit).unwrap_or_else(|| {
             panic!(
                 "lb-agent never master:\n{}",
                 agent.as_ref().map(|a| a.log_text()).unwrap_or_default()
@@ -75,7 +85,7 @@ fn interop(tag: &str, f: Flavour, lb_high: bool) {
         ka = Some(Keepalived::start(&t.lbs[1].ns, &dir, "ka", &ka_conf).expect("keepalived"));
     } else {
         ka = Some(Keepalived::start(&t.lbs[1].ns, &dir, "ka", &ka_conf).expect("keepalived"));
-        wait_holder(&t, 1, limit).unwrap_or_else(|| {
+        wait_holder(&t, &f, 1, limit).unwrap_or_else(|| {
             panic!(
                 "keepalived never master:\n{}",
                 ka.as_ref().map(|k| k.log_text()).unwrap_or_default()
@@ -94,7 +104,7 @@ fn interop(tag: &str, f: Flavour, lb_high: bool) {
         )
     };
     assert!(
-        holds_vip(&t, high) && !holds_vip(&t, low),
+        t.holds(high, vip(&f)) && !t.holds(low, vip(&f)),
         "election not stable:\n{}",
         logs(&agent, &ka)
     );
@@ -111,7 +121,7 @@ fn interop(tag: &str, f: Flavour, lb_high: bool) {
     } else {
         ka.as_mut().expect("ka").stop().expect("stop keepalived");
     }
-    let took = wait_holder(&t, low, limit)
+    let took = wait_holder(&t, &f, low, limit)
         .unwrap_or_else(|| panic!("no takeover:\n{}", logs(&agent, &ka)));
     let _ = t0;
     let bound = if f.version == 2 {
@@ -132,11 +142,33 @@ fn interop(tag: &str, f: Flavour, lb_high: bool) {
     } else {
         ka = Some(Keepalived::start(&t.lbs[1].ns, &dir, "ka", &ka_conf).expect("keepalived"));
     }
-    wait_holder(&t, high, limit).unwrap_or_else(|| panic!("no preemption:\n{}", logs(&agent, &ka)));
+    wait_holder(&t, &f, high, limit)
+        .unwrap_or_else(|| panic!("no preemption:\n{}", logs(&agent, &ka)));
     assert!(wait_for(Duration::from_secs(2), || (t.xdp_attached(0).ok()?
         == lb_high)
         .then_some(()))
     .is_some());
+    let mut lost = None;
+    if f.v6 {
+        // The master loses its link: the backup takes over; the link returns: preempted back.
+        let dev = &t.switch;
+        let port = &t.lbs[high].port;
+        dev.ip(&["link", "set", port, "down"]).expect("link down");
+        lost = Some(
+            wait_for(limit, || t.holds(low, vip(&f)).then_some(()))
+                .ok_or("no takeover on link loss"),
+        );
+        dev.ip(&["link", "set", port, "up"]).expect("link up");
+        wait_holder(&t, &f, high, limit).unwrap_or_else(|| {
+            panic!(
+                "no preemption after the link returned:\n{}",
+                logs(&agent, &ka)
+            )
+        });
+    }
+    if let Some(Err(e)) = lost {
+        panic!("{e}:\n{}", logs(&agent, &ka));
+    }
     eprintln!("measured: {tag}: takeover {took:?}");
 }
 
@@ -146,6 +178,7 @@ fn v2() -> Flavour {
         advert_int: "1",
         auth_pass: None,
         unicast: None,
+        v6: false,
     }
 }
 
@@ -176,6 +209,7 @@ fn v3_100ms_both_roles() {
         advert_int: "0.1",
         auth_pass: None,
         unicast: None,
+        v6: false,
     };
     interop("lbk3a", f.clone(), true);
     interop("lbk3b", f, false);
@@ -184,9 +218,24 @@ fn v3_100ms_both_roles() {
 #[test]
 fn v2_unicast_both_roles() {
     let f = Flavour {
-        unicast: Some((lb_ip(0), lb_ip(1))),
+        unicast: Some((lb_ip(0).into(), lb_ip(1).into())),
         ..v2()
     };
     interop("lbkua", f.clone(), true);
     interop("lbkub", f, false);
+}
+
+/// VRRPv3 over IPv6 (multicast ff02::12 from link-local addresses, unsolicited neighbour
+/// advertisements): election, graceful stop, preemption, and takeover on link loss.
+#[test]
+fn v3_ipv6_both_roles() {
+    let f = Flavour {
+        version: 3,
+        advert_int: "0.1",
+        auth_pass: None,
+        unicast: None,
+        v6: true,
+    };
+    interop("lbk6a", f.clone(), true);
+    interop("lbk6b", f, false);
 }

@@ -234,6 +234,7 @@ impl Bed {
                     advert_int: if self.version == 2 { "1" } else { "0.1" },
                     auth_pass: None,
                     unicast: None,
+                    v6: false,
                 };
                 let prio = if i == 0 { 150 } else { 100 };
                 Daemon::Ka(Keepalived::start(

@@ -118,6 +118,20 @@ pub fn markdown(r: &Report) -> String {
             );
         }
     }
+    let vs_ipv4: Vec<&Case> = r.xdp.iter().filter(|c| c.vs_ipv4.is_some()).collect();
+    if !vs_ipv4.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n#### Data path: IPv6 against IPv4, per round (the same rounds)\n"
+        );
+        let _ = writeln!(s, "| case | rounds | IPv6 ns / IPv4 ns |");
+        let _ = writeln!(s, "| --- | ---: | ---: |");
+        for c in vs_ipv4 {
+            if let Some(v) = &c.vs_ipv4 {
+                let _ = writeln!(s, "| {} | {} | {} |", c.name, c.rounds, st(v, 2));
+            }
+        }
+    }
     let vs_base: Vec<&Case> = r.xdp.iter().filter(|c| c.vs_base_ns.is_some()).collect();
     if !vs_base.is_empty() {
         let _ = writeln!(s, "\n#### Data path: what the edge handling (ICMP errors to reals, fragment steering) costs: lb_xdp minus lb_xdp_base, the same program built without it, per round\n");

@@ -6,7 +6,7 @@
 //! - forwarded packets per second ([`live`]): frames injected in live mode into a veth and
 //!   counted where they arrive.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use anyhow::{Context as _, Result};
 use lb_agent::{
@@ -42,6 +42,9 @@ pub struct Case {
     /// lb_xdp_base in ns (what the edge handling, ICMP errors and fragments, costs this case).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vs_base_ns: Option<Stat>,
+    /// IPv6 cases: per-round ratio to the same case over IPv4, taken in the same rounds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vs_ipv4: Option<Stat>,
 }
 
 fn vip(i: u32) -> Ipv4Addr {
@@ -68,28 +71,92 @@ fn reals(n: u32, dst_mac: Option<[u8; 6]>, src_mac: [u8; 6]) -> Vec<DesiredReal>
         .collect()
 }
 
-/// A 64-byte TCP frame (60 bytes + FCS on the wire; here padded to 64).
-fn frame(src: Ipv4Addr, sport: u16, dst: Ipv4Addr) -> Vec<u8> {
+/// A 64-byte TCP frame (60 bytes + FCS on the wire; here padded to 64). Over IPv6 the same
+/// 10-byte payload makes 84 bytes.
+fn frame(src: impl Into<IpAddr>, sport: u16, dst: impl Into<IpAddr>) -> Vec<u8> {
     let mut f = Frame::tcp(src, sport, dst, 80);
     f.payload = vec![0; 10];
     let mut b = f.bytes();
-    b.resize(64, 0);
+    if b.len() < 64 {
+        b.resize(64, 0);
+    }
     b
+}
+
+const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 1);
+const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x99, 0, 0, 0, 0, 2);
+const OTHER6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x99, 0, 0, 0, 0, 3);
+
+/// Hit and miss over IPv4 and IPv6 in the same rounds (floor, then each frame, lb_xdp), each
+/// IPv6 case with its per-round ratio to the IPv4 one.
+fn measure_families(dp: &mut Dataplane, rounds: usize, repeat: u32) -> Result<Vec<Case>> {
+    let cases = [
+        (
+            "VIP hit, existing flow [IPv4, same rounds as IPv6]",
+            frame(CLIENT, 40000, vip(0)),
+        ),
+        (
+            "VIP hit, existing flow [IPv6, 84-byte frame]",
+            frame(CLIENT6, 40000, VIP6),
+        ),
+        (
+            "miss (not a VIP) [IPv4, same rounds as IPv6]",
+            frame(CLIENT, 1, OTHER),
+        ),
+        (
+            "miss (not a VIP) [IPv6, 84-byte frame]",
+            frame(CLIENT6, 1, OTHER6),
+        ),
+    ];
+    let floor_frame = frame(CLIENT, 1, OTHER);
+    for (_, f) in &cases {
+        ns_per_packet(dp, maps::PROG_LB, f, 1000)?;
+    }
+    let mut fl = Vec::new();
+    let mut c = vec![Vec::new(); cases.len()];
+    for _ in 0..rounds {
+        fl.push(ns_per_packet(dp, maps::PROG_MACSWAP, &floor_frame, repeat)?);
+        for (i, (_, f)) in cases.iter().enumerate() {
+            c[i].push(ns_per_packet(dp, maps::PROG_LB, f, repeat)?);
+        }
+    }
+    Ok(cases
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _))| {
+            let per_round = |x: &[f64], y: &[f64]| -> Vec<f64> {
+                x.iter().zip(y).map(|(a, b)| a / b.max(0.1)).collect()
+            };
+            Case {
+                name: (*name).to_owned(),
+                services: 2,
+                reals: 3,
+                method: format!("1 frame x {repeat} runs per call"),
+                rounds,
+                ns: Stat::of(&c[i]),
+                floor_ns: Stat::of(&fl),
+                ratio: Stat::of(&per_round(&c[i], &fl)),
+                vs_base_ns: None,
+                // Odd cases are IPv6, each after its IPv4 twin.
+                vs_ipv4: (i % 2 == 1).then(|| Stat::of(&per_round(&c[i], &c[i - 1]))),
+            }
+        })
+        .collect())
 }
 
 /// The data path with `services` services of `reals_per` reals each.
 fn setup(services: u32, reals_per: u32, table: u32, conntrack: u32) -> Result<Dataplane> {
     let cap = Capacity {
-        max_services: services.max(2),
-        service_ports: services.max(2),
-        max_reals: (services * reals_per).max(2),
+        max_services: services + 1,
+        service_ports: services + 1,
+        max_reals: (services + 1) * reals_per,
         ring_size: table,
         conntrack,
         conntrack6: conntrack,
         affinity: 1024,
     };
     let mut dp = Dataplane::open(&cap, None, XdpMode::Auto).context("loading the XDP object")?;
-    let desired: Vec<DesiredService> = (0..services)
+    let mut desired: Vec<DesiredService> = (0..services)
         .map(|i| DesiredService {
             ports: Vec::new(),
             key: ServiceKey::new(vip(i), 80, 6),
@@ -101,6 +168,17 @@ fn setup(services: u32, reals_per: u32, table: u32, conntrack: u32) -> Result<Da
             sorry: None,
         })
         .collect();
+    // An IPv6 twin of the first service (its reals at IPv6 addresses, same MACs).
+    if let Some(first) = desired.first().cloned() {
+        let mut twin = DesiredService {
+            key: ServiceKey::new(VIP6, 80, 6),
+            ..first
+        };
+        for (i, r) in twin.reals.iter_mut().enumerate() {
+            r.addr = Ipv6Addr::new(0x2001, 0xdb8, 0x200, 0, 0, 0, 0, i as u16 + 1).into();
+        }
+        desired.push(twin);
+    }
     dp.apply(&desired)?;
     Ok(dp)
 }
@@ -153,6 +231,7 @@ fn measure_repeat(
             ns: Stat::of(&c[i]),
             floor_ns: Stat::of(&fl),
             ratio: Stat::of(&r[i]),
+            vs_ipv4: None,
             vs_base_ns: base.filter(|_| p == maps::PROG_LB).map(|b| {
                 let d: Vec<f64> = c[i].iter().zip(&c[b]).map(|(x, y)| x - y).collect();
                 Stat::of(&d)
@@ -224,6 +303,7 @@ fn measure_new(
             floor_ns: Stat::of(&fl),
             ratio: Stat::of(&r[k]),
             vs_base_ns: None,
+            vs_ipv4: None,
         })
         .collect())
 }
@@ -294,6 +374,8 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<Vec<Case>> {
         rounds,
         plan.new_flows,
     )?);
+    progress("xdp: IPv4 and IPv6 in the same rounds");
+    out.extend(measure_families(&mut dp, rounds, repeat)?);
 
     if plan.scaling {
         for (services, reals) in [(1u32, 1u32), (100, 10), (10_000, 1), (1, 1000), (100, 1000)] {

@@ -144,7 +144,7 @@ pub fn snapshot(node: &Node, dp: &Dataplane, io: &IoStats<'_>, count_flows: bool
             bps += rb;
             let d = rt.map(|r| r.desired());
             reals.push(RealSnap {
-                real: format!("{addr}:{port}"),
+                real: crate::config::host_port(addr, port),
                 weight,
                 effective_weight: d.as_ref().map_or(0, |d| d.weight),
                 health: rt.map_or("sorry".into(), |r| r.health.label().to_owned()),

@@ -272,9 +272,8 @@ pub fn summary(cfg: &Config) -> String {
         for r in &v.reals {
             let _ = writeln!(
                 s,
-                "  real_server {}:{} weight {}{} checks {}",
-                r.addr,
-                r.port,
+                "  real_server {} weight {}{} checks {}",
+                host_port(r.addr, r.port),
                 r.weight,
                 if r.inhibit_on_failure {
                     " inhibit_on_failure"

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use anyhow::{Context as _, Result};
 use futures::TryStreamExt as _;
 use rtnetlink::packet_route::address::{
-    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, CacheInfo,
 };
 
 use super::Netlink;
@@ -47,8 +47,12 @@ impl Netlink {
     }
 
     /// Adds `ip/prefix` (with an optional label) unless it is there already. An IPv6 address
-    /// is added without duplicate address detection (`nodad`, as keepalived does): a VIP moves
-    /// between nodes by design, and DAD would keep it unusable for a second after a takeover.
+    /// is added without duplicate address detection (`nodad`, as keepalived does: a VIP moves
+    /// between nodes by design, and DAD would keep it unusable for a second after a takeover)
+    /// and deprecated (preferred lifetime 0): it still takes traffic, but the kernel never
+    /// picks it as a source. Otherwise a VIP sharing the node's /64 becomes the source of
+    /// the node's own connections (the newest address wins the tie), and a real, which holds
+    /// the VIP on its loopback, would answer health checks to itself.
     pub async fn add_address(
         &self,
         ifindex: u32,
@@ -68,6 +72,10 @@ impl Netlink {
             msg.header.flags |= AddressHeaderFlags::Nodad;
             msg.attributes
                 .push(AddressAttribute::Flags(AddressFlags::Nodad));
+            let mut life = CacheInfo::default();
+            life.ifa_preferred = 0;
+            life.ifa_valid = u32::MAX;
+            msg.attributes.push(AddressAttribute::CacheInfo(life));
         }
         req.execute()
             .await

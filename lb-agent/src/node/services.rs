@@ -12,6 +12,7 @@ use tracing::{info, warn};
 
 use super::{effects::Effects, io::RealKey};
 use crate::{
+    config::host_port,
     config::{RealCfg, Scheduler, ServiceCfg},
     dataplane::{DesiredReal, DesiredService, L2},
 };
@@ -279,7 +280,7 @@ impl Services {
         let Some((label, r)) = self.real_mut(real) else {
             return false;
         };
-        let who = format!("{}:{}", real.1, real.2);
+        let who = host_port(real.1, real.2);
         r.health = if up { Health::Up } else { Health::Down };
         r.dynamic_weight = weight.or(r.dynamic_weight);
         reason.clone_into(&mut r.last_result);
@@ -303,7 +304,7 @@ impl Services {
         let Some((label, r)) = self.real_mut(real) else {
             return false;
         };
-        info!(service = %label, real = %format!("{}:{}", real.1, real.2), weight, %reason, "dynamic weight");
+        info!(service = %label, real = %host_port(real.1, real.2), weight, %reason, "dynamic weight");
         r.dynamic_weight = Some(weight);
         true
     }

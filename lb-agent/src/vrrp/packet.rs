@@ -1958,6 +1958,111 @@ mod tests {
         }
     }
 
+    /// keepalived's IPv6 adverts from a capture: (source, destination, hop limit, message).
+    fn v6_adverts(file: &[u8]) -> Vec<(Ipv6Addr, Ipv6Addr, u8, Vec<u8>)> {
+        let addr = |b: &[u8]| {
+            let mut o = [0u8; 16];
+            o.copy_from_slice(b);
+            Ipv6Addr::from(o)
+        };
+        super::super::pcap::records(file)
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r.data.len() > 54 && r.data[12..14] == [0x86, 0xdd] && r.data[20] == 112)
+            .map(|r| {
+                let d = r.data;
+                let len = usize::from(u16::from_be_bytes([d[18], d[19]]));
+                (
+                    addr(&d[22..38]),
+                    addr(&d[38..54]),
+                    d[21],
+                    d[54..54 + len].to_vec(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn keepalived_ipv6_adverts_parse_and_reemit_byte_exact() {
+        let ll: IpAddr = "fe80::51:1".parse().unwrap();
+        let global: IpAddr = "2001:db8:1::100".parse().unwrap();
+        let caps = v6_adverts(fixtures::V6_TERM);
+        assert!(
+            caps.len() >= 10,
+            "the capture holds adverts ({})",
+            caps.len()
+        );
+        let mut priorities = std::collections::BTreeSet::new();
+        for (src, dst, hops, msg) in &caps {
+            assert_eq!(*dst, VRRP_MCAST_V6);
+            let a = parse_v6(msg, *src, *dst, Some(*hops), true).expect("keepalived's advert");
+            assert_eq!((a.version, a.vrid, a.interval_cs), (Version::V3, 51, 100));
+            assert_eq!(a.addresses, vec![ll, global]);
+            priorities.insert(a.priority);
+            assert_eq!(
+                &a.to_bytes(*src, *dst, V3Checksum::PseudoHeader),
+                msg,
+                "re-emitted from {src}"
+            );
+        }
+        assert!(
+            priorities.contains(&0),
+            "the capture has the priority-0 hand-back"
+        );
+        // Unicast: global addresses, the default hop limit; the peer list vouches.
+        let uni = v6_adverts(fixtures::V6_UNICAST);
+        assert!(!uni.is_empty());
+        for (src, dst, hops, msg) in &uni {
+            assert_ne!(
+                *hops, 255,
+                "keepalived sends unicast with the default hop limit"
+            );
+            let a = parse_v6(msg, *src, *dst, Some(*hops), false).expect("unicast advert");
+            assert_eq!(&a.to_bytes(*src, *dst, V3Checksum::PseudoHeader), msg);
+            assert_eq!(
+                parse_v6(msg, *src, *dst, Some(*hops), true),
+                Err(ParseError::Ttl),
+                "the same to the group would be off-link"
+            );
+        }
+    }
+
+    #[test]
+    fn hostile_ipv6_adverts_are_refused_for_their_reason() {
+        let (src, dst, _, msg) = v6_adverts(fixtures::V6_TERM)
+            .into_iter()
+            .next()
+            .expect("an advert");
+        let ok = |m: &[u8], s: Ipv6Addr, h: Option<u8>| parse_v6(m, s, dst, h, true);
+        assert!(ok(&msg, src, Some(255)).is_ok());
+        assert_eq!(ok(&msg, src, Some(254)), Err(ParseError::Ttl));
+        assert_eq!(ok(&msg, src, None), Err(ParseError::Ttl));
+        let global: Ipv6Addr = "2001:db8:1::b".parse().unwrap();
+        assert_eq!(ok(&msg, global, Some(255)), Err(ParseError::Source));
+        let mut bad = msg.clone();
+        bad[6] ^= 0x55;
+        assert_eq!(ok(&bad, src, Some(255)), Err(ParseError::Checksum));
+        // The right sum for another source is the wrong one for this one.
+        let other: Ipv6Addr = "fe80::99".parse().unwrap();
+        assert_eq!(ok(&msg, other, Some(255)), Err(ParseError::Checksum));
+        for len in 0..msg.len() {
+            assert!(ok(&msg[..len], src, Some(255)).is_err(), "cut at {len}");
+        }
+        let mut v2 = msg.clone();
+        v2[0] = 0x21;
+        assert_eq!(ok(&v2, src, Some(255)), Err(ParseError::Version));
+        let mut zero = msg.clone();
+        zero[4] = 0;
+        zero[5] = 0;
+        let a = Advert::parse(
+            &VrrpPacket::new_unchecked_v6(&zero[..]),
+            src,
+            dst,
+            ChecksumCheck::Either,
+        );
+        assert!(a.is_err(), "zero interval (or its checksum)");
+    }
+
     #[test]
     fn labels_are_unique_and_stable() {
         let labels: Vec<_> = ParseError::ALL.iter().map(ParseError::label).collect();

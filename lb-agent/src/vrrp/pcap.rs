@@ -136,6 +136,17 @@ fn read_u32(bytes: &[u8], at: usize, big_endian: bool) -> u32 {
 
 /// The fixture captures, loaded at compile time.
 pub mod fixtures {
+    /// v3 over IPv6, multicast, 1 s; VIPs fe80::51:1 and 2001:db8:1::100: election,
+    /// preemption, priority-0 hand-back, neighbour advertisements.
+    pub const V6_TERM: &[u8] = include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/vrrp/keepalived_vrrpv3_ipv6.pcap"
+    ));
+    /// v3 over IPv6 with `unicast_src_ip`/`unicast_peer` (global addresses, hop limit 64).
+    pub const V6_UNICAST: &[u8] = include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/vrrp/keepalived_vrrpv3_ipv6_unicast.pcap"
+    ));
     /// v2, advert_int 1, multicast; SIGTERM failover.
     pub const V2_TERM: &[u8] = include_bytes!(concat!(
         env!("CARGO_MANIFEST_DIR"),
