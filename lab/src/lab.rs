@@ -117,7 +117,7 @@ impl Lab {
                 native_xdp: true,
             },
         )?;
-        progress("starting HTTP servers on r1..r4 (VIP 10.99.0.100 on their lo)");
+        progress("starting HTTP servers on r1..r4 (VIPs 10.99.0.100 and fd00:99::100 on their lo)");
         t.start_all_servers()?;
         let dir = WorkDir::new(&t.prefix)?;
         let configs = [
@@ -180,6 +180,10 @@ impl Lab {
 
     pub fn holds_vip(&self, i: usize) -> bool {
         self.t.holds(i, VIP)
+    }
+
+    pub fn holds_vip6(&self, i: usize) -> bool {
+        self.t.holds(i, lb_tests::topology::VIP6)
     }
 
     pub fn status(&self, i: usize) -> Option<Snapshot> {
@@ -329,8 +333,9 @@ impl Lab {
             let addr = format!("{}:80", real_ip(i));
             let real = master.and_then(|m| {
                 m.services
-                    .first()
-                    .and_then(|v| v.reals.iter().find(|r| r.real == addr))
+                    .iter()
+                    .flat_map(|v| &v.reals)
+                    .find(|r| r.real == addr)
             });
             let (health, last) = match real {
                 Some(r) => (r.health.clone(), r.last_check.clone()),

@@ -46,7 +46,7 @@ fn parse() -> Result<Opts> {
             "-h" | "--help" => {
                 println!("lb-lab [--agent PATH] [--script] [--no-tour] [--soak SECONDS]\n\n\
                     Builds a network-namespace lab (client, lb1, lb2, r1..r4) and runs lb-agent on\n\
-                    both load balancers. Default: a live view and a guided tour (failover, preemption,\n\
+                    both load balancers (IPv4 and IPv6 VIPs). Default: a live view and a guided tour (IPv6, failover, preemption,\n\
                     a real failing and returning, a reload adding a real). --script: the tour without\n\
                     pauses, exit 0 only if every step did what it announced. --no-tour: keep the lab\n\
                     running until Ctrl-C. Everything is removed on exit or Ctrl-C.");
@@ -120,12 +120,11 @@ impl Tour<'_> {
             .filter_map(|n| self.lab.status(n))
             .find(|s| s.instances.first().is_some_and(|x| x.state == "master"))
             .and_then(|s| {
-                s.services.first().and_then(|v| {
-                    v.reals
-                        .iter()
-                        .find(|r| r.real == addr)
-                        .map(|r| r.health.clone())
-                })
+                s.services
+                    .iter()
+                    .flat_map(|v| &v.reals)
+                    .find(|r| r.real == addr)
+                    .map(|r| r.health.clone())
             })
     }
 
@@ -145,6 +144,17 @@ impl Tour<'_> {
         if !self.watch("lb1 master", pace) {
             return Ok(());
         }
+
+        self.say("IPv6 beside IPv4: the client's requests to [fd00:99::100]:80 reach r1..r3 through lb1 too (VRRPv3 over IPv6, one sync group)");
+        let vip6 = std::net::SocketAddr::from((lb_tests::topology::VIP6, 80));
+        let answers = lb_tests::client::tally(
+            &lb_tests::client::http_many(&self.lab.t.client.ns, vip6, 30).unwrap_or_default(),
+        );
+        let all = ["r1", "r2", "r3"].iter().all(|r| answers.contains_key(*r));
+        self.check(
+            all && !answers.contains_key("error") && self.lab.holds_vip6(0),
+            format!("30 requests over IPv6 answered by {answers:?}; the IPv6 VIP is on lb1"),
+        );
 
         self.say("Stop lb1 gracefully (SIGTERM): it sends priority 0 and keeps forwarding until lb2 takes over");
         let before = self.lab.requests()?;

@@ -190,7 +190,7 @@ struct Raw<'a> {
 pub fn instances(list: &[&Stmt], scripts: &[VrrpScript], cx: &mut Cx) -> Vec<VrrpInstance> {
     let mut out: Vec<VrrpInstance> = Vec::new();
     let mut vip_owner: HashMap<IpAddr, String> = HashMap::new();
-    let mut vrids: HashMap<(String, u32), String> = HashMap::new();
+    let mut vrids: HashMap<(String, u32, bool), String> = HashMap::new();
     for s in list {
         let Some(raw) = read_instance(s, &mut cx.notes) else {
             continue;
@@ -208,8 +208,13 @@ pub fn instances(list: &[&Stmt], scripts: &[VrrpScript], cx: &mut Cx) -> Vec<Vrr
             );
             continue;
         }
+        // An IPv4 and an IPv6 instance may share a VRID (they are different routers).
+        let v6 = inst.virtual_ipaddresses.first().is_some_and(|v| match v {
+            VirtualIp::Short(t) => t.contains(':'),
+            VirtualIp::Full(f) => f.address.contains(':'),
+        });
         if let Some(other) = vrids.insert(
-            (inst.interface.clone(), inst.virtual_router_id),
+            (inst.interface.clone(), inst.virtual_router_id, v6),
             inst.name.clone(),
         ) {
             cx.notes.warning(
