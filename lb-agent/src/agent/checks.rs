@@ -82,6 +82,66 @@ pub fn probes(checks: &[CheckCfg]) -> Vec<Probe> {
                 timeout: *timeout,
                 dynamic: *dynamic,
             })),
+            CheckCfg::Dns {
+                port,
+                name,
+                qtype,
+                tcp,
+                rcode,
+                require_answer,
+                connect_timeout,
+                bind_to,
+                probe_vip,
+            } => Some(Probe::Dns(health::dns::DnsCheck {
+                connect_port: Some(*port),
+                name: name.clone(),
+                qtype: qtype.clone(),
+                tcp: *tcp,
+                rcode: *rcode,
+                require_answer: *require_answer,
+                bind_to: *bind_to,
+                connect_timeout: *connect_timeout,
+                probe_vip: *probe_vip,
+            })),
+            CheckCfg::Udp {
+                port,
+                payload,
+                require_reply,
+                reply_regex,
+                connect_timeout,
+                bind_to,
+                probe_vip,
+            } => {
+                let reply_regex = match reply_regex.as_deref().map(regex::bytes::Regex::new) {
+                    None => None,
+                    Some(Ok(r)) => Some(r),
+                    Some(Err(e)) => {
+                        warn!(error = %e, "invalid reply regex; check skipped");
+                        return None;
+                    }
+                };
+                Some(Probe::Udp(health::udp::UdpCheck {
+                    connect_port: Some(*port),
+                    payload: payload.clone(),
+                    require_reply: *require_reply,
+                    reply_regex,
+                    bind_to: *bind_to,
+                    connect_timeout: *connect_timeout,
+                    probe_vip: *probe_vip,
+                }))
+            }
+            CheckCfg::Ping { connect_timeout } => Some(Probe::Ping(health::ping::PingCheck {
+                connect_timeout: *connect_timeout,
+            })),
+            CheckCfg::File {
+                path,
+                weight,
+                reverse,
+            } => Some(Probe::File(health::file::FileCheck {
+                path: path.clone(),
+                weight: *weight,
+                reverse: *reverse,
+            })),
         })
         .collect();
     list

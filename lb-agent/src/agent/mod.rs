@@ -12,6 +12,7 @@ pub mod hooks;
 pub mod host;
 pub mod receive;
 pub mod snapshot;
+pub mod track_files;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -108,6 +109,11 @@ struct Agent {
     garps: HashMap<u32, garp::Sender>,
     sched: Scheduler,
     registry: checks::Registry,
+    /// The task reading the track files, with the list it reads.
+    track_files: Option<(
+        Vec<crate::config::TrackFileCfg>,
+        tokio::task::JoinHandle<()>,
+    )>,
     tx_errors: HashMap<String, u64>,
     latency: snapshot::Latency,
     rates: snapshot::Rates,
@@ -190,6 +196,7 @@ impl Agent {
             garps: HashMap::new(),
             sched,
             registry: checks::Registry::default(),
+            track_files: None,
             tx_errors: HashMap::new(),
             latency: snapshot::Latency::default(),
             rates: snapshot::Rates::default(),
@@ -308,9 +315,27 @@ impl Agent {
                     let _g = self.io.enter();
                     hooks::spawn(what, &argv, &args);
                 }
-                Effect::Checks(plan) => self.registry.reconcile(&self.sched, &plan),
+                Effect::Checks(plan) => {
+                    self.registry.reconcile(&self.sched, &plan);
+                    self.read_track_files(plan.track_files);
+                }
                 Effect::Stopped => {}
             }
+        }
+    }
+
+    /// Reads exactly `files` from now on (a new reader when the list changed).
+    fn read_track_files(&mut self, files: Vec<crate::config::TrackFileCfg>) {
+        if self.track_files.as_ref().is_some_and(|(f, _)| *f == files) {
+            return;
+        }
+        if let Some((_, task)) = self.track_files.take() {
+            task.abort();
+        }
+        if !files.is_empty() {
+            let _rt = self.io.enter();
+            let task = track_files::spawn(files.clone(), self.events.clone());
+            self.track_files = Some((files, task));
         }
     }
 

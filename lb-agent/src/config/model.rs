@@ -25,6 +25,7 @@ pub struct Config {
     pub mcast_group: Ipv4Addr,
     pub mcast_group6: Ipv6Addr,
     pub scripts: Vec<ScriptCfg>,
+    pub track_files: Vec<TrackFileCfg>,
     pub instances: Vec<InstanceCfg>,
     pub sync_groups: Vec<SyncGroupCfg>,
     pub services: Vec<ServiceCfg>,
@@ -103,6 +104,8 @@ pub struct InstanceCfg {
     pub track_interfaces: Vec<(String, i32)>,
     /// (name of a `vrrp_scripts` entry, weight override or the script's weight).
     pub track_scripts: Vec<(String, i32)>,
+    /// (name of a `vrrp_track_files` entry, weight override or the file's weight).
+    pub track_files: Vec<(String, i32)>,
     /// (a virtual service, weight): by key, so inserting a service never changes what an
     /// instance tracks.
     pub track_services: Vec<(ServiceKey, i32)>,
@@ -285,6 +288,47 @@ pub enum CheckCfg {
         timeout: Duration,
         dynamic: bool,
     },
+    Dns {
+        port: u16,
+        name: String,
+        /// Record type, as its mnemonic (`SOA`) or number.
+        qtype: String,
+        tcp: bool,
+        /// Only this response code is up.
+        rcode: Option<u16>,
+        require_answer: bool,
+        connect_timeout: Duration,
+        bind_to: Option<IpAddr>,
+        probe_vip: Option<IpAddr>,
+    },
+    Udp {
+        port: u16,
+        payload: Vec<u8>,
+        require_reply: bool,
+        reply_regex: Option<String>,
+        connect_timeout: Duration,
+        bind_to: Option<IpAddr>,
+        probe_vip: Option<IpAddr>,
+    },
+    Ping {
+        connect_timeout: Duration,
+    },
+    File {
+        path: PathBuf,
+        /// Multiplier (0: the file holds a status, 0 = up).
+        weight: i64,
+        reverse: bool,
+    },
+}
+
+/// keepalived `track_file`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrackFileCfg {
+    pub name: String,
+    pub path: PathBuf,
+    pub weight: i32,
+    pub reverse: bool,
+    pub init: Option<i64>,
 }
 
 impl Config {

@@ -18,6 +18,9 @@ pub struct File {
     pub global_defs: GlobalDefs,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vrrp_scripts: Vec<VrrpScript>,
+    /// keepalived `track_file` blocks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vrrp_track_files: Vec<TrackFile>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vrrp_instances: Vec<VrrpInstance>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -174,6 +177,9 @@ pub struct VrrpInstance {
     pub track_interfaces: Vec<TrackInterface>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub track_scripts: Vec<TrackScript>,
+    /// Names of `vrrp_track_files`, or `{name, weight}` to override the file's weight.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub track_files: Vec<TrackScript>,
     /// Virtual services whose quorum lowers this instance's priority.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub track_services: Vec<TrackService>,
@@ -382,6 +388,117 @@ pub struct Check {
     /// keepalived MISC_CHECK.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub script: Option<ScriptCheck>,
+    /// keepalived DNS_CHECK.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsCheck>,
+    /// keepalived UDP_CHECK.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp: Option<UdpCheck>,
+    /// keepalived PING_CHECK.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ping: Option<PingCheck>,
+    /// keepalived FILE_CHECK.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileCheck>,
+}
+
+/// A DNS query to the real; up when an answer with the query's id arrives in time.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DnsCheck {
+    /// The name to ask for (default `.`, as keepalived).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The record type (default `SOA`): A, AAAA, NS, SOA, MX, TXT, CNAME, PTR, SRV...
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "type")]
+    pub qtype: Option<String>,
+    /// `udp` (default) or `tcp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    /// Only this response code is up (e.g. `NOERROR`); default: any answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rcode: Option<String>,
+    /// The answer section must not be empty (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_answer: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout: Option<Dur>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind_to: Option<IpAddr>,
+    /// Ask on the VIP through the real (UDP only), as `tcp.probe_vip` does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_vip: Option<bool>,
+}
+
+/// A datagram to the real. Without `require_reply`, up unless an ICMP error (port
+/// unreachable above all) comes back within the timeout; with it, up when a reply arrives
+/// (matching `reply_regex` if given). An ICMP port unreachable is down at once either way.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UdpCheck {
+    /// The datagram as text (default: 8 bytes `lb-check`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+    /// The datagram in hex (keepalived's `payload`): `"0a0b 0c"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_hex: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_reply: Option<bool>,
+    /// A regular expression the reply's bytes must match (implies require_reply).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_regex: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout: Option<Dur>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind_to: Option<IpAddr>,
+    /// Send to the VIP through the real (needs require_reply), as `tcp.probe_vip` does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_vip: Option<bool>,
+}
+
+/// ICMP (or ICMPv6) echo to the real.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PingCheck {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout: Option<Dur>,
+}
+
+/// The real's state from a file holding a number: with `weight` (default 1) non-zero, the
+/// number times the weight is the real's weight, and 0 or less is down; with `weight: 0`, 0
+/// is up and anything else down. A missing or unreadable file reads as 0.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileCheck {
+    pub path: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<i64>,
+    /// Negate the number first (keepalived's `reverse`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverse: Option<bool>,
+}
+
+/// keepalived `track_file`: a file holding a number that changes the priority of the
+/// instances that track it.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrackFile {
+    pub name: String,
+    pub file: PathBuf,
+    /// Default 1: the number times the weight is added to the priority (below -253: FAULT).
+    /// 0: a non-zero number is FAULT, 0 is fine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<i32>,
+    /// Negate the number first (with weight 0: 0 is FAULT, anything else fine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverse: Option<bool>,
+    /// Write this value to the file at start if it does not exist (keepalived `init_file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_file: Option<i64>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]

@@ -200,10 +200,11 @@ pub fn validate(file: &schema::File) -> Result<Config, Vec<Problem>> {
 
     let services = services(&mut p, &file.virtual_servers, ring_size);
     let scripts = scripts(&mut p, &file.vrrp_scripts);
+    let track_files = track_files(&mut p, &file.vrrp_track_files);
     let instances = instances(
         &mut p,
         &file.vrrp_instances,
-        &scripts,
+        (&scripts, &track_files),
         &services,
         (mcast_group, mcast_group6),
         &garp,
@@ -258,6 +259,7 @@ pub fn validate(file: &schema::File) -> Result<Config, Vec<Problem>> {
         mcast_group,
         mcast_group6,
         scripts,
+        track_files,
         instances,
         sync_groups,
         services,
@@ -696,11 +698,15 @@ fn check(p: &mut Problems, at: &str, c: &Check, port: u16, vip: IpAddr) -> Optio
         c.http.is_some(),
         c.https.is_some(),
         c.script.is_some(),
+        c.dns.is_some(),
+        c.udp.is_some(),
+        c.ping.is_some(),
+        c.file.is_some(),
     ];
     if kinds.iter().filter(|k| **k).count() != 1 {
         p.add(
             at,
-            "give exactly one of tcp, http, https, script per list item",
+            "give exactly one of tcp, http, https, script, dns, udp, ping, file per list item",
         );
         return None;
     }
@@ -708,7 +714,9 @@ fn check(p: &mut Problems, at: &str, c: &Check, port: u16, vip: IpAddr) -> Optio
         .tcp
         .as_ref()
         .and_then(|t| t.bind_to)
-        .or_else(|| c.http.as_ref().or(c.https.as_ref()).and_then(|h| h.bind_to));
+        .or_else(|| c.http.as_ref().or(c.https.as_ref()).and_then(|h| h.bind_to))
+        .or_else(|| c.dns.as_ref().and_then(|d| d.bind_to))
+        .or_else(|| c.udp.as_ref().and_then(|u| u.bind_to));
     if let Some(Err(e)) = bind_to.map(|b| same_family(vip, b)) {
         p.add(format!("{at}.bind_to"), e);
     }
@@ -767,6 +775,20 @@ fn check(p: &mut Problems, at: &str, c: &Check, port: u16, vip: IpAddr) -> Optio
                 verify: h.verify.unwrap_or(true),
             }
         }
+    } else if let Some(d) = &c.dns {
+        dns_check(p, &format!("{at}.dns"), d, port, vip)
+    } else if let Some(u) = &c.udp {
+        udp_check(p, &format!("{at}.udp"), u, port, vip)
+    } else if let Some(g) = &c.ping {
+        CheckCfg::Ping {
+            connect_timeout: g.connect_timeout.map_or(DEFAULT_CONNECT_TIMEOUT, |d| d.0),
+        }
+    } else if let Some(f) = &c.file {
+        CheckCfg::File {
+            path: f.path.clone(),
+            weight: f.weight.unwrap_or(1),
+            reverse: f.reverse.unwrap_or(false),
+        }
     } else {
         let s = c.script.as_ref()?;
         CheckCfg::Script {
@@ -776,6 +798,111 @@ fn check(p: &mut Problems, at: &str, c: &Check, port: u16, vip: IpAddr) -> Optio
         }
     };
     Some(out)
+}
+
+fn dns_check(p: &mut Problems, at: &str, d: &schema::DnsCheck, port: u16, vip: IpAddr) -> CheckCfg {
+    let name = d.name.clone().unwrap_or_else(|| ".".into());
+    if name.is_empty() || name.len() > 253 || name.chars().any(|c| c.is_control() || c == ' ') {
+        p.add(format!("{at}.name"), "not a domain name");
+    }
+    let qtype = d
+        .qtype
+        .clone()
+        .unwrap_or_else(|| "SOA".into())
+        .to_ascii_uppercase();
+    if crate::health::dns::record_type(&qtype).is_none() {
+        p.add(
+            format!("{at}.type"),
+            format!(
+                "`{qtype}`: not a DNS record type (A, AAAA, NS, SOA, MX, TXT, ... or a number)"
+            ),
+        );
+    }
+    let rcode = d.rcode.as_deref().and_then(|r| {
+        let code = crate::health::dns::rcode(r);
+        if code.is_none() {
+            p.add(
+                format!("{at}.rcode"),
+                format!("`{r}`: expected NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED or a number"),
+            );
+        }
+        code
+    });
+    let tcp = match d.protocol.as_deref().unwrap_or("udp") {
+        "udp" | "UDP" => false,
+        "tcp" | "TCP" => true,
+        other => {
+            p.add(
+                format!("{at}.protocol"),
+                format!("`{other}`: expected udp or tcp"),
+            );
+            false
+        }
+    };
+    let probe_vip = d.probe_vip.unwrap_or(false).then_some(vip);
+    if probe_vip.is_some() && tcp {
+        p.add(
+            format!("{at}.probe_vip"),
+            "through the VIP the DNS check asks over UDP only",
+        );
+    }
+    CheckCfg::Dns {
+        port: d.connect_port.unwrap_or(port),
+        name,
+        qtype,
+        tcp,
+        rcode,
+        require_answer: d.require_answer.unwrap_or(false),
+        connect_timeout: d.connect_timeout.map_or(DEFAULT_CONNECT_TIMEOUT, |x| x.0),
+        bind_to: d.bind_to,
+        probe_vip,
+    }
+}
+
+fn udp_check(p: &mut Problems, at: &str, u: &schema::UdpCheck, port: u16, vip: IpAddr) -> CheckCfg {
+    let payload = match (&u.payload, &u.payload_hex) {
+        (Some(_), Some(_)) => {
+            p.add(
+                format!("{at}.payload_hex"),
+                "give payload or payload_hex, not both",
+            );
+            Vec::new()
+        }
+        (Some(t), None) => t.as_bytes().to_vec(),
+        (None, Some(h)) => match crate::health::udp::parse_hex(h) {
+            Some(b) => b,
+            None => {
+                p.add(
+                    format!("{at}.payload_hex"),
+                    "not hex digits (spaces allowed)",
+                );
+                Vec::new()
+            }
+        },
+        (None, None) => b"lb-check".to_vec(),
+    };
+    if let Some(re) = &u.reply_regex {
+        if let Err(e) = regex_check(re) {
+            p.add(format!("{at}.reply_regex"), e);
+        }
+    }
+    let require_reply = u.require_reply.unwrap_or(false) || u.reply_regex.is_some();
+    let probe_vip = u.probe_vip.unwrap_or(false).then_some(vip);
+    if probe_vip.is_some() && !require_reply {
+        p.add(
+            format!("{at}.probe_vip"),
+            "through the VIP only a reply proves anything: set require_reply",
+        );
+    }
+    CheckCfg::Udp {
+        port: u.connect_port.unwrap_or(port),
+        payload,
+        require_reply,
+        reply_regex: u.reply_regex.clone(),
+        connect_timeout: u.connect_timeout.map_or(DEFAULT_CONNECT_TIMEOUT, |x| x.0),
+        bind_to: u.bind_to,
+        probe_vip,
+    }
 }
 
 /// Validates a body regex without compiling it into the config (the checker compiles it).
@@ -798,6 +925,35 @@ fn status_range(s: &StatusCode) -> Option<(u16, u16)> {
         },
     };
     ((100..=599).contains(&lo) && (100..=599).contains(&hi) && lo <= hi).then_some((lo, hi))
+}
+
+fn track_files(p: &mut Problems, list: &[schema::TrackFile]) -> Vec<TrackFileCfg> {
+    let mut names = HashSet::new();
+    let mut out = Vec::new();
+    for (i, f) in list.iter().enumerate() {
+        let at = format!("vrrp_track_files[{i}]");
+        if !names.insert(f.name.clone()) {
+            p.add(
+                format!("{at}.name"),
+                format!("`{}` is defined twice", f.name),
+            );
+        }
+        if !f.file.is_absolute() {
+            p.add(format!("{at}.file"), "must be an absolute path");
+        }
+        let weight = f.weight.unwrap_or(1);
+        if !(-254..=254).contains(&weight) {
+            p.add(format!("{at}.weight"), "must be between -254 and 254");
+        }
+        out.push(TrackFileCfg {
+            name: f.name.clone(),
+            path: f.file.clone(),
+            weight,
+            reverse: f.reverse.unwrap_or(false),
+            init: f.init_file,
+        });
+    }
+    out
 }
 
 fn scripts(p: &mut Problems, list: &[schema::VrrpScript]) -> Vec<ScriptCfg> {
@@ -885,7 +1041,7 @@ fn parse_vip(p: &mut Problems, at: &str, v: &VirtualIp, iface: &str) -> Option<V
 fn instances(
     p: &mut Problems,
     list: &[schema::VrrpInstance],
-    scripts: &[ScriptCfg],
+    (scripts, files): (&[ScriptCfg], &[TrackFileCfg]),
     services: &[ServiceCfg],
     (mcast4, mcast6): (Ipv4Addr, Ipv6Addr),
     garp: &Garp,
@@ -1105,6 +1261,20 @@ fn instances(
                 ),
             }
         }
+        let mut track_files = Vec::new();
+        for (j, t) in vi.track_files.iter().enumerate() {
+            let (name, weight) = match t {
+                TrackScript::Name(n) => (n, None),
+                TrackScript::Weighted { name, weight } => (name, Some(*weight)),
+            };
+            match files.iter().find(|f| &f.name == name) {
+                Some(f) => track_files.push((name.clone(), weight.unwrap_or(f.weight))),
+                None => p.add(
+                    format!("{at}.track_files[{j}]"),
+                    format!("`{name}` is not defined in vrrp_track_files"),
+                ),
+            }
+        }
         let mut track_services = Vec::new();
         for (j, t) in vi.track_services.iter().enumerate() {
             // An all-ports service may be named with port 0 or `*`.
@@ -1145,6 +1315,7 @@ fn instances(
             v3_checksum,
             track_interfaces,
             track_scripts,
+            track_files,
             track_services,
             notify,
             garp: Garp {

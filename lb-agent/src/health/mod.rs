@@ -1,20 +1,25 @@
-//! Real-server health checks (keepalived `TCP_CHECK`, `HTTP_GET`, `SSL_GET`
-//! and `MISC_CHECK` semantics) on tokio.
+//! Real-server health checks (keepalived `TCP_CHECK`, `HTTP_GET`, `SSL_GET`, `MISC_CHECK`,
+//! `DNS_CHECK`, `UDP_CHECK`, `PING_CHECK` and `FILE_CHECK` semantics) on tokio.
 //!
 //! Layout, bottom up:
 //! * [`hysteresis`]: pure rise/fall state machine (no clock, no I/O).
 //! * [`probe`]: check config types and [`probe::run`], which dispatches to
-//!   [`tcp`], [`http`] (plain or over [`tls`]) and [`script`].
+//!   [`tcp`], [`http`] (plain or over [`tls`]), [`script`], [`dns`], [`udp`], [`ping`] and
+//!   [`file`]; [`vip`] sends a check to the VIP through a real.
 //! * [`scheduler`]: runs the checks of many reals on one runtime and reports
 //!   transitions on an mpsc channel.
 
+pub mod dns;
+pub mod file;
 pub mod http;
 pub mod hysteresis;
+pub mod ping;
 pub mod probe;
 pub mod scheduler;
 pub mod script;
 pub mod tcp;
 pub mod tls;
+pub mod udp;
 pub mod vip;
 
 #[cfg(test)]

@@ -76,13 +76,18 @@ impl Outcome {
     }
 }
 
-/// One checker of a real (keepalived's `TCP_CHECK`, `HTTP_GET`/`SSL_GET`, `MISC_CHECK`).
+/// One checker of a real (keepalived's `TCP_CHECK`, `HTTP_GET`/`SSL_GET`, `MISC_CHECK`,
+/// `DNS_CHECK`, `UDP_CHECK`, `PING_CHECK`, `FILE_CHECK`).
 #[derive(Debug, Clone)]
 pub enum Probe {
     Tcp(TcpCheck),
     /// HTTP/1.1 GET; with `tls: Some(..)` it is keepalived's `SSL_GET`.
     Http(HttpCheck),
     Script(ScriptCheck),
+    Dns(super::dns::DnsCheck),
+    Udp(super::udp::UdpCheck),
+    Ping(super::ping::PingCheck),
+    File(super::file::FileCheck),
 }
 
 /// `TCP_CHECK`: success means the TCP handshake completed.
@@ -276,6 +281,11 @@ impl Probe {
             Probe::Tcp(c) => c.connect_timeout,
             Probe::Http(c) => c.timeout,
             Probe::Script(c) => c.timeout,
+            // TCP: connect, then the answer, each within the timeout.
+            Probe::Dns(c) => c.connect_timeout * 2,
+            Probe::Udp(c) => c.connect_timeout,
+            Probe::Ping(c) => c.connect_timeout,
+            Probe::File(_) => Duration::from_secs(1),
         }
     }
 
@@ -286,15 +296,23 @@ impl Probe {
             Probe::Http(c) if c.tls.is_some() => "https",
             Probe::Http(_) => "http",
             Probe::Script(_) => "script",
+            Probe::Dns(_) => "dns",
+            Probe::Udp(_) => "udp",
+            Probe::Ping(_) => "ping",
+            Probe::File(_) => "file",
         }
     }
 
     /// Check the config against the target it will be used for.
     pub fn validate(&self, target: &Target) -> Result<(), ConfigError> {
-        if let Probe::Tcp(TcpCheck { probe_vip, .. }) = self {
-            if probe_vip.is_some_and(|v| v.is_ipv4() != target.addr.is_ipv4()) {
-                return Err(ConfigError::ProbeVipFamily);
-            }
+        let probe_vip = match self {
+            Probe::Tcp(c) => c.probe_vip,
+            Probe::Dns(c) => c.probe_vip,
+            Probe::Udp(c) => c.probe_vip,
+            _ => None,
+        };
+        if probe_vip.is_some_and(|v| v.is_ipv4() != target.addr.is_ipv4()) {
+            return Err(ConfigError::ProbeVipFamily);
         }
         let check_bind = |bind: Option<IpAddr>| match bind {
             Some(b) if b.is_ipv4() != target.addr.is_ipv4() => Err(ConfigError::BindFamily {
@@ -342,6 +360,22 @@ impl Probe {
                 }
                 Ok(())
             }
+            Probe::Dns(c) => {
+                if c.connect_timeout.is_zero() {
+                    return Err(ConfigError::Zero("connect_timeout"));
+                }
+                check_bind(c.bind_to)
+            }
+            Probe::Udp(c) => {
+                if c.connect_timeout.is_zero() {
+                    return Err(ConfigError::Zero("connect_timeout"));
+                }
+                check_bind(c.bind_to)
+            }
+            Probe::Ping(c) if c.connect_timeout.is_zero() => {
+                Err(ConfigError::Zero("connect_timeout"))
+            }
+            Probe::Ping(_) | Probe::File(_) => Ok(()),
         }
     }
 }
@@ -365,6 +399,10 @@ pub async fn run(probe: &Probe, target: &Target) -> Outcome {
         },
         Probe::Http(c) => super::http::check(c, target).await,
         Probe::Script(c) => super::script::check(c).await,
+        Probe::Dns(c) => super::dns::check(c, target).await,
+        Probe::Udp(c) => super::udp::check(c, target).await,
+        Probe::Ping(c) => super::ping::check(c, target).await,
+        Probe::File(c) => super::file::check(c).await,
     }
 }
 

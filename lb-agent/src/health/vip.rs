@@ -188,18 +188,61 @@ pub fn tcp_frame(
     tcp.extend_from_slice(&(if syn { 64240u16 } else { 0 }).to_be_bytes());
     tcp.extend_from_slice(&[0, 0, 0, 0]);
     tcp.extend_from_slice(opts);
+    ip_frame([dst_mac, src_mac], src, dst, 6, tcp, 16, seq as u16)
+}
+
+/// An Ethernet + IPv4 or IPv6 + UDP frame carrying `payload`.
+pub fn udp_frame(
+    dst_mac: [u8; 6],
+    src_mac: [u8; 6],
+    src: IpAddr,
+    dst: IpAddr,
+    sport: u16,
+    dport: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut udp = Vec::with_capacity(8 + payload.len());
+    udp.extend_from_slice(&sport.to_be_bytes());
+    udp.extend_from_slice(&dport.to_be_bytes());
+    udp.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend_from_slice(payload);
+    ip_frame([dst_mac, src_mac], src, dst, 17, udp, 6, sport)
+}
+
+/// The frame around a transport segment `l4` of protocol `proto`, whose checksum (at `csum_at`,
+/// zero on entry) is filled in with the pseudo-header of either family.
+fn ip_frame(
+    [dst_mac, src_mac]: [[u8; 6]; 2],
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    mut l4: Vec<u8>,
+    csum_at: usize,
+    ident: u16,
+) -> Vec<u8> {
     let (s, d) = (octets(src), octets(dst));
-    // The TCP pseudo-header (same sum for both families' layouts).
-    let pseudo = [&s[..], &d[..], &[0, 6], &(tcp_len as u16).to_be_bytes()[..]].concat();
-    let c = checksum(&[&pseudo, &tcp]);
-    tcp[16..18].copy_from_slice(&c.to_be_bytes());
+    // The pseudo-header (the same sum for both families' layouts).
+    let pseudo = [
+        &s[..],
+        &d[..],
+        &[0, proto],
+        &(l4.len() as u16).to_be_bytes()[..],
+    ]
+    .concat();
+    let c = match checksum(&[&pseudo, &l4]) {
+        // UDP sends a zero sum as all ones (zero means "none", not allowed over IPv6).
+        0 if proto == 17 => 0xffff,
+        c => c,
+    };
+    l4[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
 
     let (ip, ethertype) = if src.is_ipv4() {
-        let total = (20 + tcp_len) as u16;
+        let total = (20 + l4.len()) as u16;
         let mut ip = vec![0x45, 0];
         ip.extend_from_slice(&total.to_be_bytes());
-        ip.extend_from_slice(&(seq as u16).to_be_bytes());
-        ip.extend_from_slice(&[0x40, 0, 64, 6, 0, 0]);
+        ip.extend_from_slice(&ident.to_be_bytes());
+        ip.extend_from_slice(&[0x40, 0, 64, proto, 0, 0]);
         ip.extend_from_slice(&s);
         ip.extend_from_slice(&d);
         let c = checksum(&[&ip]);
@@ -207,19 +250,19 @@ pub fn tcp_frame(
         (ip, ETH_P_IP)
     } else {
         let mut ip = vec![0x60, 0, 0, 0];
-        ip.extend_from_slice(&(tcp_len as u16).to_be_bytes());
-        ip.extend_from_slice(&[6, 64]);
+        ip.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+        ip.extend_from_slice(&[proto, 64]);
         ip.extend_from_slice(&s);
         ip.extend_from_slice(&d);
         (ip, ETH_P_IPV6)
     };
 
-    let mut f = Vec::with_capacity(14 + ip.len() + tcp.len());
+    let mut f = Vec::with_capacity(14 + ip.len() + l4.len());
     f.extend_from_slice(&dst_mac);
     f.extend_from_slice(&src_mac);
     f.extend_from_slice(&ethertype.to_be_bytes());
     f.extend_from_slice(&ip);
-    f.extend_from_slice(&tcp);
+    f.extend_from_slice(&l4);
     f
 }
 
@@ -230,16 +273,16 @@ fn octets(a: IpAddr) -> Vec<u8> {
     }
 }
 
-/// Classic BPF: accept only TCP from vip:port to our source port.
-fn filter(vip: IpAddr, port: u16, sport: u16) -> Vec<libc::sock_filter> {
+/// Classic BPF: accept only `proto` (TCP or UDP) from vip:port to our source port.
+fn filter(vip: IpAddr, proto: u8, port: u16, sport: u16) -> Vec<libc::sock_filter> {
     match vip {
-        IpAddr::V4(v4) => filter4(u32::from(v4), port, sport),
-        IpAddr::V6(v6) => filter6(v6.octets(), port, sport),
+        IpAddr::V4(v4) => filter4(u32::from(v4), proto, port, sport),
+        IpAddr::V6(v6) => filter6(v6.octets(), proto, port, sport),
     }
 }
 
-/// IPv6 TCP (no extension headers: the real answers a SYN without any) from vip:port.
-fn filter6(vip: [u8; 16], port: u16, sport: u16) -> Vec<libc::sock_filter> {
+/// IPv6 (no extension headers: answers carry none) from vip:port.
+fn filter6(vip: [u8; 16], proto: u8, port: u16, sport: u16) -> Vec<libc::sock_filter> {
     let ins = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
     const LDH_ABS: u16 = 0x28;
     const LDB_ABS: u16 = 0x30;
@@ -252,7 +295,7 @@ fn filter6(vip: [u8; 16], port: u16, sport: u16) -> Vec<libc::sock_filter> {
         ins(LDH_ABS, 0, 0, 12),
         ins(JEQ_K, 0, 14, u32::from(ETH_P_IPV6)),
         ins(LDB_ABS, 0, 0, 20),
-        ins(JEQ_K, 0, 12, 6),
+        ins(JEQ_K, 0, 12, u32::from(proto)),
     ];
     for (k, off) in [22u32, 26, 30, 34].iter().enumerate() {
         let left = 10 - 2 * k as u8;
@@ -270,8 +313,8 @@ fn filter6(vip: [u8; 16], port: u16, sport: u16) -> Vec<libc::sock_filter> {
     p
 }
 
-/// IPv4 TCP from vip:port to our source port.
-fn filter4(vip: u32, port: u16, sport: u16) -> Vec<libc::sock_filter> {
+/// IPv4 from vip:port to our source port.
+fn filter4(vip: u32, proto: u8, port: u16, sport: u16) -> Vec<libc::sock_filter> {
     let ins = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
     const LDH_ABS: u16 = 0x28;
     const LDB_ABS: u16 = 0x30;
@@ -284,7 +327,7 @@ fn filter4(vip: u32, port: u16, sport: u16) -> Vec<libc::sock_filter> {
         ins(LDH_ABS, 0, 0, 12),
         ins(JEQ_K, 0, 9, u32::from(ETH_P_IP)),
         ins(LDB_ABS, 0, 0, 23),
-        ins(JEQ_K, 0, 7, 6),
+        ins(JEQ_K, 0, 7, u32::from(proto)),
         ins(LDW_ABS, 0, 0, 26),
         ins(JEQ_K, 0, 5, vip),
         ins(LDXB_MSH, 0, 0, 14),
@@ -353,9 +396,23 @@ fn send(fd: &OwnedFd, ifindex: u32, dst_mac: [u8; 6], frame: &[u8]) -> io::Resul
     crate::packet_socket::send_frame(fd.as_raw_fd(), ifindex, ethertype, dst_mac, frame)
 }
 
-/// The up reason, or why the VIP did not answer (down either way).
-async fn probe(c: &TcpCheck, target: &Target, vip: IpAddr) -> Result<String, VipFailure> {
-    let real = target.addr;
+/// The way to a real at layer 2: its MAC, our interface and MAC, and the source address the
+/// kernel would use towards it.
+struct Way {
+    real_mac: [u8; 6],
+    our_mac: [u8; 6],
+    ifindex: u32,
+    src: IpAddr,
+}
+
+/// Finds the way to `real` (asking the kernel to resolve it if needed, within `timeout`).
+async fn way(
+    real: IpAddr,
+    vip: IpAddr,
+    port: u16,
+    bind_to: Option<IpAddr>,
+    timeout: std::time::Duration,
+) -> Result<Way, VipFailure> {
     if real.is_ipv4() != vip.is_ipv4() {
         return Err(VipFailure::Family { vip, real });
     }
@@ -364,7 +421,6 @@ async fn probe(c: &TcpCheck, target: &Target, vip: IpAddr) -> Result<String, Vip
     } else {
         ([0u16; 8], 0).into()
     };
-    let port = c.connect_port.unwrap_or(target.port);
     let (real_mac, dev) = match neighbour(real).await {
         Ok(n) => n,
         Err(_) => {
@@ -372,7 +428,7 @@ async fn probe(c: &TcpCheck, target: &Target, vip: IpAddr) -> Result<String, Vip
             if let Ok(s) = UdpSocket::bind(any) {
                 let _ = s.send_to(&[], SocketAddr::from((real, 9)));
             }
-            let until = Instant::now() + c.connect_timeout;
+            let until = Instant::now() + timeout;
             loop {
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                 match neighbour(real).await {
@@ -384,51 +440,59 @@ async fn probe(c: &TcpCheck, target: &Target, vip: IpAddr) -> Result<String, Vip
         }
     };
     let (our_mac, ifindex) = if_mac_index(&dev)?;
-    // The source address the kernel would use towards the real.
     let src = {
         let s = UdpSocket::bind(any).map_err(io_err("socket"))?;
         s.connect(SocketAddr::from((real, port)))
             .map_err(io_err("route to the real"))?;
         s.local_addr().map_err(io_err("source address"))?.ip()
     };
-    let src = match c.bind_to {
+    let src = match bind_to {
         Some(b) if b.is_ipv4() == real.is_ipv4() => b,
         _ => src,
     };
     if src.is_ipv4() != real.is_ipv4() {
         return Err(VipFailure::NoSource);
     }
-    let ethertype = if real.is_ipv4() { ETH_P_IP } else { ETH_P_IPV6 };
-    let nonce = std::time::SystemTime::now()
+    Ok(Way {
+        real_mac,
+        our_mac,
+        ifindex,
+        src,
+    })
+}
+
+/// A port and sequence number of our own for one probe.
+fn nonce() -> (u16, u32) {
+    let n = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos() ^ d.as_secs() as u32)
         .unwrap_or(0x5eed);
-    let sport = 32768 + (nonce % 28000) as u16;
-    let seq = nonce.rotate_left(13);
-    let fd = packet_socket(ifindex, ethertype, &filter(vip, port, sport))
-        .map_err(io_err("packet socket"))?;
+    (32768 + (n % 28000) as u16, n.rotate_left(13))
+}
+
+/// A packet socket on the real's interface that lets through only the answers `prog` matches.
+fn answers(w: &Way, prog: &[libc::sock_filter]) -> Result<AsyncFd<OwnedFd>, VipFailure> {
+    let ethertype = if w.src.is_ipv4() {
+        ETH_P_IP
+    } else {
+        ETH_P_IPV6
+    };
+    let fd = packet_socket(w.ifindex, ethertype, prog).map_err(io_err("packet socket"))?;
     // SAFETY: the AsyncFd owns the fd; nothing else closes or replaces it.
-    let afd =
-        unsafe { AsyncFd::register(fd) }.map_err(|e| io_err("registering the socket")(e.into()))?;
-    send(
-        afd.get_ref(),
-        ifindex,
-        real_mac,
-        &tcp_frame(real_mac, our_mac, src, vip, sport, port, seq, 0, SYN),
-    )
-    .map_err(io_err("send"))?;
-    let deadline = Instant::now() + c.connect_timeout;
-    let mut buf = [0u8; 256];
+    unsafe { AsyncFd::register(fd) }.map_err(|e| io_err("registering the socket")(e.into()))
+}
+
+/// Waits (until `deadline`) for the answer `on_frame` recognises in what `afd` lets through:
+/// `Ok(None)` when none came.
+async fn wait_for<T>(
+    afd: &AsyncFd<OwnedFd>,
+    deadline: Instant,
+    mut on_frame: impl FnMut(&[u8]) -> Option<T>,
+) -> Result<Option<T>, VipFailure> {
+    let mut buf = vec![0u8; 4096];
     loop {
         let ready = match tokio::time::timeout_at(deadline, afd.readable()).await {
-            Err(_) => {
-                return Err(VipFailure::NoAnswer {
-                    vip,
-                    port,
-                    real,
-                    waited: fmt_duration(c.connect_timeout),
-                })
-            }
+            Err(_) => return Ok(None),
             Ok(r) => r,
         };
         let mut guard = ready.map_err(io_err("wait"))?;
@@ -449,41 +513,102 @@ async fn probe(c: &TcpCheck, target: &Target, vip: IpAddr) -> Result<String, Vip
             }
             return Err(io_err("recv")(e));
         }
-        let f = &buf[..n as usize];
-        let ihl = if vip.is_ipv4() {
-            usize::from(f.get(14).copied().unwrap_or(0) & 0x0f) * 4
-        } else {
-            40
-        };
-        let Some(tcp) = f.get(14 + ihl..14 + ihl + 20) else {
-            continue;
-        };
+        if let Some(t) = on_frame(&buf[..n as usize]) {
+            return Ok(Some(t));
+        }
+    }
+}
+
+/// The transport header of a received frame (IPv6: no extension headers, as answers have).
+fn l4(frame: &[u8], v4: bool) -> &[u8] {
+    let ihl = if v4 {
+        usize::from(frame.get(14).copied().unwrap_or(0) & 0x0f) * 4
+    } else {
+        40
+    };
+    frame.get(14 + ihl..).unwrap_or(&[])
+}
+
+/// The up reason, or why the VIP did not answer (down either way).
+async fn probe(c: &TcpCheck, target: &Target, vip: IpAddr) -> Result<String, VipFailure> {
+    let real = target.addr;
+    let port = c.connect_port.unwrap_or(target.port);
+    let w = way(real, vip, port, c.bind_to, c.connect_timeout).await?;
+    let (sport, seq) = nonce();
+    let afd = answers(&w, &filter(vip, 6, port, sport))?;
+    let frame = |seq, ack, flags| {
+        tcp_frame(
+            w.real_mac, w.our_mac, w.src, vip, sport, port, seq, ack, flags,
+        )
+    };
+    send(afd.get_ref(), w.ifindex, w.real_mac, &frame(seq, 0, SYN)).map_err(io_err("send"))?;
+    let answer = wait_for(&afd, Instant::now() + c.connect_timeout, |f| {
+        let tcp = l4(f, vip.is_ipv4()).get(..20)?;
         let flags = tcp[13];
         let their_seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
         let their_ack = u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]);
         if flags & (SYN | ACK) == SYN | ACK && their_ack == seq.wrapping_add(1) {
+            Some(Ok((their_seq, their_ack)))
+        } else if flags & RST != 0 {
+            Some(Err(()))
+        } else {
+            None
+        }
+    })
+    .await?;
+    match answer {
+        Some(Ok((their_seq, their_ack))) => {
             // Close the half-open connection on the real.
-            let _ = send(
-                afd.get_ref(),
-                ifindex,
-                real_mac,
-                &tcp_frame(
-                    real_mac,
-                    our_mac,
-                    src,
-                    vip,
-                    sport,
-                    port,
-                    their_ack,
-                    their_seq.wrapping_add(1),
-                    RST | ACK,
-                ),
-            );
-            return Ok(format!("VIP {vip}:{port} answers through {real}"));
+            let rst = frame(their_ack, their_seq.wrapping_add(1), RST | ACK);
+            let _ = send(afd.get_ref(), w.ifindex, w.real_mac, &rst);
+            Ok(format!("VIP {vip}:{port} answers through {real}"))
         }
-        if flags & RST != 0 {
-            return Err(VipFailure::Refused { vip, port, real });
+        Some(Err(())) => Err(VipFailure::Refused { vip, port, real }),
+        None => Err(VipFailure::NoAnswer {
+            vip,
+            port,
+            real,
+            waited: fmt_duration(c.connect_timeout),
+        }),
+    }
+}
+
+/// A UDP exchange with the VIP through the real: `payload` to vip:port in a frame addressed to
+/// the real's MAC, and the reply's payload to `judge` (`Some`: the verdict; `None`: not the
+/// answer, keep waiting). What UDP and DNS checks use for `probe_vip`.
+pub async fn udp_exchange(
+    target: &Target,
+    vip: IpAddr,
+    port: u16,
+    payload: &[u8],
+    timeout: std::time::Duration,
+    judge: impl Fn(&[u8]) -> Option<Result<String, String>>,
+) -> Result<String, String> {
+    let real = target.addr;
+    let w = way(real, vip, port, None, timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (sport, _) = nonce();
+    let afd = answers(&w, &filter(vip, 17, port, sport)).map_err(|e| e.to_string())?;
+    let frame = udp_frame(w.real_mac, w.our_mac, w.src, vip, sport, port, payload);
+    send(afd.get_ref(), w.ifindex, w.real_mac, &frame).map_err(|e| format!("send: {e}"))?;
+    let verdict = wait_for(&afd, Instant::now() + timeout, |f| {
+        let udp = l4(f, vip.is_ipv4());
+        let len = usize::from(u16::from_be_bytes([*udp.get(4)?, *udp.get(5)?]));
+        judge(udp.get(8..len.max(8))?)
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    match verdict {
+        Some(Ok(reason)) => Ok(format!("through {real}: {reason}")),
+        Some(Err(reason)) => Err(format!("through {real}: {reason}")),
+        None => Err(VipFailure::NoAnswer {
+            vip,
+            port,
+            real,
+            waited: fmt_duration(timeout),
         }
+        .to_string()),
     }
 }
 
@@ -514,8 +639,8 @@ mod tests {
     #[test]
     fn filter_jumps_stay_inside_the_program() {
         for p in [
-            filter([10, 0, 0, 100].into(), 80, 40000),
-            filter([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100].into(), 80, 40000),
+            filter([10, 0, 0, 100].into(), 6, 80, 40000),
+            filter([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100].into(), 17, 80, 40000),
         ] {
             for (i, ins) in p.iter().enumerate() {
                 if ins.code == 0x15 {
@@ -576,7 +701,7 @@ mod tests {
                 IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1]),
             ),
         ] {
-            let p = filter(vip, 80, 40000);
+            let p = filter(vip, 6, 80, 40000);
             let answer = |from: IpAddr, sport: u16, dport: u16| {
                 tcp_frame(mac, mac, from, client, sport, dport, 1, 8, SYN | ACK)
             };

@@ -13,7 +13,7 @@ use lb_common::ServiceKey;
 
 use super::instance::Iface;
 use crate::{
-    config::{Config, RealCfg, ScriptCfg, Vip},
+    config::{Config, RealCfg, ScriptCfg, TrackFileCfg, Vip},
     dataplane::DesiredService,
     netlink::{link::Link, neigh::Neighbour},
     vrrp::packet::Advert,
@@ -46,6 +46,8 @@ pub enum Event {
     ResolveFailed(IpAddr),
     /// The host removed a VIP we gave up (or tried and failed: either way it is settled).
     VipRemoved(IpAddr),
+    /// The number a `vrrp_track_files` entry holds now (0 when missing or not a number).
+    TrackFile { name: String, value: i64 },
     /// A real's health changed (rise/fall passed).
     RealHealth {
         real: RealKey,
@@ -96,6 +98,8 @@ pub struct DataplaneState {
 pub struct CheckPlan {
     pub reals: Vec<(RealKey, RealCfg)>,
     pub scripts: Vec<ScriptCfg>,
+    /// `vrrp_track_files` to read (answered with [`Event::TrackFile`]).
+    pub track_files: Vec<TrackFileCfg>,
     /// Services whose reals' checks are paused (their interface is down or settling).
     pub paused: BTreeSet<ServiceKey>,
 }

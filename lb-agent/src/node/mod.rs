@@ -63,6 +63,8 @@ pub struct Node {
     host: Host,
     /// Latest result of each `vrrp_scripts` entry (None until its first).
     scripts: BTreeMap<String, Option<bool>>,
+    /// Latest number of each `vrrp_track_files` entry (0 until read).
+    files: BTreeMap<String, i64>,
     adopted: Adopted,
     out: Effects,
     /// When a graceful stop began.
@@ -91,6 +93,11 @@ impl Node {
         );
         let mut node = Node {
             scripts: cfg.scripts.iter().map(|s| (s.name.clone(), None)).collect(),
+            files: cfg
+                .track_files
+                .iter()
+                .map(|f| (f.name.clone(), 0))
+                .collect(),
             cfg,
             vrrp,
             services,
@@ -186,6 +193,14 @@ impl Node {
                     *slot = Some(ok);
                 }
             }
+            Event::TrackFile { name, value } => {
+                if let Some(slot) = self.files.get_mut(&name) {
+                    if *slot != value {
+                        info!(track_file = %name, from = *slot, to = value, "track_file changed");
+                    }
+                    *slot = value;
+                }
+            }
             Event::Reload { cfg, ifaces } => self.reload(now, *cfg, &ifaces),
             Event::Shutdown => {
                 if self.stopping.is_none() {
@@ -214,10 +229,15 @@ impl Node {
 
     fn apply_tracking(&mut self, now: Instant) {
         let (host, scripts, services) = (&self.host, &self.scripts, &self.services);
+        let (files, file_cfgs) = (&self.files, &self.cfg.track_files);
         let inputs = TrackInputs {
             link_up: &|n| host.link_up(n),
             script_ok: &|n| scripts.get(n).copied().flatten().unwrap_or(false),
             quorum_up: &|k| services.get(k).is_some_and(|s| s.quorum_up),
+            file: &|n| {
+                let reverse = file_cfgs.iter().any(|f| f.name == n && f.reverse);
+                (files.get(n).copied().unwrap_or(0), reverse)
+            },
         };
         self.vrrp.apply_tracking(now, &inputs);
     }
@@ -246,6 +266,7 @@ impl Node {
         let plan = CheckPlan {
             reals: self.services.checked(),
             scripts: self.cfg.scripts.clone(),
+            track_files: self.cfg.track_files.clone(),
             paused: self
                 .services
                 .list

@@ -74,6 +74,16 @@ impl Node {
             .iter()
             .map(|s| (s.name.clone(), self.scripts.get(&s.name).copied().flatten()))
             .collect();
+        self.files = cfg
+            .track_files
+            .iter()
+            .map(|f| {
+                (
+                    f.name.clone(),
+                    self.files.get(&f.name).copied().unwrap_or(0),
+                )
+            })
+            .collect();
         self.cfg = cfg;
         let host = &self.host;
         self.vrrp.set_links(&|n| host.link_up(n));

@@ -21,6 +21,30 @@ pub fn tracked(ok: bool, weight: i32) -> Tracked {
     }
 }
 
+/// The effect of a tracked file holding `value` (keepalived's `track_file`): with weight 0 a
+/// status (non-zero fails; reversed, zero fails); otherwise the value (negated when reversed)
+/// times the weight is added, and below -253 it is a fault.
+pub fn tracked_file(value: i64, weight: i32, reverse: bool) -> Tracked {
+    if weight == 0 {
+        return if (value != 0) != reverse {
+            Tracked::Fault
+        } else {
+            Tracked::Add(0)
+        };
+    }
+    let v = if reverse {
+        value.saturating_neg()
+    } else {
+        value
+    };
+    let r = v.saturating_mul(i64::from(weight));
+    if r < -253 {
+        Tracked::Fault
+    } else {
+        Tracked::Add(r.min(253) as i32)
+    }
+}
+
 /// Effective priority from the base and every tracked effect; None = fault. The address
 /// owner is not adjusted; others stay within 1..=254 (255 belongs to the owner, 0 means
 /// "leaving").
@@ -41,6 +65,19 @@ pub fn effective_priority(base: u8, effects: &[Tracked]) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keepalived_track_file_rules() {
+        assert_eq!(tracked_file(0, 0, false), Tracked::Add(0));
+        assert_eq!(tracked_file(1, 0, false), Tracked::Fault);
+        assert_eq!(tracked_file(0, 0, true), Tracked::Fault, "reversed status");
+        assert_eq!(tracked_file(7, 0, true), Tracked::Add(0));
+        assert_eq!(tracked_file(3, 10, false), Tracked::Add(30));
+        assert_eq!(tracked_file(3, -10, false), Tracked::Add(-30));
+        assert_eq!(tracked_file(3, 10, true), Tracked::Add(-30));
+        assert_eq!(tracked_file(-2, 200, false), Tracked::Fault, "below -253");
+        assert_eq!(tracked_file(9, 100, false), Tracked::Add(253));
+    }
 
     #[test]
     fn keepalived_weight_rules() {

@@ -32,6 +32,8 @@ pub struct TrackInputs<'a> {
     pub link_up: &'a dyn Fn(&str) -> bool,
     pub script_ok: &'a dyn Fn(&str) -> bool,
     pub quorum_up: &'a dyn Fn(&lb_common::ServiceKey) -> bool,
+    /// A track file's number and whether it is reversed.
+    pub file: &'a dyn Fn(&str) -> (i64, bool),
 }
 
 #[derive(Default)]
@@ -455,6 +457,10 @@ impl Vrrp {
                         .iter()
                         .map(|(key, w)| tracking::tracked((t.quorum_up)(key), weight(*w))),
                 );
+                effects.extend(c.track_files.iter().map(|(name, w)| {
+                    let (value, reverse) = (t.file)(name);
+                    tracking::tracked_file(value, weight(*w), reverse)
+                }));
                 tracking::effective_priority(c.priority, &effects)
             })
             .collect();

@@ -1,4 +1,5 @@
-//! keepalived health checkers (`TCP_CHECK`, `HTTP_GET`, `SSL_GET`, `MISC_CHECK`) to lb checks.
+//! keepalived health checkers (`TCP_CHECK`, `HTTP_GET`, `SSL_GET`, `MISC_CHECK`, `DNS_CHECK`,
+//! `UDP_CHECK`, `PING_CHECK`, `FILE_CHECK`) to lb checks.
 //!
 //! keepalived retries a failed check `retry` times, `delay_before_retry` apart, before it marks
 //! the real down; lb checks every `delay_loop` and marks the real down after `fall` failures in
@@ -10,7 +11,9 @@ use super::command::{command, After};
 use super::report::Notes;
 use super::values::{self, NoteAt};
 use duration::Dur;
-use schema::{Check, HttpCheck, ScriptCheck, StatusCode, TcpCheck};
+use schema::{
+    Check, DnsCheck, FileCheck, HttpCheck, PingCheck, ScriptCheck, StatusCode, TcpCheck, UdpCheck,
+};
 
 /// What a checker inherits from its real server, which inherits it from its virtual server.
 #[derive(Clone, Debug, Default)]
@@ -24,6 +27,8 @@ pub struct Inherited {
     /// keepalived's MISC_CHECK timeout when `misc_timeout` is absent: the virtual server's
     /// `delay_loop`.
     pub misc_timeout: Option<Dur>,
+    /// The imported `track_file` blocks (FILE_CHECK names one).
+    pub track_files: Vec<schema::TrackFile>,
 }
 
 impl Inherited {
@@ -95,6 +100,10 @@ enum Kind {
     Http,
     Https,
     Misc,
+    Dns,
+    Udp,
+    Ping,
+    File,
 }
 
 /// Converts the checker `s` (a `real_server` statement whose keyword names a checker).
@@ -105,12 +114,16 @@ pub fn checker(s: &Stmt, n: &mut Notes, inh: &Inherited) -> Option<Checker> {
         "HTTP_GET" => Kind::Http,
         "SSL_GET" => Kind::Https,
         "MISC_CHECK" => Kind::Misc,
-        "SMTP_CHECK" | "DNS_CHECK" | "BFD_CHECK" | "UDP_CHECK" | "PING_CHECK" | "FILE_CHECK" => {
+        "DNS_CHECK" => Kind::Dns,
+        "UDP_CHECK" => Kind::Udp,
+        "PING_CHECK" => Kind::Ping,
+        "FILE_CHECK" => Kind::File,
+        "SMTP_CHECK" | "BFD_CHECK" => {
             n.unsupported(
                 s,
                 format!(
-                    "`{}`: lb has no such check (it has TCP_CHECK, HTTP_GET, SSL_GET and \
-                     MISC_CHECK); not imported: the real server keeps only its other checks",
+                    "`{}`: lb has no such check; not imported: the real server keeps only its \
+                     other checks (a MISC_CHECK script can speak SMTP)",
                     s.keyword
                 ),
             );
@@ -131,21 +144,26 @@ pub fn checker(s: &Stmt, n: &mut Notes, inh: &Inherited) -> Option<Checker> {
     let mut script = None;
     let mut script_timeout = None;
     let mut dynamic = None;
+    let mut dns = DnsCheck::default();
+    let mut udp = UdpCheck::default();
+    let mut file: Option<(String, &Stmt)> = None;
+    let mut file_weight: Option<(i64, bool)> = None;
+    let network = !matches!(kind, Kind::Misc | Kind::File);
     for d in block {
         let kw = d.keyword.as_str();
         match kw {
-            "connect_port" if kind != Kind::Misc => {
+            "connect_port" if network => {
                 connect_port = values::u32_in(d, n, 1, 65535).map(|p| p as u16)
             }
-            "connect_timeout" if kind != Kind::Misc => connect_timeout = values::seconds(d, n),
-            "bindto" if kind != Kind::Misc => bind_to = values::ip(d, n),
-            "connect_ip" if kind != Kind::Misc => n.not_imported(
+            "connect_timeout" if network => connect_timeout = values::seconds(d, n),
+            "bindto" if network => bind_to = values::ip(d, n),
+            "connect_ip" if network => n.not_imported(
                 d,
                 Some(
                     "lb checks the real server's own address (or the VIP through it, `probe_vip`)",
                 ),
             ),
-            "bind_port" | "bind_if" | "fwmark" if kind != Kind::Misc => {
+            "bind_port" | "bind_if" | "fwmark" if network => {
                 n.not_imported(d, Some("not supported by lb's checks"))
             }
             "retry" | "nb_get_retry" => out.retry = values::u32_in(d, n, 0, u32::MAX),
@@ -190,10 +208,95 @@ pub fn checker(s: &Stmt, n: &mut Notes, inh: &Inherited) -> Option<Checker> {
             "user" if kind == Kind::Misc => {
                 n.not_imported(d, Some("lb runs scripts as its own user"))
             }
+            "type" if kind == Kind::Dns => dns.qtype = values::value(d, n).map(str::to_owned),
+            "name" if kind == Kind::Dns => dns.name = values::value(d, n).map(str::to_owned),
+            "payload" if kind == Kind::Udp => udp.payload_hex = Some(d.args.join(" ")),
+            "require_reply" if kind == Kind::Udp => {
+                udp.require_reply = Some(true);
+                if !d.args.is_empty() {
+                    match hex_regex(&d.args.join(" ")) {
+                        Some(re) => udp.reply_regex = Some(re),
+                        None => n.warning(
+                            d,
+                            "`require_reply`: not keepalived hex; any reply is accepted".into(),
+                        ),
+                    }
+                }
+            }
+            "min_reply_length" | "max_reply_length" if kind == Kind::Udp => n.not_imported(
+                d,
+                Some("lb matches the reply with require_reply's pattern only"),
+            ),
+            "track_file" if kind == Kind::File => {
+                file = values::value(d, n).map(|v| (v.to_owned(), d));
+            }
+            "weight" if kind == Kind::File => {
+                let w = d.args.first().and_then(|w| w.parse::<i64>().ok());
+                let reverse = d.args.get(1).is_some_and(|r| r == "reverse");
+                match w {
+                    Some(w) => file_weight = Some((w, reverse)),
+                    None => n.warning(d, "`weight`: not a number; ignored".into()),
+                }
+            }
+            "dynamic" if kind == Kind::File => {
+                values::flag(d, n);
+                n.converted(
+                    d,
+                    "`dynamic`: an lb file check always sets the real's weight from the file"
+                        .into(),
+                );
+            }
             _ => n.not_imported(d, None),
         }
     }
     match kind {
+        Kind::Dns => out.checks.push(Check {
+            dns: Some(DnsCheck {
+                connect_port,
+                connect_timeout,
+                bind_to,
+                ..dns
+            }),
+            ..Check::default()
+        }),
+        Kind::Udp => out.checks.push(Check {
+            udp: Some(UdpCheck {
+                connect_port,
+                connect_timeout,
+                bind_to,
+                ..udp
+            }),
+            ..Check::default()
+        }),
+        Kind::Ping => out.checks.push(Check {
+            ping: Some(PingCheck { connect_timeout }),
+            ..Check::default()
+        }),
+        Kind::File => {
+            let Some((name, at)) = file else {
+                n.warning(s, "`FILE_CHECK` names no track_file; not imported".into());
+                return None;
+            };
+            let Some(tf) = inh.track_files.iter().find(|f| f.name == name) else {
+                n.warning(
+                    at,
+                    format!("`track_file {name}`: no such track_file was imported; not imported"),
+                );
+                return None;
+            };
+            let (weight, reverse) = file_weight.unwrap_or((
+                i64::from(tf.weight.unwrap_or(1)),
+                tf.reverse.unwrap_or(false),
+            ));
+            out.checks.push(Check {
+                file: Some(FileCheck {
+                    path: tf.file.clone(),
+                    weight: Some(weight),
+                    reverse: Some(reverse),
+                }),
+                ..Check::default()
+            });
+        }
         Kind::Tcp => out.checks.push(Check {
             tcp: Some(TcpCheck {
                 connect_port,
@@ -392,5 +495,59 @@ fn status_code(a: &str) -> Option<StatusCode> {
             (ok(lo) && ok(hi) && lo <= hi).then(|| StatusCode::Range(format!("{lo}-{hi}")))
         }
         None => a.parse().ok().filter(|c| ok(*c)).map(StatusCode::Code),
+    }
+}
+
+/// keepalived's `require_reply` hex (free format, `X` for a nibble that may be anything) as a
+/// regular expression over the reply's bytes, anchored at its start.
+pub fn hex_regex(hex: &str) -> Option<String> {
+    let mut out = String::from("(?s-u)^");
+    for tok in hex.split_whitespace() {
+        let chars: Vec<char> = tok.chars().collect();
+        for pair in chars.chunks(2) {
+            let (hi, lo) = match pair {
+                [h, l] => (*h, *l),
+                [l] => ('0', *l),
+                _ => return None,
+            };
+            let digit = |c: char| c.to_digit(16).map(|d| d as u8);
+            match (hi.eq_ignore_ascii_case(&'x'), lo.eq_ignore_ascii_case(&'x')) {
+                (false, false) => {
+                    let b = digit(hi)? << 4 | digit(lo)?;
+                    out += &format!("\\x{b:02x}");
+                }
+                (true, true) => out += ".",
+                (true, false) => {
+                    let l = digit(lo)?;
+                    out += "[";
+                    for h in 0..16u8 {
+                        out += &format!("\\x{:02x}", h << 4 | l);
+                    }
+                    out += "]";
+                }
+                (false, true) => {
+                    let h = digit(hi)? << 4;
+                    out += &format!("[\\x{h:02x}-\\x{:02x}]", h | 0x0f);
+                }
+            }
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod hex_tests {
+    use super::hex_regex;
+
+    #[test]
+    fn keepalived_reply_hex_as_a_regex() {
+        let re = |h: &str| regex::bytes::Regex::new(&hex_regex(h).expect("hex")).expect("regex");
+        assert!(re("0a0b").is_match(&[0x0a, 0x0b, 0xff]));
+        assert!(!re("0a0b").is_match(&[0x0b, 0x0a]));
+        assert!(re("0aXb").is_match(&[0x0a, 0x7b]));
+        assert!(re("0a xX").is_match(&[0x0a, 0x00]));
+        assert!(re("0a3X").is_match(&[0x0a, 0x3f]));
+        assert!(!re("0a3X").is_match(&[0x0a, 0x4f]));
+        assert!(hex_regex("zz").is_none());
     }
 }

@@ -20,6 +20,8 @@ pub struct Cx {
     pub default_version: u8,
     /// `global_defs { default_interface }`, for instances that name none.
     pub default_interface: Option<String>,
+    /// The imported `track_file` blocks (instances and FILE_CHECKs refer to them).
+    pub track_files: Vec<schema::TrackFile>,
 }
 
 pub fn convert(stmts: &[Stmt], notes: Notes) -> Report {
@@ -27,15 +29,18 @@ pub fn convert(stmts: &[Stmt], notes: Notes) -> Report {
         notes,
         default_version: 2,
         default_interface: None,
+        track_files: Vec::new(),
     };
     let mut file = schema::File::default();
     let (mut scripts, mut instances, mut groups, mut servers) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut vs_groups = Vec::new();
+    let mut files = Vec::new();
     for s in stmts {
         match s.keyword.as_str() {
             "global_defs" => global::global_defs(s, &mut cx, &mut file.global_defs),
             "vrrp_script" => scripts.push(s),
+            "track_file" | "vrrp_track_file" => files.push(s),
             "vrrp_instance" => instances.push(s),
             "vrrp_sync_group" => groups.push(s),
             "virtual_server" => servers.push(s),
@@ -44,6 +49,8 @@ pub fn convert(stmts: &[Stmt], notes: Notes) -> Report {
         }
     }
     file.vrrp_scripts = vrrp::scripts(&scripts, &mut cx);
+    file.vrrp_track_files = vrrp::track_files(&files, &mut cx);
+    cx.track_files.clone_from(&file.vrrp_track_files);
     file.vrrp_instances = vrrp::instances(&instances, &file.vrrp_scripts, &mut cx);
     file.vrrp_sync_groups = vrrp::sync_groups(&groups, &file.vrrp_instances, &mut cx);
     let vs_groups = lvs::groups(&vs_groups, &mut cx.notes);
@@ -102,9 +109,6 @@ fn top_level_unsupported(s: &Stmt, n: &mut Notes) {
         "vrrp_track_process" | "track_process" => {
             "process tracking is not supported: use a \
              vrrp_script that checks the process"
-        }
-        "track_file" | "vrrp_track_file" => {
-            "file tracking is not supported: use a vrrp_script that reads the file"
         }
         "linkbeat_interfaces" => "lb watches links through netlink; nothing to configure",
         "bfd_instance" => "BFD is not supported",

@@ -153,8 +153,8 @@ pub fn virtual_servers(
     let mut out: Vec<VirtualServer> = Vec::new();
     let mut seen: HashSet<(IpAddr, u16, String)> = HashSet::new();
     for s in list {
-        let n = &mut cx.notes;
-        for mut vs in virtual_server(s, groups, n) {
+        let (n, files) = (&mut cx.notes, &cx.track_files);
+        for mut vs in virtual_server(s, groups, files, n) {
             let proto = vs.protocol.clone().unwrap_or_else(|| "tcp".into());
             let ports = all_ports(&vs);
             if let Some(dup) = ports
@@ -292,7 +292,12 @@ fn method(block: &[Stmt]) -> Option<&Stmt> {
 }
 
 /// One keepalived `virtual_server` as lb services: one, or one per address of its group.
-fn virtual_server(s: &Stmt, groups: &[Group], n: &mut Notes) -> Vec<VirtualServer> {
+fn virtual_server(
+    s: &Stmt,
+    groups: &[Group],
+    files: &[schema::TrackFile],
+    n: &mut Notes,
+) -> Vec<VirtualServer> {
     let heads: Vec<(IpAddr, Vec<u16>)> = match s.args.as_slice() {
         [fw, mark, ..] if fw == "fwmark" => {
             n.unsupported(
@@ -378,7 +383,7 @@ fn virtual_server(s: &Stmt, groups: &[Group], n: &mut Notes) -> Vec<VirtualServe
     let Some(((address, ports), others)) = heads.split_first() else {
         return Vec::new();
     };
-    let Some(first) = service(s, *address, ports, n) else {
+    let Some(first) = service(s, *address, ports, files, n) else {
         return Vec::new();
     };
     let mut out = vec![first.clone()];
@@ -420,7 +425,13 @@ fn set_ports(vs: &mut VirtualServer, ports: &[u16]) {
 }
 
 /// The service a `virtual_server` block describes, at `address` with `ports` (empty: all).
-fn service(s: &Stmt, address: IpAddr, ports: &[u16], n: &mut Notes) -> Option<VirtualServer> {
+fn service(
+    s: &Stmt,
+    address: IpAddr,
+    ports: &[u16],
+    files: &[schema::TrackFile],
+    n: &mut Notes,
+) -> Option<VirtualServer> {
     // Its reals' (and sorry server's) port: the first, or 0 for all ports.
     let port = ports.first().copied().unwrap_or(0);
     if !unicast(address) {
@@ -503,7 +514,10 @@ fn service(s: &Stmt, address: IpAddr, ports: &[u16], n: &mut Notes) -> Option<Vi
         quorum_down: None,
         real_servers: Vec::new(),
     };
-    let mut inh = Inherited::default();
+    let mut inh = Inherited {
+        track_files: files.to_vec(),
+        ..Inherited::default()
+    };
     let mut inhibit = None;
     let mut reals = Vec::new();
     for d in block {

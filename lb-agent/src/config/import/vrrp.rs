@@ -24,6 +24,71 @@ const DEFAULT_PRIORITY: u32 = 100;
 // ---------------------------------------------------------------------------------------------
 // vrrp_script
 
+/// `track_file NAME { file PATH  weight W [reverse]  init_file [V] [overwrite] }`.
+pub fn track_files(list: &[&Stmt], cx: &mut Cx) -> Vec<schema::TrackFile> {
+    let mut out: Vec<schema::TrackFile> = Vec::new();
+    for s in list {
+        let n = &mut cx.notes;
+        let Some(name) = name_of(s, n) else { continue };
+        let Some(block) = values::block(s, n) else {
+            continue;
+        };
+        let mut t = schema::TrackFile {
+            name: name.clone(),
+            file: std::path::PathBuf::new(),
+            weight: None,
+            reverse: None,
+            init_file: None,
+        };
+        for d in block {
+            match d.keyword.as_str() {
+                "file" => {
+                    if let Some(v) = values::value(d, n) {
+                        t.file = v.trim_matches('"').into();
+                    }
+                }
+                "weight" => {
+                    t.weight = d.args.first().and_then(|w| w.parse().ok());
+                    if t.weight.is_none() {
+                        n.warning(d, "`weight`: not a number; ignored".into());
+                    }
+                    if d.args.get(1).is_some_and(|r| r == "reverse") {
+                        t.reverse = Some(true);
+                    }
+                }
+                "init_file" => {
+                    t.init_file = Some(d.args.first().and_then(|v| v.parse().ok()).unwrap_or(0));
+                    if d.args.iter().any(|a| a == "overwrite") {
+                        n.unsupported(
+                            d,
+                            "`init_file ... overwrite`: lb writes the value only when the file is \
+                             missing"
+                                .into(),
+                        );
+                    }
+                }
+                _ => n.not_imported(d, None),
+            }
+        }
+        if t.file.as_os_str().is_empty() {
+            n.warning(
+                s,
+                format!("`track_file {name}` names no file; not imported"),
+            );
+            continue;
+        }
+        if out.iter().any(|o| o.name == name) {
+            n.warning(
+                s,
+                format!("`track_file {name}` is defined twice; this one is not imported"),
+            );
+            continue;
+        }
+        out.push(t);
+    }
+    out
+}
+
 pub fn scripts(list: &[&Stmt], cx: &mut Cx) -> Vec<VrrpScript> {
     let mut out: Vec<VrrpScript> = Vec::new();
     for s in list {
@@ -185,6 +250,8 @@ struct Raw<'a> {
     vips: Vec<(IpAddr, VirtualIp, &'a Stmt)>,
     /// Tracked scripts with their lines, checked once all scripts are known.
     track_scripts: Vec<(TrackScript, &'a Stmt)>,
+    /// Tracked files with their lines, likewise.
+    track_files: Vec<(TrackScript, &'a Stmt)>,
 }
 
 pub fn instances(list: &[&Stmt], scripts: &[VrrpScript], cx: &mut Cx) -> Vec<VrrpInstance> {
@@ -257,6 +324,7 @@ fn read_instance<'a>(s: &'a Stmt, n: &mut Notes) -> Option<Raw<'a>> {
             v3_checksum: None,
             track_interfaces: Vec::new(),
             track_scripts: Vec::new(),
+            track_files: Vec::new(),
             track_services: Vec::new(),
             notify_master: None,
             notify_backup: None,
@@ -277,6 +345,7 @@ fn read_instance<'a>(s: &'a Stmt, n: &mut Notes) -> Option<Raw<'a>> {
         auth: None,
         vips: Vec::new(),
         track_scripts: Vec::new(),
+        track_files: Vec::new(),
     };
     for d in block {
         instance_stmt(d, &mut r, n);
@@ -413,6 +482,15 @@ fn instance_stmt<'a>(d: &'a Stmt, r: &mut Raw<'a>, n: &mut Notes) {
                 }
             }
         }
+        "track_file" => {
+            if let Some(b) = values::block(d, n) {
+                for t in b {
+                    if let Some(ts) = track_script(t, n) {
+                        r.track_files.push((ts, t));
+                    }
+                }
+            }
+        }
         "track_interface" => {
             if let Some(b) = values::block(d, n) {
                 for t in b {
@@ -441,7 +519,7 @@ fn instance_unsupported(kw: &str) -> Option<&'static str> {
              VIPs on the real interface)"
         }
         "dont_track_primary" => "lb always tracks the instance's interface",
-        "track_file" | "track_process" | "track_bfd" => {
+        "track_process" | "track_bfd" => {
             "not supported: use a vrrp_script that checks the same thing"
         }
         "strict_mode"
@@ -789,6 +867,20 @@ fn finish(
                 format!(
                     "track_script `{script_name}`: no such vrrp_script was imported; not tracked"
                 ),
+            );
+        }
+    }
+
+    for (tf, at) in r.track_files {
+        let file_name = match &tf {
+            TrackScript::Name(x) | TrackScript::Weighted { name: x, .. } => x,
+        };
+        if cx.track_files.iter().any(|f| &f.name == file_name) {
+            r.inst.track_files.push(tf);
+        } else {
+            n.warning(
+                at,
+                format!("track_file `{file_name}`: no such track_file was imported; not tracked"),
             );
         }
     }
