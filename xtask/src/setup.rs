@@ -28,6 +28,7 @@ pub const PACKAGES: &[&str] = &[
     "tshark",
     "curl",
     "python3-scapy",
+    "dnsmasq-base",
     "procps",
     "openssl",
 ];

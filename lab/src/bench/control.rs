@@ -35,6 +35,11 @@ pub struct ControlReport {
     /// Share of one core, idle but for 1,000 TCP checks per second.
     pub agent_cpu_pct: f64,
     pub checks_per_s: f64,
+    /// The same with 1,000 DNS checks per second (UDP services, one dnsmasq answering).
+    #[serde(default)]
+    pub dns_agent_cpu_pct: f64,
+    #[serde(default)]
+    pub dns_checks_per_s: f64,
     /// Advert timing of a master, idle and under load.
     pub jitter: Vec<super::jitter::Jitter>,
 }
@@ -118,23 +123,36 @@ fn health_change(rounds: usize) -> Result<Stat> {
     Ok(Stat::of(&v))
 }
 
-/// 100 services x 10 reals on one real namespace holding 1,000 addresses (one nginx).
-fn big_config(rid: &str, weight: u32, checks: bool) -> String {
+/// The checks of the control-plane runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Checks {
+    Tcp,
+    Dns,
+}
+
+/// 100 services x 10 reals on one real namespace holding 1,000 addresses (one nginx; for DNS
+/// checks, UDP services on port 53 and one dnsmasq).
+fn big_config(rid: &str, weight: u32, checks: Checks) -> String {
     let mut y = format!(
         "global_defs:\n  router_id: {rid}\n  max_services: 128\n  max_reals: 2048\n  conntrack_size: 65536\nvirtual_servers:\n"
     );
+    let (port, proto, check) = match checks {
+        Checks::Tcp => (80, "tcp", "{ tcp: { connect_timeout: 1s } }"),
+        Checks::Dns => (
+            53,
+            "udp",
+            "{ dns: { name: health.lab, type: A, rcode: NOERROR, connect_timeout: 1s } }",
+        ),
+    };
     for k in 0..100u32 {
         y += &format!(
-            "  - address: 10.97.0.{}\n    port: 80\n    interface: eth0\n    delay_loop: 1s\n",
+            "  - address: 10.97.0.{}\n    port: {port}\n    protocol: {proto}\n    interface: eth0\n    delay_loop: 1s\n    checks: [ {check} ]\n",
             k + 1
         );
-        if checks {
-            y += "    checks: [ { tcp: { connect_timeout: 1s } } ]\n";
-        }
         y += "    real_servers:\n";
         for j in 0..10u32 {
             y += &format!(
-                "      - {{ address: 10.98.{k}.{}, port: 80, weight: {} }}\n",
+                "      - {{ address: 10.98.{k}.{}, port: {port}, weight: {} }}\n",
                 j + 1,
                 if j == 0 { weight } else { 1 }
             );
@@ -174,12 +192,79 @@ pub fn run_all(quick: bool, progress: &mut dyn FnMut(&str)) -> Result<ControlRep
         .ip(&["addr", "add", "10.98.255.1/16", "dev", "eth0"])?;
     let _web = super::e2e::web_server(&t.reals[0].ns, &dir, "web")?;
     let rid = t.router_id(0);
+    let (agent, agent_cpu_pct, checks_per_s, agent_rss_mib) =
+        checked_agent(&t, &dir, &rid, Checks::Tcp, quick)?;
+    progress("control: reload round trips");
+    let mut reload = Vec::new();
+    for r in 0..rounds {
+        lb_tests::agent::write_config(
+            &agent.config,
+            &big_config(&rid, 2 + (r % 2) as u32, Checks::Tcp),
+        )?;
+        let t = Instant::now();
+        let (ok, _, err) = agent.cli(&["reload"])?;
+        if !ok {
+            bail!("reload failed: {err}");
+        }
+        reload.push(ms(t.elapsed()));
+    }
+    drop(agent);
+    progress("control: the same with 1,000 DNS checks per second (dnsmasq on the real)");
+    let _dns = dnsmasq(&t.reals[0].ns, &dir)?;
+    let (agent, dns_agent_cpu_pct, dns_checks_per_s, _) =
+        checked_agent(&t, &dir, &rid, Checks::Dns, quick)?;
+    drop(agent);
+    let jitter = super::jitter::run(quick, progress)?;
+    Ok(ControlReport {
+        jitter,
+        rounds,
+        maglev_build_ms,
+        health_change_to_maps_ms,
+        reload_ms: Stat::of(&reload),
+        agent_rss_mib,
+        agent_cpu_pct,
+        checks_per_s,
+        dns_agent_cpu_pct,
+        dns_checks_per_s,
+    })
+}
+
+/// dnsmasq answering `health.lab` on every address of `ns` (until dropped).
+fn dnsmasq(ns: &lb_tests::netns::Netns, dir: &WorkDir) -> Result<lb_tests::netns::Proc> {
+    let log = dir.0.join("dnsmasq.log");
+    let p = ns.spawn(
+        "dnsmasq",
+        &[
+            "--keep-in-foreground",
+            "--no-resolv",
+            "--no-hosts",
+            "--port=53",
+            "--address=/health.lab/192.0.2.1",
+            "--user=root",
+            "--pid-file=",
+            "--cache-size=0",
+            &format!("--log-facility={}", log.display()),
+        ],
+    )?;
+    Ok(p)
+}
+
+/// Starts the agent with 100 x 10 `checks`'d reals, waits until all 1,000 are up, and
+/// measures its CPU share and the checks it ran over a window: (agent, CPU %, checks/s, RSS
+/// in MiB).
+fn checked_agent(
+    t: &Topology,
+    dir: &WorkDir,
+    rid: &str,
+    checks: Checks,
+    quick: bool,
+) -> Result<(Agent, f64, f64, f64)> {
     let agent = Agent::start_with(
         &super::agent_bin(),
         &t.lbs[0].ns,
-        &dir,
-        &rid,
-        &big_config(&rid, 1, true),
+        dir,
+        rid,
+        &big_config(rid, 1, checks),
     )?;
     // Ready when all 1,000 reals are up.
     let up = wait_for(Duration::from_secs(60), || {
@@ -232,37 +317,15 @@ pub fn run_all(quick: bool, progress: &mut dyn FnMut(&str)) -> Result<ControlRep
             100.0
         }
     };
-    let agent_cpu_pct = (j1 - j0) as f64 / hz / el.as_secs_f64() * 100.0;
+    let cpu_pct = (j1 - j0) as f64 / hz / el.as_secs_f64() * 100.0;
     let rss = fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let agent_rss_mib = rss
+    let rss_mib = rss
         .lines()
         .find(|l| l.starts_with("VmRSS:"))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|k| k.parse::<f64>().ok())
         .context("no VmRSS in the agent's status")?
         / 1024.0;
-
-    progress("control: reload round trips");
-    let mut reload = Vec::new();
-    for r in 0..rounds {
-        lb_tests::agent::write_config(&agent.config, &big_config(&rid, 2 + (r % 2) as u32, true))?;
-        let t = Instant::now();
-        let (ok, _, err) = agent.cli(&["reload"])?;
-        if !ok {
-            bail!("reload failed: {err}");
-        }
-        reload.push(ms(t.elapsed()));
-    }
-    drop(agent);
-    let jitter = super::jitter::run(quick, progress)?;
-    Ok(ControlReport {
-        jitter,
-        rounds,
-        maglev_build_ms,
-        health_change_to_maps_ms,
-        reload_ms: Stat::of(&reload),
-        agent_rss_mib,
-        agent_cpu_pct,
-        checks_per_s: (checks1.saturating_sub(checks0)) as f64 / el.as_secs_f64(),
-    })
+    let per_s = (checks1.saturating_sub(checks0)) as f64 / el.as_secs_f64();
+    Ok((agent, cpu_pct, per_s, rss_mib))
 }

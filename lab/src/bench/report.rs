@@ -273,6 +273,11 @@ pub fn markdown(r: &Report) -> String {
             "| agent CPU, 1,000 TCP checks/s ({:.0} measured) | {:.1} % of one core |",
             c.checks_per_s, c.agent_cpu_pct
         );
+        let _ = writeln!(
+            s,
+            "| agent CPU, 1,000 DNS checks/s ({:.0} measured) | {:.1} % of one core |",
+            c.dns_checks_per_s, c.dns_agent_cpu_pct
+        );
         for j in &c.jitter {
             let _ = writeln!(
                 s,
