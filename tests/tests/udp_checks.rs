@@ -197,7 +197,8 @@ fn silent(ns: &Netns, port: u16) -> Proc {
 #[test]
 fn udp_checks_with_and_without_a_reply() {
     // One UDP service; each real has its own check:
-    //   r1: an echo (lb-testsrv) on 7000, reply required and matched: up;
+    //   r1: an echo (lb-testsrv) on the VIP, asked through the real (probe_vip), reply
+    //       required and matched: up; down once r1 loses the VIP from its loopback;
     //   r2: a silent listener on 7001, reply required: down;
     //   r3: the same silent listener, no reply required: up; then nobody listens: down.
     let cfg = |rid: &str| {
@@ -209,12 +210,12 @@ fn udp_checks_with_and_without_a_reply() {
         };
         format!(
             "global_defs:\n  router_id: {rid}\nvirtual_servers:\n  - address: {VIP}\n    port: 7000\n    protocol: udp\n    interface: eth0\n    delay_loop: 200ms\n    real_servers:\n"
-        ) + &real(0, "payload: hello, reply_regex: \"^r1 hello\"")
+        ) + &real(0, "payload: hello, reply_regex: \"^r1 hello\", probe_vip: true")
             + &real(1, "connect_port: 7001, require_reply: true")
             + &real(2, "connect_port: 7001")
     };
     let mut l = Standalone::start("lbuu", 3, false, cfg).expect("lab");
-    let echo = format!("{}:7000", real_ip(0));
+    let echo = format!("{VIP}:7000");
     l.t.start_server(0, &["--udp", &echo]).expect("echo");
     let _s2 = silent(&l.t.reals[1].ns, 7001);
     let mut s3 = silent(&l.t.reals[2].ns, 7001);
@@ -233,6 +234,18 @@ fn udp_checks_with_and_without_a_reply() {
             l.agent.log_text()
         );
     }
+    // r1 loses the VIP from its loopback: it still answers on its own address, but no longer
+    // for the VIP, which is what the data path sends it.
+    l.t.reals[0]
+        .ns
+        .ip(&["addr", "del", &format!("{VIP}/32"), "dev", "lo"])
+        .expect("del VIP");
+    let r1 = format!("{}:7000", real_ip(0));
+    assert!(
+        wait_health(&l.agent, &r1, "down", Duration::from_secs(5)).is_some(),
+        "{:?}",
+        real_of(&l.agent, &r1)
+    );
     // Stable: r3 stays up on silence (no ICMP error), r2 stays down.
     std::thread::sleep(Duration::from_millis(800));
     assert_eq!(
