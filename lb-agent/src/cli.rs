@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[derive(Parser)]
 #[command(
     name = "lb-agent",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("LB_GIT_COMMIT"), ")"),
     about = "XDP direct-routing load balancer with a keepalived-compatible VRRP agent",
     long_about = "lb-agent balances TCP and UDP traffic for virtual services (VIP, port, protocol) \
 to real servers in direct-routing mode, with an XDP program that rewrites only Ethernet \
@@ -26,7 +26,7 @@ struct Cli {
     cmd: Cmd,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum LogFormat {
     Human,
     Json,
@@ -43,10 +43,19 @@ SIGTERM stops gracefully (a VRRP master hands over first); SIGHUP reloads the co
         config: PathBuf,
     },
     /// Validate a configuration and print a summary (like `keepalived -t`). Exit 0 if valid.
-    #[command(after_help = "Example:\n  lb-agent check --config /etc/lb/lb.yaml")]
+    /// With --host, also check that this host can run it (kernel, BPF, capabilities, bpffs,
+    /// each interface's driver and XDP mode, MTU, the reals' and peers' neighbours): pass,
+    /// warn or fail per item, exit 1 on any fail.
+    #[command(
+        after_help = "Examples:\n  lb-agent check --config /etc/lb/lb.yaml\n  lb-agent check --host --config /etc/lb/lb.yaml   # on the balancer, as root"
+    )]
     Check {
         #[arg(long, short)]
         config: PathBuf,
+        /// Also check this host (needs root; loads the XDP program without attaching it for
+        /// traffic, and probes native XDP on each interface for a moment).
+        #[arg(long)]
+        host: bool,
     },
     /// Show the running agent: VRRP instances (state, priority, master, split brains) and
     /// virtual services with their reals (weight, health, last check, flows, packets, rates),
@@ -64,6 +73,50 @@ global_defs.control_socket, or /run/lb-agent/lb.sock. Only root can open it."
         /// Also count each real's entries in the connection table (scans it, up to 200000).
         #[arg(long)]
         flows: bool,
+        /// Redraw every --interval until interrupted (a live view, like `watch`).
+        #[arg(long, short)]
+        watch: bool,
+        /// Seconds between redraws with --watch.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+    },
+    /// Change a real server at once, without a reload (like `ipvsadm -e`): drain it (weight 0:
+    /// established flows stay, new ones go to the other reals), set its weight, or enable it
+    /// again (the configured weight). Kept across agent restarts until enabled or until the
+    /// config changes that real; `status` shows it with its age.
+    #[command(
+        after_help = "Examples:\n  lb-agent real drain 192.0.2.100:80 10.0.0.11\n  lb-agent real weight 5 192.0.2.100:53/udp 10.0.0.12\n  lb-agent real enable '[2001:db8::100]:443' 2001:db8::11\n\nSERVICE is VIP:PORT with an optional /tcp (default) or /udp; REAL is the real's address (or address:port)."
+    )]
+    Real {
+        #[command(subcommand)]
+        action: RealAction,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List connection-table entries (like `ipvsadm -Lnc`): client, virtual service, real. The
+    /// whole table is read, so the per-real counts at the end are exact; the listing stops at
+    /// --limit and says how many more matched.
+    #[command(
+        after_help = "Examples:\n  lb-agent conns --vip 192.0.2.100 --limit 20\n  lb-agent conns --real 10.0.0.11 --json | jq .per_real"
+    )]
+    Conns {
+        /// Only flows to this VIP.
+        #[arg(long)]
+        vip: Option<std::net::IpAddr>,
+        /// Only flows on this real.
+        #[arg(long)]
+        real: Option<std::net::IpAddr>,
+        /// Only flows from this client.
+        #[arg(long)]
+        client: Option<std::net::IpAddr>,
+        /// At most this many entries listed.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[command(flatten)]
+        target: Target,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
     },
     /// Convert a keepalived.conf (and what it includes) to an lb YAML config on stdout. Every
     /// directive that does not carry over as it was is reported on stderr with its line.
@@ -77,6 +130,17 @@ services cannot be carried over (direct routing only) and are reported, not impo
     ImportKeepalived {
         /// The keepalived configuration file.
         file: PathBuf,
+        /// Exit 0 even when a service, instance or check could not be carried over (the
+        /// YAML is printed either way).
+        #[arg(long)]
+        allow_partial: bool,
+    },
+    /// Write the man pages and shell completions generated from this command line (used by
+    /// `cargo xtask dist`).
+    #[command(hide = true)]
+    GenerateDocs {
+        /// Directory to write man8/ and completions/ into.
+        out: PathBuf,
     },
     /// Ask the running agent to reload its config (same as SIGHUP). An invalid file leaves
     /// the running config in place and the error is printed; exit 1.
@@ -110,13 +174,42 @@ none (no usable real: dropped), no service (not an active service here: passed t
     },
 }
 
+#[derive(Subcommand)]
+enum RealAction {
+    /// Weight 0: established flows stay on it, new flows go to the other reals.
+    Drain { service: String, real: String },
+    /// Set its weight (0 drains).
+    Weight {
+        weight: u32,
+        service: String,
+        real: String,
+    },
+    /// Back to the configured weight (ends a drain or weight override).
+    Enable { service: String, real: String },
+}
+
+/// `VIP:PORT[/tcp|/udp]`.
+fn parse_service(s: &str) -> Result<(std::net::SocketAddr, String), String> {
+    let (addr, proto) = match s.rsplit_once('/') {
+        Some((a, p)) => (a, p.to_ascii_lowercase()),
+        None => (s, "tcp".to_owned()),
+    };
+    if proto != "tcp" && proto != "udp" {
+        return Err(format!("{s}: the protocol is tcp or udp"));
+    }
+    let addr = addr.parse().map_err(|_| {
+        format!("{s}: a service is VIP:PORT[/tcp|/udp], e.g. 192.0.2.1:80 or [2001:db8::1]:53/udp")
+    })?;
+    Ok((addr, proto))
+}
+
 #[derive(clap::Args)]
 struct Target {
-    /// The agent's control socket.
-    #[arg(long)]
+    /// The agent's control socket (default: the one agent's socket in /run/lb-agent).
+    #[arg(long, global = true)]
     socket: Option<PathBuf>,
     /// Find the control socket from this config.
-    #[arg(long, short)]
+    #[arg(long, short, global = true)]
     config: Option<PathBuf>,
 }
 
@@ -130,7 +223,55 @@ impl Target {
                 .map(|cfg| cfg.control_socket)
                 .map_err(|e| e.to_string());
         }
-        Ok(PathBuf::from("/run/lb-agent/lb.sock"))
+        default_socket()
+    }
+}
+
+/// The one agent's socket in /run/lb-agent, whatever its router_id.
+fn default_socket() -> Result<PathBuf, String> {
+    let dir = std::path::Path::new("/run/lb-agent");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "sock"))
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(format!(
+            "no agent control socket in {} (is lb-agent running? is this root?)",
+            dir.display()
+        )),
+        _ => Err(format!(
+            "several agents run here ({}): name one with --socket or --config",
+            found
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+/// Prints an answer that is a message, or the error; the exit code says which.
+fn report(r: Result<crate::control::Response, String>) -> ExitCode {
+    match r {
+        Ok(crate::control::Response::Done { message })
+        | Ok(crate::control::Response::Reloaded { message }) => {
+            println!("{message}");
+            ExitCode::SUCCESS
+        }
+        Ok(crate::control::Response::Error { message }) | Err(message) => {
+            eprintln!("lb-agent: {message}");
+            ExitCode::FAILURE
+        }
+        Ok(other) => {
+            eprintln!("lb-agent: unexpected answer: {other:?}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -139,24 +280,85 @@ fn call(target: &Target, req: crate::control::Request) -> Result<crate::control:
     crate::control::client::call(&socket, &req).map_err(|e| format!("{e:#}"))
 }
 
-fn init_logs(format: LogFormat, level: &str) {
-    let filter = std::env::var("LB_LOG").unwrap_or_else(|_| level.to_owned());
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match format {
-        LogFormat::Human => b.init(),
-        LogFormat::Json => b.json().init(),
+/// Prints `v` as pretty JSON.
+fn print_json<T: serde::Serialize>(v: &T) -> ExitCode {
+    match serde_json::to_string_pretty(v) {
+        Ok(s) => {
+            println!("{s}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("lb-agent: {e}");
+            ExitCode::FAILURE
+        }
     }
+}
+
+fn status(target: &Target, json: bool, flows: bool, watch: bool, interval: f64) -> ExitCode {
+    let every = std::time::Duration::from_secs_f64(interval.clamp(0.1, 3600.0));
+    loop {
+        let answer = call(target, crate::control::Request::Status { flows });
+        let code = match answer {
+            Ok(crate::control::Response::Status(snap)) => {
+                if watch {
+                    // Home, clear: the next picture replaces this one.
+                    print!("\x1b[H\x1b[2J");
+                    println!(
+                        "lb-agent status, every {:.1}s (Ctrl-C ends)   {}",
+                        every.as_secs_f64(),
+                        crate::control::text::clock()
+                    );
+                }
+                if json {
+                    print_json(&snap)
+                } else {
+                    print!("{}", crate::control::text::render(&snap));
+                    ExitCode::SUCCESS
+                }
+            }
+            other => report(other),
+        };
+        if !watch {
+            return code;
+        }
+        std::thread::sleep(every);
+    }
+}
+
+fn generate_docs(out: &std::path::Path) -> std::io::Result<()> {
+    use clap::CommandFactory as _;
+    let man = out.join("man8");
+    let completions = out.join("completions");
+    std::fs::create_dir_all(&man)?;
+    std::fs::create_dir_all(&completions)?;
+    let cmd = Cli::command();
+    let page = |c: clap::Command, name: String| -> std::io::Result<()> {
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(c)
+            .section("8")
+            .manual("lb manual")
+            .render(&mut buf)?;
+        std::fs::write(man.join(format!("{name}.8")), buf)
+    };
+    page(cmd.clone(), "lb-agent".into())?;
+    for sub in cmd.get_subcommands().filter(|c| !c.is_hide_set()) {
+        let name = format!("lb-agent-{}", sub.get_name());
+        page(sub.clone().name(name.clone()), name)?;
+    }
+    for shell in [
+        clap_complete::Shell::Bash,
+        clap_complete::Shell::Zsh,
+        clap_complete::Shell::Fish,
+    ] {
+        clap_complete::generate_to(shell, &mut cmd.clone(), "lb-agent", &completions)?;
+    }
+    Ok(())
 }
 
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(cli.log_format, &cli.log_level);
+    crate::logs::init(cli.log_format == LogFormat::Json, &cli.log_level);
     match cli.cmd {
         Cmd::Run { config } => match crate::agent::run(crate::agent::Options { config }) {
             Ok(()) => ExitCode::SUCCESS,
@@ -165,11 +367,21 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Cmd::Check { config } => match crate::config::load(&config) {
+        Cmd::Check { config, host } => match crate::config::load(&config) {
             Ok(cfg) => {
                 print!("{}", crate::config::summary(&cfg));
                 println!("{}: configuration OK", config.display());
-                ExitCode::SUCCESS
+                if !host {
+                    return ExitCode::SUCCESS;
+                }
+                println!("\nThis host:");
+                let r = crate::preflight::run(&cfg);
+                print!("{}", r.render());
+                if r.failed() {
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
+                }
             }
             Err(e) => {
                 eprint!("{e}");
@@ -180,37 +392,80 @@ pub fn main() -> ExitCode {
             target,
             json,
             flows,
-        } => match call(&target, crate::control::Request::Status { flows }) {
-            Ok(crate::control::Response::Status(snap)) => {
-                if json {
-                    match serde_json::to_string_pretty(&snap) {
-                        Ok(s) => println!("{s}"),
-                        Err(e) => {
-                            eprintln!("lb-agent: {e}");
-                            return ExitCode::FAILURE;
-                        }
-                    }
-                } else {
-                    print!("{}", crate::control::text::render(&snap));
-                }
+            watch,
+            interval,
+        } => status(&target, json, flows, watch, interval),
+        Cmd::Real { action, target } => {
+            let (action, weight, service, real) = match action {
+                RealAction::Drain { service, real } => ("drain", None, service, real),
+                RealAction::Weight {
+                    weight,
+                    service,
+                    real,
+                } => ("weight", Some(weight), service, real),
+                RealAction::Enable { service, real } => ("enable", None, service, real),
+            };
+            let answer = parse_service(&service).and_then(|(vip, proto)| {
+                call(
+                    &target,
+                    crate::control::Request::SetReal {
+                        vip,
+                        proto,
+                        real,
+                        action: action.into(),
+                        weight,
+                    },
+                )
+            });
+            report(answer)
+        }
+        Cmd::Conns {
+            vip,
+            real,
+            client,
+            limit,
+            target,
+            json,
+        } => match call(
+            &target,
+            crate::control::Request::Conns {
+                vip,
+                real,
+                client,
+                limit,
+            },
+        ) {
+            Ok(crate::control::Response::Conns(l)) if json => print_json(&l),
+            Ok(crate::control::Response::Conns(l)) => {
+                print!("{}", crate::control::text::conns(&l));
                 ExitCode::SUCCESS
             }
-            Ok(other) => {
-                eprintln!("lb-agent: unexpected answer: {other:?}");
-                ExitCode::FAILURE
-            }
-            Err(e) => {
-                eprintln!("lb-agent: {e}");
-                ExitCode::FAILURE
-            }
+            other => report(other),
         },
-        Cmd::ImportKeepalived { file } => match crate::config::import::import_file(&file) {
+        Cmd::ImportKeepalived {
+            file,
+            allow_partial,
+        } => match crate::config::import::import_file(&file) {
             Ok(report) => {
                 for n in &report.notes {
                     eprintln!("{}:{}: {}: {}", n.file, n.line, n.severity, n.message);
                 }
                 print!("{}", crate::config::import::to_yaml(&report));
-                ExitCode::SUCCESS
+                let dropped = report
+                    .notes
+                    .iter()
+                    .filter(|n| n.severity == crate::config::import::Severity::Unsupported)
+                    .count();
+                if dropped > 0 && !allow_partial {
+                    eprintln!(
+                        "lb-agent: {dropped} directive(s) were not carried over (listed above as \
+                         unsupported); the YAML lacks them. Exit 2: pass --allow-partial to \
+                         accept that."
+                    );
+                    ExitCode::from(2)
+                } else {
+                    ExitCode::SUCCESS
+                }
             }
             Err(e) => {
                 eprintln!("lb-agent: {e}");
@@ -227,42 +482,18 @@ pub fn main() -> ExitCode {
             &target,
             crate::control::Request::Explain { client, vip, proto },
         ) {
+            Ok(crate::control::Response::Explain(e)) if json => print_json(&e),
             Ok(crate::control::Response::Explain(e)) => {
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&e).unwrap_or_default());
-                } else {
-                    print!("{}", crate::control::text::explain(&e));
-                }
+                print!("{}", crate::control::text::explain(&e));
                 ExitCode::SUCCESS
             }
-            Ok(crate::control::Response::Error { message }) => {
-                eprintln!("lb-agent: {message}");
-                ExitCode::FAILURE
-            }
-            Ok(other) => {
-                eprintln!("lb-agent: unexpected answer: {other:?}");
-                ExitCode::FAILURE
-            }
-            Err(e) => {
-                eprintln!("lb-agent: {e}");
-                ExitCode::FAILURE
-            }
+            other => report(other),
         },
-        Cmd::Reload { target } => match call(&target, crate::control::Request::Reload) {
-            Ok(crate::control::Response::Reloaded { message }) => {
-                println!("{message}");
-                ExitCode::SUCCESS
-            }
-            Ok(crate::control::Response::Error { message }) => {
-                eprintln!("lb-agent: {message}");
-                ExitCode::FAILURE
-            }
-            Ok(other) => {
-                eprintln!("lb-agent: unexpected answer: {other:?}");
-                ExitCode::FAILURE
-            }
+        Cmd::Reload { target } => report(call(&target, crate::control::Request::Reload)),
+        Cmd::GenerateDocs { out } => match generate_docs(&out) {
+            Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("lb-agent: {e}");
+                eprintln!("lb-agent: writing to {}: {e}", out.display());
                 ExitCode::FAILURE
             }
         },

@@ -356,6 +356,7 @@ impl Drop for Topology {
             let _ = lb_agent::dataplane::pins::remove_all(&dir);
             let _ = std::fs::remove_file(format!("/run/lb-agent/{rid}.sock"));
             let _ = std::fs::remove_file(format!("/run/lb-agent/locks/%sys%fs%bpf%lb%{rid}.lock"));
+            let _ = std::fs::remove_dir_all(format!("/var/lib/lb/{rid}"));
         }
     }
 }

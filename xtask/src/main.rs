@@ -1,6 +1,8 @@
 //! `cargo xtask`: set up a machine, build, test, run the lab, benchmark.
 
+mod dist;
 mod fuzz;
+mod man;
 mod readme;
 mod run;
 mod setup;
@@ -23,6 +25,10 @@ enum Cmd {
     Setup,
     /// Build the release agent: one self-contained binary, target/release/lb-agent.
     Build,
+    /// Build the release package: target/dist/lb-agent_<version>_amd64.deb (the agent, its
+    /// systemd unit, /etc/lb/lb.yaml when absent, man pages, completions, docs). Install it on
+    /// a server with `dpkg -i`; it needs no Rust there.
+    Dist,
     /// Run every test: unit tests, BPF_PROG_TEST_RUN fixtures, network-namespace topologies,
     /// keepalived interop (needs root; CI runs as root).
     Test {
@@ -91,6 +97,7 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Setup => setup::setup().map(|_| ()),
         Cmd::Build => run::build(&root),
+        Cmd::Dist => dist::dist(&root).map(|_| ()),
         Cmd::Test { filter } => run::test(&root, filter.as_deref()),
         Cmd::BuildAndRun {
             script,

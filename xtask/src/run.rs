@@ -74,12 +74,15 @@ pub fn test(root: &Path, filter: Option<&str>) -> Result<()> {
         .current_dir(&dir);
         tally.run(&mut cmd)?;
     }
+    // The package the `package` test installs and removes.
+    let deb = crate::dist::dist(root)?;
     // Integration tests build and tear down network namespaces and load XDP programs: one at
     // a time on this 2-core machine, so their timing is not disturbed by each other.
     eprintln!("==> test: integration tests (XDP fixtures, netns topologies, keepalived interop)");
     tally.run(
         cargo(root)
             .env("LB_NO_SKIP", "1")
+            .env("LB_DEB", &deb)
             .args(["test", "--no-fail-fast", "-p", "lb-tests"])
             .args(&f)
             .args(["--", "--test-threads=1"]),

@@ -31,6 +31,9 @@ pub const PACKAGES: &[&str] = &[
     "dnsmasq-base",
     "procps",
     "openssl",
+    // `cargo xtask dist`: readelf and strip for the package, and its man pages read back.
+    "binutils",
+    "gzip",
 ];
 
 pub fn step<T>(name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {

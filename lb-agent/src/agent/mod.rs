@@ -10,8 +10,11 @@ pub mod boot;
 pub mod checks;
 pub mod hooks;
 pub mod host;
+pub mod operator;
 pub mod receive;
 pub mod snapshot;
+pub mod state;
+pub mod systemd;
 pub mod track_files;
 
 use std::{
@@ -90,6 +93,8 @@ fn restart_needed(old: &Config, new: &Config) -> Option<&'static str> {
         Some("global_defs.xdp_mode or an interface's xdp_mode")
     } else if old.control_socket != new.control_socket {
         Some("global_defs.control_socket")
+    } else if old.state_dir != new.state_dir {
+        Some("global_defs.state_dir")
     } else if old.metrics_listen != new.metrics_listen {
         Some("global_defs.metrics_listen")
     } else {
@@ -109,6 +114,8 @@ struct Agent {
     garps: HashMap<u32, garp::Sender>,
     sched: Scheduler,
     registry: checks::Registry,
+    /// Saves the operator's overrides.
+    saver: tokio::sync::watch::Sender<Vec<crate::node::overrides::Saved>>,
     /// The task reading the track files, with the list it reads.
     track_files: Option<(
         Vec<crate::config::TrackFileCfg>,
@@ -165,6 +172,7 @@ impl Agent {
             serving: recovered_serving(&cfg, &dp),
             paths: dp.programmer.recovered_paths(),
             pinned_links,
+            overrides: state::load(&cfg.state_dir),
         };
         let (events_tx, mut events) = mpsc::channel::<Event>(4096);
         let (host_tx, host_rx) = mpsc::channel(1024);
@@ -184,6 +192,10 @@ impl Agent {
             }
         }
         let socket_path = cfg.control_socket.clone();
+        let saver = {
+            let _g = io.enter();
+            state::writer(cfg.state_dir.clone())
+        };
         let node = Node::new(Instant::now(), cfg, boot).map_err(|e| anyhow::anyhow!(e))?;
         let mut a = Agent {
             cfg_path,
@@ -196,6 +208,7 @@ impl Agent {
             garps: HashMap::new(),
             sched,
             registry: checks::Registry::default(),
+            saver,
             track_files: None,
             tx_errors: HashMap::new(),
             latency: snapshot::Latency::default(),
@@ -208,10 +221,21 @@ impl Agent {
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
         let mut rates = tokio::time::interval(RATES_EVERY);
+        let watchdog = systemd::watchdog_enabled();
+        let mut ready = false;
         loop {
             a.carry_out();
             if a.node.is_stopped() {
                 break;
+            }
+            if !ready {
+                // The maps hold the first state and XDP is where it should be.
+                ready = true;
+                systemd::notify(&format!(
+                    "READY=1\nSTATUS=serving {} services, {} VRRP instances",
+                    a.node.services().len(),
+                    a.node.instances().len()
+                ));
             }
             let deadline = a.node.poll_timeout();
             let timer = async {
@@ -233,7 +257,12 @@ impl Agent {
                 }
                 Some((req, reply)) = control_rx.recv() => a.control(req, reply, &cmd_tx),
                 Some(cmd) = cmds.recv() => a.command(cmd),
-                _ = rates.tick() => a.rates.sample_all(&a.node, &a.dp, Instant::now()),
+                _ = rates.tick() => {
+                    a.rates.sample_all(&a.node, &a.dp, Instant::now());
+                    if watchdog {
+                        systemd::notify("WATCHDOG=1");
+                    }
+                }
                 _ = term.recv() => {
                     info!("SIGTERM: stopping (a master hands over first)");
                     a.node.handle(Instant::now(), Event::Shutdown);
@@ -249,6 +278,7 @@ impl Agent {
             }
         }
         let _ = std::fs::remove_file(&socket_path);
+        systemd::notify("STOPPING=1");
         info!("stopped");
         Ok(())
     }
@@ -318,6 +348,9 @@ impl Agent {
                 Effect::Checks(plan) => {
                     self.registry.reconcile(&self.sched, &plan);
                     self.read_track_files(plan.track_files);
+                }
+                Effect::SaveOverrides(list) => {
+                    let _ = self.saver.send(list);
                 }
                 Effect::Stopped => {}
             }
@@ -434,8 +467,81 @@ impl Agent {
                 self.prepare_reload(Some(reply), cmds);
                 return;
             }
+            Request::SetReal {
+                vip,
+                proto,
+                real,
+                action,
+                weight,
+            } => self.set_real(vip, &proto, &real, &action, weight),
+            Request::Conns {
+                vip,
+                real,
+                client,
+                limit,
+            } => {
+                let filter = crate::dataplane::conns::Filter {
+                    vip,
+                    real,
+                    client,
+                    limit,
+                };
+                match crate::dataplane::conns::Handles::of(&self.dp.loaded.maps) {
+                    Ok(handles) => {
+                        self.io.spawn_blocking(move || {
+                            let resp = match handles.list(&filter) {
+                                Ok(l) => Response::Conns(l),
+                                Err(e) => Response::Error {
+                                    message: format!("reading the connection table: {e:#}"),
+                                },
+                            };
+                            let _ = reply.send(resp);
+                        });
+                        return;
+                    }
+                    Err(e) => Response::Error {
+                        message: format!("{e:#}"),
+                    },
+                }
+            }
         };
         let _ = reply.send(resp);
+    }
+
+    /// `lb-agent real drain|weight|enable`.
+    fn set_real(
+        &mut self,
+        vip: std::net::SocketAddr,
+        proto: &str,
+        real: &str,
+        action: &str,
+        weight: Option<u32>,
+    ) -> Response {
+        let action = match (action, weight) {
+            ("drain", _) => operator::Action::Drain,
+            ("weight", Some(w)) => operator::Action::Weight(w),
+            ("enable", _) => operator::Action::Enable,
+            (other, _) => {
+                return Response::Error {
+                    message: format!("action {other:?}: drain, weight N or enable"),
+                }
+            }
+        };
+        match operator::resolve(self.node.services(), vip, proto, real) {
+            Ok((key, label)) => {
+                self.node.handle(
+                    Instant::now(),
+                    Event::Override {
+                        real: key,
+                        set: operator::override_for(action),
+                    },
+                );
+                Response::Done {
+                    message: operator::message(action, &label),
+                }
+            }
+            Err(message) => Response::Error { message },
+        }
     }
 
     /// Reads and validates the config and looks up its interfaces on the IO runtime; the

@@ -109,7 +109,10 @@ fn mac_str(m: [u8; 6]) -> String {
 /// Connection-table entries per real id (up to FLOW_SCAN_CAP entries).
 fn active_flows(dp: &Dataplane) -> HashMap<u32, u64> {
     let mut out = HashMap::new();
-    for (_, v) in dp.loaded.maps.flows.iter().take(FLOW_SCAN_CAP).flatten() {
+    let maps = &dp.loaded.maps;
+    let v4 = maps.flows.iter().flatten().map(|(_, v)| v);
+    let v6 = maps.flows6.iter().flatten().map(|(_, v)| v);
+    for v in v4.chain(v6).take(FLOW_SCAN_CAP) {
         *out.entry(v.real_id).or_insert(0) += 1;
     }
     out
@@ -121,6 +124,9 @@ pub fn snapshot(node: &Node, dp: &Dataplane, io: &IoStats<'_>, count_flows: bool
         .map(|i| (stats::NAMES[i as usize].to_owned(), counters.get(i)))
         .collect();
     let flows = count_flows.then(|| active_flows(dp));
+    let now_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let mut services = Vec::new();
     for s in node.services() {
         let key = s.cfg.key();
@@ -169,6 +175,10 @@ pub fn snapshot(node: &Node, dp: &Dataplane, io: &IoStats<'_>, count_flows: bool
                 pps: rp,
                 bps: rb,
                 sorry: rt.is_none(),
+                override_weight: rt.and_then(|r| r.operator).map(|o| o.weight),
+                override_age_s: rt
+                    .and_then(|r| r.operator)
+                    .map(|o| now_unix.saturating_sub(o.since_unix)),
             });
         }
         services.push(ServiceSnap {

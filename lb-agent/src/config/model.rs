@@ -16,6 +16,8 @@ pub struct Config {
     pub router_id: String,
     pub pin_path: PathBuf,
     pub control_socket: PathBuf,
+    /// The operator's overrides are kept here across restarts.
+    pub state_dir: PathBuf,
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// The XDP attach mode of interfaces not listed in `xdp_modes`.
     pub xdp_mode: XdpMode,

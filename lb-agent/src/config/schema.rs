@@ -54,6 +54,10 @@ pub struct GlobalDefs {
     /// Unix socket of `lb-agent status` / `reload`. Default `/run/lb-agent/<router_id>.sock`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control_socket: Option<PathBuf>,
+    /// Where the agent keeps state across restarts (the operator's overrides). Default
+    /// `/var/lib/lb/<router_id>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<PathBuf>,
     /// Prometheus endpoint, e.g. `127.0.0.1:9469`. Off by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<String>,

@@ -81,6 +81,13 @@ pub fn validate(file: &schema::File) -> Result<Config, Vec<Problem>> {
     if !control_socket.is_absolute() {
         p.add("global_defs.control_socket", "must be an absolute path");
     }
+    let state_dir = g
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("/var/lib/lb/{router_id}")));
+    if !state_dir.is_absolute() {
+        p.add("global_defs.state_dir", "must be an absolute path");
+    }
     let metrics_listen = g.metrics_listen.as_ref().and_then(|m| match m.parse() {
         Ok(a) => Some(a),
         Err(_) => {
@@ -252,6 +259,7 @@ pub fn validate(file: &schema::File) -> Result<Config, Vec<Problem>> {
         router_id,
         pin_path,
         control_socket,
+        state_dir,
         metrics_listen,
         xdp_mode,
         xdp_modes,

@@ -102,6 +102,18 @@ pub fn render(s: &Snapshot) -> String {
     }
     family(
         &mut o,
+        "lb_build_info",
+        "gauge",
+        "The agent's version and commit (always 1).",
+    );
+    let _ = writeln!(
+        o,
+        "lb_build_info{{version=\"{}\",commit=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION"),
+        env!("LB_GIT_COMMIT")
+    );
+    family(
+        &mut o,
         "lb_service_quorum_up",
         "gauge",
         "Live weight at or above quorum.",
@@ -116,7 +128,12 @@ pub fn render(s: &Snapshot) -> String {
     }
 
     type RealGet = fn(&super::snapshot::RealSnap) -> f64;
-    let real_metrics: [(&str, &str, RealGet); 9] = [
+    let real_metrics: [(&str, &str, RealGet); 10] = [
+        (
+            "lb_real_override",
+            "1 while the operator's weight (lb-agent real drain|weight) replaces the configured one.",
+            |r| f64::from(u8::from(r.override_weight.is_some())),
+        ),
         (
             "lb_real_packets_total",
             "Packets forwarded to the real server.",
@@ -198,7 +215,7 @@ pub fn render(s: &Snapshot) -> String {
         ] {
             let _ = writeln!(
                 o,
-                "lb_vrrp_state{{instance=\"{}\",state=\"{st}\"}} {}",
+                "lb_vrrp_state{{vrrp_instance=\"{}\",state=\"{st}\"}} {}",
                 esc(&i.name),
                 u8::from(i.state == st)
             );
@@ -237,7 +254,7 @@ pub fn render(s: &Snapshot) -> String {
         };
         family(&mut o, name, kind, help);
         for i in &s.instances {
-            let _ = writeln!(o, "{name}{{instance=\"{}\"}} {}", esc(&i.name), get(i));
+            let _ = writeln!(o, "{name}{{vrrp_instance=\"{}\"}} {}", esc(&i.name), get(i));
         }
     }
     family(
@@ -250,7 +267,7 @@ pub fn render(s: &Snapshot) -> String {
         for (reason, n) in &i.dropped {
             let _ = writeln!(
                 o,
-                "lb_vrrp_adverts_dropped_total{{instance=\"{}\",reason=\"{}\"}} {n}",
+                "lb_vrrp_adverts_dropped_total{{vrrp_instance=\"{}\",reason=\"{}\"}} {n}",
                 esc(&i.name),
                 esc(reason)
             );

@@ -21,6 +21,28 @@ pub enum Request {
         flows: bool,
     },
     Reload,
+    /// Sets (`weight`: 0 drains) or clears (`weight`: none) the operator's weight of a real.
+    SetReal {
+        vip: std::net::SocketAddr,
+        /// `tcp` or `udp`.
+        proto: String,
+        /// The real's address, or address:port.
+        real: String,
+        /// `drain`, `weight` or `enable`.
+        action: String,
+        #[serde(default)]
+        weight: Option<u32>,
+    },
+    /// Connection-table entries, filtered, and the count per real over the whole table.
+    Conns {
+        #[serde(default)]
+        vip: Option<std::net::IpAddr>,
+        #[serde(default)]
+        real: Option<std::net::IpAddr>,
+        #[serde(default)]
+        client: Option<std::net::IpAddr>,
+        limit: usize,
+    },
     /// Which real a flow goes to and why.
     Explain {
         client: std::net::SocketAddr,
@@ -36,5 +58,7 @@ pub enum Response {
     Status(Box<Snapshot>),
     Reloaded { message: String },
     Explain(crate::dataplane::explain::Explanation),
+    Done { message: String },
+    Conns(crate::dataplane::conns::Listing),
     Error { message: String },
 }

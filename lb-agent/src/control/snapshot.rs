@@ -104,4 +104,10 @@ pub struct RealSnap {
     pub pps: f64,
     pub bps: f64,
     pub sorry: bool,
+    /// The operator's weight (`lb-agent real drain|weight`; 0 = drained), while set.
+    #[serde(default)]
+    pub override_weight: Option<u32>,
+    /// How long ago the operator set it (seconds).
+    #[serde(default)]
+    pub override_age_s: Option<u64>,
 }

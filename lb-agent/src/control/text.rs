@@ -165,6 +165,18 @@ pub fn render(s: &Snapshot) -> String {
                 human_bytes(r.bytes as f64),
                 r.active_flows.map_or("-".to_owned(), |n| n.to_string())
             );
+            if let Some(w) = r.override_weight {
+                let what = if w == 0 {
+                    "drained".to_owned()
+                } else {
+                    format!("weight {w}")
+                };
+                let _ = writeln!(
+                    o,
+                    "       override: {what} by the operator {} ago (lb-agent real enable ends it)",
+                    age(r.override_age_s.unwrap_or(0))
+                );
+            }
         }
     }
     let interesting: Vec<String> = s
@@ -174,6 +186,59 @@ pub fn render(s: &Snapshot) -> String {
         .map(|(k, n)| format!("{k}={n}"))
         .collect();
     let _ = writeln!(o, "\nData path: {}", interesting.join(" "));
+    o
+}
+
+/// The time of day in UTC, `HH:MM:SS UTC`.
+pub fn clock() -> String {
+    let s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!("{:02}:{:02}:{:02} UTC", s / 3600 % 24, s / 60 % 60, s % 60)
+}
+
+/// `95s` -> `1m35s`.
+fn age(s: u64) -> String {
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+/// `lb-agent conns`, like `ipvsadm -Lnc`.
+pub fn conns(l: &crate::dataplane::conns::Listing) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{:<5} {:<42} {:<42} {:<42}",
+        "Pro", "Client", "Virtual", "Real"
+    );
+    for c in &l.conns {
+        let _ = writeln!(
+            o,
+            "{:<5} {:<42} {:<42} {}{}",
+            c.proto,
+            c.client,
+            c.vip,
+            c.real,
+            if c.current { "" } else { " (stale)" }
+        );
+    }
+    let listed = l.conns.len() as u64;
+    if listed < l.matched {
+        let _ = writeln!(o, "... {} more match (raise --limit)", l.matched - listed);
+    }
+    let _ = writeln!(
+        o,
+        "\n{} of {} entries match; the whole table was read ({} stale).",
+        l.matched, l.scanned, l.stale
+    );
+    let _ = writeln!(o, "Entries per real (whole table):");
+    for (real, n) in &l.per_real {
+        let _ = writeln!(o, "  {real:<44} {n}");
+    }
     o
 }
 

@@ -2,6 +2,7 @@
 //! attach it where this node forwards.
 
 pub mod attach;
+pub mod conns;
 pub mod counters;
 pub mod desired;
 pub mod explain;
@@ -85,13 +86,7 @@ impl Dataplane {
             }
             // Something is attached already (an earlier run's link): not a verdict on the
             // driver.
-            Err(e)
-                if ["exists", "busy"]
-                    .iter()
-                    .any(|w| format!("{e:#}").to_lowercase().contains(w)) =>
-            {
-                Ok(())
-            }
+            Err(e) if attached_already(&e) => Ok(()),
             Err(e) => {
                 let driver = attach::driver(ifname).unwrap_or_else(|| "unknown".into());
                 anyhow::bail!(
@@ -164,4 +159,23 @@ impl Dataplane {
         }
         Ok(s)
     }
+}
+
+/// Whether an attach failed because a program is attached already (EBUSY, EEXIST), which says
+/// nothing about the driver.
+fn attached_already(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if matches!(io.raw_os_error(), Some(libc::EBUSY | libc::EEXIST)) {
+                return true;
+            }
+        }
+        let text = err.to_string().to_lowercase();
+        if text.contains("exists") || text.contains("busy") {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }

@@ -4,7 +4,10 @@
 
 use std::collections::VecDeque;
 
-use super::io::{CheckPlan, DataplaneState, Effect};
+use super::{
+    io::{CheckPlan, DataplaneState, Effect},
+    overrides::Saved,
+};
 
 #[derive(Default)]
 pub struct Effects {
@@ -12,6 +15,7 @@ pub struct Effects {
     dataplane: Option<DataplaneState>,
     checks: Option<CheckPlan>,
     watch: Option<Vec<(std::net::IpAddr, String)>>,
+    overrides: Option<Vec<Saved>>,
 }
 
 impl Effects {
@@ -47,6 +51,18 @@ impl Effects {
         if self.watch.as_ref() != Some(&list) {
             self.watch = Some(list.clone());
             self.queue.push_back(Effect::WatchNeighbours(list));
+        }
+    }
+
+    /// The overrides to keep; the first call only records what is already saved.
+    pub fn saved_overrides(&mut self, list: Vec<Saved>) {
+        match &self.overrides {
+            None => self.overrides = Some(list),
+            Some(old) if *old == list => {}
+            Some(_) => {
+                self.overrides = Some(list.clone());
+                self.queue.push_back(Effect::SaveOverrides(list));
+            }
         }
     }
 

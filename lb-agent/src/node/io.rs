@@ -75,6 +75,11 @@ pub enum Event {
         ok: bool,
         reason: String,
     },
+    /// The operator set (or, with `None`, cleared) a real's weight.
+    Override {
+        real: RealKey,
+        set: Option<super::overrides::Override>,
+    },
     /// A new configuration, validated, with the interfaces of its instances as the host
     /// reports them.
     Reload {
@@ -137,6 +142,8 @@ pub enum Effect {
     WatchNeighbours(Vec<(IpAddr, String)>),
     /// Run these checks.
     Checks(CheckPlan),
+    /// Keep these operator overrides across restarts (replacing what was saved).
+    SaveOverrides(Vec<super::overrides::Saved>),
     /// Everything is released: the agent may exit.
     Stopped,
 }

@@ -13,6 +13,7 @@ pub mod host;
 pub mod instance;
 pub mod io;
 pub mod neighbours;
+pub mod overrides;
 mod reload;
 pub mod services;
 #[cfg(test)]
@@ -54,6 +55,8 @@ pub struct Boot {
     pub paths: Vec<(IpAddr, L2)>,
     /// Interfaces where an earlier run left its XDP link pinned.
     pub pinned_links: Vec<String>,
+    /// The operator's overrides an earlier run saved.
+    pub overrides: Vec<overrides::Saved>,
 }
 
 pub struct Node {
@@ -79,6 +82,7 @@ impl Node {
         let vrrp = Vrrp::new(&cfg.instances, &cfg.sync_groups, &boot.ifaces)?;
         let mut services = Services::new(&cfg.services);
         services.assume(&boot.serving);
+        services.restore_overrides(&boot.overrides);
         let mut host = Host::default();
         for (ip, l2) in &boot.paths {
             host.resolver.seed(*ip, *l2);
@@ -118,6 +122,8 @@ impl Node {
         node.vrrp.set_links(&|n| node.host.link_up(n));
         node.plan_checks();
         node.out.watch(node.services.neighbours());
+        node.out.saved_overrides(boot.overrides);
+        node.save_overrides();
         node.sync_dataplane();
         node.vrrp.start(now);
         node.after(now);
@@ -201,7 +207,14 @@ impl Node {
                     *slot = value;
                 }
             }
-            Event::Reload { cfg, ifaces } => self.reload(now, *cfg, &ifaces),
+            Event::Override { real, set } => {
+                self.services.set_override(&real, set);
+                self.save_overrides();
+            }
+            Event::Reload { cfg, ifaces } => {
+                self.reload(now, *cfg, &ifaces);
+                self.save_overrides();
+            }
             Event::Shutdown => {
                 if self.stopping.is_none() {
                     info!("stopping (a master hands over first)");
@@ -259,6 +272,12 @@ impl Node {
             &self.vrrp.insts,
         );
         self.out.dataplane(state);
+    }
+
+    /// Queues the overrides to be saved if they changed.
+    fn save_overrides(&mut self) {
+        let list = self.services.saved_overrides();
+        self.out.saved_overrides(list);
     }
 
     fn plan_checks(&mut self) {

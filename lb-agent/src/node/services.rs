@@ -10,7 +10,11 @@ use std::{
 use lb_common::{ServiceKey, SVC_F_AFFINITY, SVC_F_HASH_SRC};
 use tracing::{info, warn};
 
-use super::{effects::Effects, io::RealKey};
+use super::{
+    effects::Effects,
+    io::RealKey,
+    overrides::{Override, Saved},
+};
 use crate::{
     config::host_port,
     config::{RealCfg, Scheduler, ServiceCfg},
@@ -45,6 +49,8 @@ pub struct RealRt {
     pub health: Health,
     /// Weight set by a dynamic script check (`misc_dynamic`).
     pub dynamic_weight: Option<u32>,
+    /// Weight set by the operator (`lb-agent real drain|weight`): wins over the others.
+    pub operator: Option<Override>,
     pub last_result: String,
     pub last_latency: Option<std::time::Duration>,
     /// Health transitions since the agent started.
@@ -66,6 +72,7 @@ impl RealRt {
             cfg,
             health,
             dynamic_weight: None,
+            operator: None,
             last_result: String::new(),
             last_latency: None,
             transitions: 0,
@@ -86,7 +93,10 @@ impl RealRt {
             addr: self.cfg.addr,
             port: self.cfg.port,
             weight: if serving {
-                self.dynamic_weight.unwrap_or(self.cfg.weight)
+                self.operator
+                    .map(|o| o.weight)
+                    .or(self.dynamic_weight)
+                    .unwrap_or(self.cfg.weight)
             } else {
                 0
             },
@@ -189,6 +199,20 @@ impl ServiceRt {
     }
 }
 
+/// The service a client reaches at `vip`:`port` over `proto` (any of its ports).
+pub fn find(
+    list: &[ServiceRt],
+    vip: IpAddr,
+    port: u16,
+    proto: crate::config::Proto,
+) -> Option<&ServiceRt> {
+    list.iter().find(|s| {
+        s.cfg.addr == vip
+            && s.cfg.proto == proto
+            && (s.cfg.port == port || s.cfg.ports.contains(port))
+    })
+}
+
 /// Every service, in config order, looked up by key.
 #[derive(Default)]
 pub struct Services {
@@ -204,6 +228,60 @@ impl Services {
 
     pub fn get(&self, key: &ServiceKey) -> Option<&ServiceRt> {
         self.list.iter().find(|s| s.cfg.key() == *key)
+    }
+
+    /// Sets (or clears, with `None`) the operator's weight of a real. True when it changed.
+    pub fn set_override(&mut self, real: &RealKey, set: Option<Override>) -> bool {
+        let Some((label, r)) = self.real_mut(real) else {
+            return false;
+        };
+        let who = host_port(real.1, real.2);
+        match set {
+            Some(o) if o.weight == 0 => {
+                info!(service = %label, real = %who, "real drained by the operator: established flows stay, new ones go elsewhere")
+            }
+            Some(o) => {
+                info!(service = %label, real = %who, weight = o.weight, "real's weight set by the operator")
+            }
+            None => {
+                info!(service = %label, real = %who, "operator's override cleared: the configured weight applies")
+            }
+        }
+        let changed = r.operator.map(|o| o.weight) != set.map(|o| o.weight);
+        r.operator = set;
+        changed || set.is_none()
+    }
+
+    /// The operator's overrides, as saved across restarts.
+    pub fn saved_overrides(&self) -> Vec<Saved> {
+        self.list
+            .iter()
+            .flat_map(|s| {
+                s.reals
+                    .iter()
+                    .filter_map(|r| Some(Saved::new(&s.cfg, &r.cfg, r.operator?)))
+            })
+            .collect()
+    }
+
+    /// Overrides saved by an earlier run, for the reals the config has not changed since.
+    pub fn restore_overrides(&mut self, saved: &[Saved]) {
+        for o in saved {
+            let mut found = false;
+            for s in &mut self.list {
+                for r in &mut s.reals {
+                    if o.applies_to(&s.cfg, &r.cfg) {
+                        r.operator = Some(o.set);
+                        found = true;
+                    }
+                }
+            }
+            if found {
+                info!(real = %o.real, service = %format!("{}:{}/{}", o.vip, o.port, o.protocol), weight = o.set.weight, "operator's override kept from the last run");
+            } else {
+                info!(real = %o.real, service = %format!("{}:{}/{}", o.vip, o.port, o.protocol), "operator's override dropped: the config changed that real");
+            }
+        }
     }
 
     fn real_mut(&mut self, key: &RealKey) -> Option<(String, &mut RealRt)> {
@@ -360,6 +438,11 @@ impl Services {
                         r.transitions = o.transitions;
                         r.checks_ok = o.checks_ok;
                         r.checks_failed = o.checks_failed;
+                        if o.cfg == r.cfg {
+                            r.operator = o.operator;
+                        } else if o.operator.is_some() {
+                            info!(service = %scfg.label(), real = %host_port(r.cfg.addr, r.cfg.port), "operator's override dropped: the reload changed that real");
+                        }
                         if o.cfg.checks == r.cfg.checks {
                             r.health = o.health;
                             r.dynamic_weight = o.dynamic_weight;

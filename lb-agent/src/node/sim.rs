@@ -38,6 +38,10 @@ pub struct HostState {
     pub stopped: bool,
     /// When XDP was last attached and detached.
     pub attach_log: Vec<(Instant, bool)>,
+    /// The last data-path state asked for.
+    pub dataplane: Option<super::DataplaneState>,
+    /// The operator overrides saved (they survive a restart, as the agent's state file does).
+    pub saved: Vec<super::overrides::Saved>,
 }
 
 pub struct SimNode {
@@ -133,7 +137,9 @@ impl Sim {
         let up = self.nodes[i].link_up;
         // A starting agent removes the VIPs an earlier run left (the agent's boot does it).
         self.nodes[i].host.vips.clear();
-        let node = Node::new(self.now, cfg.clone(), boot(i, &cfg, up));
+        let mut b = boot(i, &cfg, up);
+        b.overrides = self.nodes[i].host.saved.clone();
+        let node = Node::new(self.now, cfg.clone(), b);
         self.nodes[i].node = Some(node.unwrap_or_else(|e| panic!("node {i}: {e}")));
         self.nodes[i].crashed = false;
         self.nodes[i].host.stopped = false;
@@ -203,14 +209,16 @@ impl Sim {
                 Effect::Dataplane(state) => {
                     let h = &mut self.nodes[i].host;
                     let was = !h.attached.is_empty();
-                    h.attached = state.attach;
+                    h.attached = state.attach.clone();
                     if was == h.attached.is_empty() {
                         h.attach_log.push((now, !h.attached.is_empty()));
                     }
+                    h.dataplane = Some(state);
                 }
                 Effect::Hook { what, .. } => self.nodes[i].host.hooks.push((now, what)),
                 Effect::Checks(plan) => self.nodes[i].host.checks = Some(plan),
                 Effect::Stopped => self.nodes[i].host.stopped = true,
+                Effect::SaveOverrides(list) => self.nodes[i].host.saved = list,
                 Effect::Resolve { .. } | Effect::WatchNeighbours(_) => {}
             }
         }

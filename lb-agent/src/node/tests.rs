@@ -8,6 +8,7 @@ use std::{
 };
 
 use super::{
+    overrides::Override,
     sim::{Sim, LATENCY},
     Event,
 };
@@ -395,4 +396,80 @@ fn tracking_follows_a_service_when_another_is_inserted_above_it() {
     assert_eq!(s.node(0).instances()[0].sm.priority(), 50);
     s.run_until_cond(ms(1000), |s| s.holders(VIP) == vec![1])
         .expect("node 1 takes over");
+}
+
+/// The real's (weight, keeps its flows) in the data path node `i` last asked for.
+fn real_in_dataplane(s: &Sim, i: usize) -> Option<(u32, bool)> {
+    let dp = s.nodes[i].host.dataplane.as_ref()?;
+    let r = dp.services.first()?.reals.iter().find(|r| r.addr == REAL)?;
+    Some((r.weight, r.keep_flows))
+}
+
+#[test]
+fn an_operator_drain_acts_at_once_survives_a_restart_and_ends_with_a_config_change() {
+    let mut s = pair("", "");
+    let key = s.node(0).services()[0].cfg.key();
+    assert_eq!(real_in_dataplane(&s, 0), Some((1, true)));
+    let drain = Override {
+        weight: 0,
+        since_unix: 1_700_000_000,
+    };
+    s.event(
+        0,
+        Event::Override {
+            real: (key, REAL, 80),
+            set: Some(drain),
+        },
+    );
+    assert_eq!(
+        real_in_dataplane(&s, 0),
+        Some((0, true)),
+        "drained: no new flows, its established flows stay"
+    );
+    assert_eq!(s.nodes[0].host.saved.len(), 1, "saved for the next run");
+    // A restart keeps it.
+    s.crash(0);
+    s.start(0);
+    assert_eq!(
+        real_in_dataplane(&s, 0),
+        Some((0, true)),
+        "kept across a restart"
+    );
+    assert_eq!(s.node(0).services()[0].reals[0].operator, Some(drain));
+    // A reload that leaves the real alone keeps it; one that changes the real ends it.
+    s.reload(0, &cfg(0, 150, "", ""));
+    assert_eq!(real_in_dataplane(&s, 0), Some((0, true)));
+    let reweighted = cfg(0, 150, "", "").replace(
+        &format!("{{ address: {REAL}, port: 80 }}"),
+        &format!("{{ address: {REAL}, port: 80, weight: 3 }}"),
+    );
+    s.reload(0, &reweighted);
+    assert_eq!(
+        real_in_dataplane(&s, 0),
+        Some((3, true)),
+        "the config's weight again"
+    );
+    assert!(s.nodes[0].host.saved.is_empty(), "and nothing saved");
+    // Set and cleared by the operator.
+    let weight = Override {
+        weight: 7,
+        since_unix: 1_700_000_100,
+    };
+    s.event(
+        0,
+        Event::Override {
+            real: (key, REAL, 80),
+            set: Some(weight),
+        },
+    );
+    assert_eq!(real_in_dataplane(&s, 0), Some((7, true)));
+    s.event(
+        0,
+        Event::Override {
+            real: (key, REAL, 80),
+            set: None,
+        },
+    );
+    assert_eq!(real_in_dataplane(&s, 0), Some((3, true)));
+    assert!(s.nodes[0].host.saved.is_empty());
 }
