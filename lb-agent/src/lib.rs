@@ -14,4 +14,5 @@ pub mod netlink;
 pub mod node;
 pub mod packet_socket;
 pub mod preflight;
+pub mod realserver;
 pub mod vrrp;

@@ -39,7 +39,7 @@ pub struct Report {
 }
 
 impl Report {
-    fn add(&mut self, verdict: Verdict, what: impl Into<String>, detail: impl Into<String>) {
+    pub fn add(&mut self, verdict: Verdict, what: impl Into<String>, detail: impl Into<String>) {
         self.items.push(Item {
             verdict,
             what: what.into(),

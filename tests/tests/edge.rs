@@ -48,10 +48,12 @@ fn reloaded(agent: &Agent, n: usize) -> bool {
     .is_some()
 }
 
-/// `lb-agent status --json`'s data-path counter `name`.
+/// `lb-agent status --json`'s data-path counter `name` (a verdict or an info counter).
 fn verdict(agent: &Agent, name: &str) -> u64 {
-    agent.status().expect("status")["verdicts"][name]
+    let s = agent.status().expect("status");
+    s["verdicts"][name]
         .as_u64()
+        .or(s["info"][name].as_u64())
         .unwrap_or(0)
 }
 

@@ -137,9 +137,9 @@ fn v6_tcp_and_udp_reach_every_real_replies_bypass_and_checks_take_a_real_out() {
     assert_eq!(via_lb, 0, "real -> client frames reached the load balancer");
     let v = agent.status().expect("status");
     assert!(
-        v["verdicts"]["ipv6"].as_u64().unwrap_or(0) >= 90,
+        v["info"]["ipv6"].as_u64().unwrap_or(0) >= 90,
         "{}",
-        v["verdicts"]
+        v["info"]
     );
 
     // r2's server stops: its v6 check fails and it leaves; back when it answers again.

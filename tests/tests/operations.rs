@@ -310,3 +310,67 @@ fn the_host_preflight_passes_in_the_lab_and_fails_on_an_interface_without_xdp() 
     assert!(ok, "{out}");
     assert!(out.contains("WARN  real 10.99.0.77"), "{out}");
 }
+
+/// `lb-agent real-server ARGS` in `ns`: (exit ok, output).
+fn real_server(ns: &lb_tests::netns::Netns, args: &[&str]) -> (bool, String) {
+    let bin = lb_tests::topology::bin_path("lbt-agent").expect("bin");
+    let out = ns
+        .command(&bin.to_string_lossy())
+        .arg("real-server")
+        .args(args)
+        .output()
+        .expect("run");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn real_server_check_finds_what_is_missing_and_setup_applies_it() {
+    // A bare namespace stands for a fresh real server (its sysctls are its own).
+    let ns = lb_tests::netns::Netns::new(&format!("lbrs{}", std::process::id())).expect("netns");
+    let vip = "10.99.0.200";
+    let (ok, out) = real_server(&ns, &["check", "--vip", vip, "--port", "8080"]);
+    assert!(!ok, "{out}");
+    for want in [
+        "FAIL  VIP on lo",
+        "FAIL  net.ipv4.conf.all.arp_ignore",
+        "FAIL  net.ipv4.conf.all.arp_announce",
+        "FAIL  listening on 8080/tcp",
+    ] {
+        assert!(out.contains(want), "{want:?} missing:\n{out}");
+    }
+    let (ok, out) = real_server(&ns, &["setup", "--vip", vip]);
+    assert!(ok, "{out}");
+    assert!(out.contains("10.99.0.200/32 added to lo"), "{out}");
+    assert!(out.contains("net.ipv4.conf.all.arp_ignore = 1"), "{out}");
+    assert!(
+        out.contains("Address=10.99.0.200/32"),
+        "the persistent form: {out}"
+    );
+    let lo = ns.ip(&["-o", "addr", "show", "dev", "lo"]).expect("ip");
+    assert!(String::from_utf8_lossy(&lo.stdout).contains("10.99.0.200/32"));
+    let (ok, out) = real_server(&ns, &["check", "--vip", vip, "--port", "8080"]);
+    assert!(!ok, "still nothing listening:\n{out}");
+    assert!(
+        out.contains("PASS  VIP on lo") && out.contains("PASS  net.ipv4.conf.all.arp_ignore"),
+        "{out}"
+    );
+    // A server listening on every address: everything passes.
+    let listener = ns
+        .enter(|| std::net::TcpListener::bind("0.0.0.0:8080"))
+        .expect("enter")
+        .expect("bind");
+    let (ok, out) = real_server(&ns, &["check", "--vip", vip, "--port", "8080"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("PASS  listening on 8080/tcp"), "{out}");
+    drop(listener);
+    // Setup again changes nothing.
+    let (ok, out) = real_server(&ns, &["setup", "--vip", vip]);
+    assert!(ok && out.contains("already set up"), "{out}");
+}

@@ -1,9 +1,6 @@
 //! `lb-agent real drain|weight|enable`: which real the operator means, and what to tell them.
 
-use std::{
-    net::{IpAddr, SocketAddr},
-    time::{SystemTime, UNIX_EPOCH},
-};
+use std::net::{IpAddr, SocketAddr};
 
 use crate::{
     config::{host_port, Proto},
@@ -84,9 +81,7 @@ pub fn resolve(
 
 /// The override an action sets (None: cleared), stamped with the wall clock.
 pub fn override_for(action: Action) -> Option<Override> {
-    let since_unix = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let since_unix = super::unix_now();
     match action {
         Action::Drain => Some(Override {
             weight: 0,

@@ -97,6 +97,8 @@ pub struct IoStats<'a> {
     pub tx_errors: &'a HashMap<String, u64>,
     /// Datagrams the kernel dropped before we read them, by interface.
     pub socket_drops: BTreeMap<String, u64>,
+    pub last_reload: Option<crate::control::snapshot::ReloadSnap>,
+    pub conntrack: Vec<crate::control::snapshot::TableFill>,
 }
 
 fn mac_str(m: [u8; 6]) -> String {
@@ -120,13 +122,17 @@ fn active_flows(dp: &Dataplane) -> HashMap<u32, u64> {
 
 pub fn snapshot(node: &Node, dp: &Dataplane, io: &IoStats<'_>, count_flows: bool) -> Snapshot {
     let counters = dp.counters(&[]).unwrap_or_default();
+    let counter = |i: u32| (stats::NAMES[i as usize].to_owned(), counters.get(i));
     let verdicts = (0..stats::COUNT)
-        .map(|i| (stats::NAMES[i as usize].to_owned(), counters.get(i)))
+        .filter(|i| stats::is_verdict(*i))
+        .map(counter)
+        .collect();
+    let info = (0..stats::COUNT)
+        .filter(|i| !stats::is_verdict(*i))
+        .map(counter)
         .collect();
     let flows = count_flows.then(|| active_flows(dp));
-    let now_unix = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now_unix = super::unix_now();
     let mut services = Vec::new();
     for s in node.services() {
         let key = s.cfg.key();
@@ -195,6 +201,10 @@ pub fn snapshot(node: &Node, dp: &Dataplane, io: &IoStats<'_>, count_flows: bool
             flows: total.flows,
             pps,
             bps,
+            maglev_fingerprint: format!(
+                "{:016x}",
+                crate::dataplane::maglev::fingerprint(&s.desired())
+            ),
             reals,
         });
     }
@@ -255,6 +265,9 @@ pub fn snapshot(node: &Node, dp: &Dataplane, io: &IoStats<'_>, count_flows: bool
         instances,
         services,
         verdicts,
+        info,
+        last_reload: io.last_reload.clone(),
+        conntrack: io.conntrack.clone(),
         attached: dp.attached().map(str::to_owned).collect(),
         xdp: {
             let modes: BTreeMap<&str, &str> = dp.attached_modes().collect();

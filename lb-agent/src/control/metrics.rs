@@ -32,10 +32,62 @@ pub fn render(s: &Snapshot) -> String {
         &mut o,
         "lb_xdp_packets_total",
         "counter",
-        "Data-path decisions by verdict or info counter.",
+        "Frames by data-path verdict: each frame counts once, so a sum is the frames seen.",
     );
     for (k, v) in &s.verdicts {
-        let _ = writeln!(o, "lb_xdp_packets_total{{counter=\"{}\"}} {v}", esc(k));
+        let _ = writeln!(o, "lb_xdp_packets_total{{verdict=\"{}\"}} {v}", esc(k));
+    }
+    family(
+        &mut o,
+        "lb_xdp_info_total",
+        "counter",
+        "Data-path informational counters (new flows, affinity hits, ICMP errors steered, ...); \
+         not a partition of the frames.",
+    );
+    for (k, v) in &s.info {
+        let _ = writeln!(o, "lb_xdp_info_total{{counter=\"{}\"}} {v}", esc(k));
+    }
+    family(
+        &mut o,
+        "lb_conntrack_entries",
+        "gauge",
+        "Connection-table entries, counted every minute.",
+    );
+    for t in &s.conntrack {
+        let _ = writeln!(
+            o,
+            "lb_conntrack_entries{{family=\"{}\"}} {}",
+            t.family, t.entries
+        );
+    }
+    family(
+        &mut o,
+        "lb_conntrack_capacity",
+        "gauge",
+        "Connection-table size (entries).",
+    );
+    for t in &s.conntrack {
+        let _ = writeln!(
+            o,
+            "lb_conntrack_capacity{{family=\"{}\"}} {}",
+            t.family, t.capacity
+        );
+    }
+    if let Some(r) = &s.last_reload {
+        family(
+            &mut o,
+            "lb_reload_success",
+            "gauge",
+            "Whether the last reload was applied (1) or rejected (0).",
+        );
+        let _ = writeln!(o, "lb_reload_success {}", u8::from(r.ok));
+        family(
+            &mut o,
+            "lb_reload_timestamp_seconds",
+            "gauge",
+            "When the last reload was asked for (Unix time).",
+        );
+        let _ = writeln!(o, "lb_reload_timestamp_seconds {}", r.at_unix);
     }
     family(
         &mut o,
@@ -112,6 +164,21 @@ pub fn render(s: &Snapshot) -> String {
         env!("CARGO_PKG_VERSION"),
         env!("LB_GIT_COMMIT")
     );
+    family(
+        &mut o,
+        "lb_service_maglev_info",
+        "gauge",
+        "The digest of what the service's Maglev table is built from (always 1): nodes with \
+         different digests place new flows differently.",
+    );
+    for v in &s.services {
+        let _ = writeln!(
+            o,
+            "lb_service_maglev_info{{service=\"{}\",fingerprint=\"{}\"}} 1",
+            esc(&v.service),
+            v.maglev_fingerprint
+        );
+    }
     family(
         &mut o,
         "lb_service_quorum_up",
@@ -367,4 +434,103 @@ pub async fn spawn(addr: SocketAddr, core: mpsc::Sender<Call>) -> Result<()> {
         }
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::control::snapshot::{
+        InstanceSnap, RealSnap, ReloadSnap, ServiceSnap, TableFill, XdpSnap,
+    };
+
+    /// A snapshot with one of everything, so every family has a sample.
+    fn full() -> Snapshot {
+        Snapshot {
+            router_id: "lb1".into(),
+            instances: vec![InstanceSnap {
+                name: "VI_1".into(),
+                state: "master".into(),
+                dropped: [("bad_ttl".to_owned(), 1)].into(),
+                ..Default::default()
+            }],
+            services: vec![ServiceSnap {
+                service: "192.0.2.100:80/tcp".into(),
+                maglev_fingerprint: "00ff".into(),
+                reals: vec![RealSnap {
+                    real: "10.0.0.11:80".into(),
+                    health: "up".into(),
+                    override_weight: Some(0),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            verdicts: [("tx".to_owned(), 5)].into(),
+            info: [("flow_new".to_owned(), 2)].into(),
+            last_reload: Some(ReloadSnap {
+                at_unix: 1,
+                ok: false,
+                message: "bad".into(),
+            }),
+            conntrack: vec![TableFill {
+                family: "ipv4".into(),
+                entries: 1,
+                capacity: 2,
+                counted_unix: 1,
+            }],
+            xdp: vec![XdpSnap {
+                interface: "eth0".into(),
+                attached: true,
+                mode: "native".into(),
+            }],
+            vrrp_invalid: [("eth0/bad_ttl".to_owned(), 1)].into(),
+            check_latency_buckets: vec![(0.1, 1)],
+            check_latency_count: 1,
+            ..Default::default()
+        }
+    }
+
+    fn metric_names(text: &str) -> BTreeSet<String> {
+        let re = regex::Regex::new(r"\blb_[a-z0-9_]+").expect("regex");
+        re.find_iter(text).map(|m| m.as_str().to_owned()).collect()
+    }
+
+    #[test]
+    fn alerts_and_dashboard_use_only_metrics_we_export() {
+        let out = render(&full());
+        let exported: BTreeSet<String> = out
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split(['{', ' ']).next())
+            .map(str::to_owned)
+            .collect();
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/monitoring/");
+        for file in ["alerts.yaml", "alerts.test.yaml", "grafana-dashboard.json"] {
+            let text = std::fs::read_to_string(format!("{root}{file}")).expect(file);
+            for name in metric_names(&text) {
+                assert!(exported.contains(&name), "{file} uses {name}, not exported");
+            }
+        }
+        serde_json::from_str::<serde_json::Value>(
+            &std::fs::read_to_string(format!("{root}grafana-dashboard.json")).expect("json"),
+        )
+        .expect("the dashboard is JSON");
+    }
+
+    #[test]
+    fn no_label_is_called_instance_and_verdicts_are_their_own_family() {
+        let out = render(&full());
+        assert!(!out.contains("{instance="), "Prometheus owns `instance`");
+        assert!(!out.contains(",instance="), "Prometheus owns `instance`");
+        assert!(out.contains("lb_vrrp_state{vrrp_instance=\"VI_1\",state=\"master\"} 1"));
+        assert!(out.contains("lb_xdp_packets_total{verdict=\"tx\"} 5"));
+        assert!(out.contains("lb_xdp_info_total{counter=\"flow_new\"} 2"));
+        assert!(!out.contains("lb_xdp_packets_total{verdict=\"flow_new\"}"));
+        assert!(out.contains("lb_reload_success 0"));
+        assert!(out.contains("lb_conntrack_entries{family=\"ipv4\"} 1"));
+        assert!(out.contains("lb_build_info{version="));
+        assert!(out
+            .contains("lb_real_override{service=\"192.0.2.100:80/tcp\",real=\"10.0.0.11:80\"} 1"));
+    }
 }

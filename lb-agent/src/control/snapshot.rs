@@ -12,8 +12,17 @@ pub struct Snapshot {
     pub uptime_s: f64,
     pub instances: Vec<InstanceSnap>,
     pub services: Vec<ServiceSnap>,
-    /// Data-path verdict and info counters by name.
+    /// Data-path verdict counters by name (each frame lands in exactly one).
     pub verdicts: BTreeMap<String, u64>,
+    /// Data-path informational counters by name (a frame may add to several, or none).
+    #[serde(default)]
+    pub info: BTreeMap<String, u64>,
+    /// The last reload asked for (SIGHUP or `lb-agent reload`), if any.
+    #[serde(default)]
+    pub last_reload: Option<ReloadSnap>,
+    /// Connection-table fill per family, counted in the background.
+    #[serde(default)]
+    pub conntrack: Vec<TableFill>,
     /// Interfaces with the XDP program attached.
     pub attached: Vec<String>,
     /// Every interface a service lives on: whether XDP is attached there, in which mode.
@@ -26,6 +35,24 @@ pub struct Snapshot {
     pub check_latency_buckets: Vec<(f64, u64)>,
     pub check_latency_sum_s: f64,
     pub check_latency_count: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReloadSnap {
+    /// When (seconds since the Unix epoch).
+    pub at_unix: u64,
+    pub ok: bool,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TableFill {
+    /// `ipv4` or `ipv6`.
+    pub family: String,
+    pub entries: u64,
+    pub capacity: u64,
+    /// When the entries were counted (seconds since the Unix epoch).
+    pub counted_unix: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -72,6 +99,10 @@ pub struct ServiceSnap {
     pub flows: u64,
     pub pps: f64,
     pub bps: f64,
+    /// A digest of what its Maglev table is built from (table size, reals taking new flows
+    /// and their weights): two nodes with the same one place new flows alike.
+    #[serde(default)]
+    pub maglev_fingerprint: String,
     pub reals: Vec<RealSnap>,
 }
 

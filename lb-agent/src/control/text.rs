@@ -179,21 +179,41 @@ pub fn render(s: &Snapshot) -> String {
             }
         }
     }
-    let interesting: Vec<String> = s
-        .verdicts
-        .iter()
-        .filter(|(_, n)| **n > 0)
-        .map(|(k, n)| format!("{k}={n}"))
-        .collect();
-    let _ = writeln!(o, "\nData path: {}", interesting.join(" "));
+    let nonzero = |m: &std::collections::BTreeMap<String, u64>| {
+        m.iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, n)| format!("{k}={n}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let _ = writeln!(o, "\nData path: {}", nonzero(&s.verdicts));
+    let _ = writeln!(o, "Data path info: {}", nonzero(&s.info));
+    for t in &s.conntrack {
+        let _ = writeln!(
+            o,
+            "Connection table {}: {} of {} entries ({:.1}%, counted {} ago)",
+            t.family,
+            t.entries,
+            t.capacity,
+            100.0 * t.entries as f64 / t.capacity.max(1) as f64,
+            age(crate::agent::unix_now().saturating_sub(t.counted_unix))
+        );
+    }
+    if let Some(r) = &s.last_reload {
+        let _ = writeln!(
+            o,
+            "Last reload: {} {} ago: {}",
+            if r.ok { "applied" } else { "REJECTED" },
+            age(crate::agent::unix_now().saturating_sub(r.at_unix)),
+            r.message
+        );
+    }
     o
 }
 
 /// The time of day in UTC, `HH:MM:SS UTC`.
 pub fn clock() -> String {
-    let s = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let s = crate::agent::unix_now();
     format!("{:02}:{:02}:{:02} UTC", s / 3600 % 24, s / 60 % 60, s % 60)
 }
 

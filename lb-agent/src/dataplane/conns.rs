@@ -71,6 +71,17 @@ impl Handles {
         })
     }
 
+    /// Entries in the IPv4 and IPv6 tables (keys only: one system call per entry).
+    pub fn count(&self) -> Result<(u64, u64)> {
+        let flows: HashMap<MapData, FlowKey, FlowValue> =
+            Map::LruHashMap(MapData::from_fd(self.flows.try_clone()?)?).try_into()?;
+        let flows6: HashMap<MapData, FlowKey6, FlowValue> =
+            Map::LruHashMap(MapData::from_fd(self.flows6.try_clone()?)?).try_into()?;
+        let n4 = flows.keys().filter(Result::is_ok).count() as u64;
+        let n6 = flows6.keys().filter(Result::is_ok).count() as u64;
+        Ok((n4, n6))
+    }
+
     /// Reads the tables.
     pub fn list(self, filter: &Filter) -> Result<Listing> {
         let reals: Array<MapData, Real> = Map::Array(MapData::from_fd(self.reals)?).try_into()?;

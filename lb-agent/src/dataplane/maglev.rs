@@ -42,6 +42,29 @@ fn identity(b: &Backend) -> Vec<u8> {
     v
 }
 
+/// A digest of what a service's table is built from: its size and the reals that take new
+/// flows (weight above 0 and a known MAC) with their weights, in canonical order. Nodes whose
+/// digests agree place new flows alike (the `lb_service_maglev_info` metric compares them).
+pub fn fingerprint(svc: &super::DesiredService) -> u64 {
+    let mut live: Vec<Backend> = svc
+        .reals
+        .iter()
+        .filter(|r| r.weight > 0 && r.l2.is_some())
+        .map(|r| Backend {
+            addr: r.addr,
+            port: r.port,
+            weight: r.weight,
+        })
+        .collect();
+    live.sort();
+    let mut bytes = svc.table_size.to_be_bytes().to_vec();
+    for b in &live {
+        bytes.extend_from_slice(&identity(b));
+        bytes.extend_from_slice(&b.weight.to_be_bytes());
+    }
+    hash64(&bytes, 0)
+}
+
 /// Builds the table: `size` slots (prime), each holding an index into `backends`.
 /// Backends with weight 0 get no slot. Returns `None` when no backend has a weight.
 pub fn build(backends: &[Backend], size: u32) -> Option<Vec<u32>> {

@@ -4,7 +4,12 @@
 //! with `Connection: close` and a status line, and everything the server sends is untrusted
 //! input that must never panic or allocate without bound. Limits: response headers 64 KiB,
 //! body 1 MiB (the regex is matched against at most the first 1 MiB), and the whole exchange
-//! is bounded by `HttpCheck::timeout`.
+//! is bounded by `HttpCheck::timeout`; `hostile_servers_meet_the_bounds` shows each against a
+//! server that sends endless headers, an endless chunked body, or drips bytes. hyper's
+//! `client::conn::http1` gives the head bound (`max_buf_size`) but leaves a body bound to a
+//! wrapper (`http_body_util::Limited`, which fails at the limit instead of judging the first
+//! MiB as keepalived does) and the deadline to the caller, and adds a connection task per
+//! check: no simpler for one GET per check, so the client stays.
 
 use std::io;
 use std::net::IpAddr;
@@ -754,6 +759,91 @@ mod tests {
         c.body_regex = regex("^all good\n$");
         let out = check(&c, &t).await;
         assert!(out.ok, "{out:?}");
+    }
+
+    /// A server that answers every connection with `head` and then `chunk` forever, one
+    /// chunk per `every`, until the client goes; returns its address and the bytes written.
+    async fn hostile(
+        head: &'static [u8],
+        chunk: &'static [u8],
+        every: Duration,
+    ) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::AsyncWriteExt as _;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let written = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = written.clone();
+        tokio::spawn(async move {
+            let Ok((mut tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let _ = read_request_head(&mut tcp).await;
+            if tcp.write_all(head).await.is_err() {
+                return;
+            }
+            loop {
+                if tcp.write_all(chunk).await.is_err() {
+                    return;
+                }
+                count.fetch_add(chunk.len(), Ordering::Relaxed);
+                if !every.is_zero() {
+                    tokio::time::sleep(every).await;
+                }
+            }
+        });
+        (addr, written)
+    }
+
+    /// Hostile servers cannot make a check hold more than its bounds (64 KiB of headers,
+    /// 1 MiB of body) or last past its timeout: endless headers, an endless chunked body, a
+    /// response dripped a byte at a time.
+    #[tokio::test]
+    async fn hostile_servers_meet_the_bounds() {
+        let timeout = Duration::from_secs(2);
+        // Endless headers: refused once the head passes 64 KiB, long before the timeout.
+        let (addr, written) = hostile(
+            b"HTTP/1.1 200 OK\r\n",
+            b"X-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n",
+            Duration::ZERO,
+        )
+        .await;
+        let (mut c, t) = http(addr);
+        c.timeout = timeout;
+        let out = check(&c, &t).await;
+        assert!(!out.ok);
+        assert_eq!(out.reason, "invalid response: headers larger than 64 KiB");
+        assert!(out.latency < timeout, "{out:?}");
+        assert!(
+            written.load(Ordering::Relaxed) > MAX_HEAD,
+            "the server did send more"
+        );
+
+        // An endless chunked body: judged on its first MiB, without waiting for an end.
+        let (addr, written) = hostile(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"10\r\nok ok ok ok ok o\r\n",
+            Duration::ZERO,
+        )
+        .await;
+        let (mut c, t) = http(addr);
+        c.timeout = timeout;
+        c.body_regex = regex("^ok ok");
+        let out = check(&c, &t).await;
+        assert!(out.ok, "{out:?}");
+        assert!(out.latency < timeout, "{out:?}");
+        assert!(written.load(Ordering::Relaxed) > MAX_BODY);
+
+        // A drip: a byte every 50 ms never ends the head; the timeout ends the check.
+        let (addr, _) = hostile(b"HTTP/1.1 200 OK\r\n", b"X", Duration::from_millis(50)).await;
+        let (mut c, t) = http(addr);
+        c.timeout = timeout;
+        let out = check(&c, &t).await;
+        assert!(!out.ok);
+        assert_eq!(out.reason, "timeout 2s waiting for response headers");
+        assert!(
+            out.latency >= timeout && out.latency < timeout * 2,
+            "{out:?}"
+        );
     }
 
     #[tokio::test]

@@ -211,7 +211,7 @@ fn interface(
                 s,
                 format!(
                     "`{}`: {} is not a VIP of any vrrp_instance; imported with `interface: \
-                         {f}` (the first instance's): check where its traffic arrives",
+                         {f}` (the first vrrp_instance's interface, or default_interface): check where its traffic arrives",
                     s.text(),
                     vs.address
                 ),
@@ -656,7 +656,6 @@ fn service_unsupported(kw: &str) -> Option<&'static str> {
         "net_mask" => "obsolete keyword",
         "smtp_alert" => "lb sends no e-mail: use quorum_up/quorum_down",
         "snmp_name" => "lb has no SNMP",
-        "ip_family" => "lb is IPv4 only",
         "virtualhost_name" => "not supported",
         _ => return None,
     })

@@ -180,7 +180,7 @@ pub fn whole_seconds(s: &Stmt, n: &mut Notes) -> Option<duration::Dur> {
             n.warning(
                 s,
                 format!(
-                    "`{} {v}`: keepalived takes whole seconds here and ignores this value                      (keeping its default); not imported either",
+                    "`{} {v}`: keepalived takes whole seconds here and ignores this value (keeping its default); not imported either",
                     s.keyword
                 ),
             );

@@ -1,8 +1,15 @@
-//! The command line of `lb-agent` (also built into the test suite's copy of the agent).
+//! The command line of `lb-agent` (also built into the test suite's copy of the agent): its
+//! definition and dispatch; talking to the agent is in `client`.
+
+mod client;
+mod docs;
+mod real_server;
 
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+use client::{call, print_json, report, Target};
 
 #[derive(Parser)]
 #[command(
@@ -92,6 +99,17 @@ global_defs.control_socket, or /run/lb-agent/lb.sock. Only root can open it."
         action: RealAction,
         #[command(flatten)]
         target: Target,
+    },
+    /// On a real server (the other half of direct routing): check it holds the VIP on `lo`,
+    /// ignores ARP for it (`arp_ignore`/`arp_announce`), filters no reply path, and listens on
+    /// the ports; or set up the runtime part and print the persistent form.
+    #[command(
+        name = "real-server",
+        after_help = "Examples (on each real server, as root):\n  lb-agent real-server check --vip 192.0.2.100 --port 80 --port 443\n  lb-agent real-server setup --vip 192.0.2.100            # runtime settings + prints the persistent form\n  lb-agent real-server setup --vip 192.0.2.100 --write    # also writes /etc/sysctl.d and the networkd file"
+    )]
+    RealServer {
+        #[command(subcommand)]
+        action: real_server::RealServerAction,
     },
     /// List connection-table entries (like `ipvsadm -Lnc`): client, virtual service, real. The
     /// whole table is read, so the per-real counts at the end are exact; the listing stops at
@@ -203,158 +221,6 @@ fn parse_service(s: &str) -> Result<(std::net::SocketAddr, String), String> {
     Ok((addr, proto))
 }
 
-#[derive(clap::Args)]
-struct Target {
-    /// The agent's control socket (default: the one agent's socket in /run/lb-agent).
-    #[arg(long, global = true)]
-    socket: Option<PathBuf>,
-    /// Find the control socket from this config.
-    #[arg(long, short, global = true)]
-    config: Option<PathBuf>,
-}
-
-impl Target {
-    fn socket(&self) -> Result<PathBuf, String> {
-        if let Some(s) = &self.socket {
-            return Ok(s.clone());
-        }
-        if let Some(c) = &self.config {
-            return crate::config::load(c)
-                .map(|cfg| cfg.control_socket)
-                .map_err(|e| e.to_string());
-        }
-        default_socket()
-    }
-}
-
-/// The one agent's socket in /run/lb-agent, whatever its router_id.
-fn default_socket() -> Result<PathBuf, String> {
-    let dir = std::path::Path::new("/run/lb-agent");
-    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "sock"))
-                .collect()
-        })
-        .unwrap_or_default();
-    found.sort();
-    match found.len() {
-        1 => Ok(found.remove(0)),
-        0 => Err(format!(
-            "no agent control socket in {} (is lb-agent running? is this root?)",
-            dir.display()
-        )),
-        _ => Err(format!(
-            "several agents run here ({}): name one with --socket or --config",
-            found
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
-    }
-}
-
-/// Prints an answer that is a message, or the error; the exit code says which.
-fn report(r: Result<crate::control::Response, String>) -> ExitCode {
-    match r {
-        Ok(crate::control::Response::Done { message })
-        | Ok(crate::control::Response::Reloaded { message }) => {
-            println!("{message}");
-            ExitCode::SUCCESS
-        }
-        Ok(crate::control::Response::Error { message }) | Err(message) => {
-            eprintln!("lb-agent: {message}");
-            ExitCode::FAILURE
-        }
-        Ok(other) => {
-            eprintln!("lb-agent: unexpected answer: {other:?}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn call(target: &Target, req: crate::control::Request) -> Result<crate::control::Response, String> {
-    let socket = target.socket()?;
-    crate::control::client::call(&socket, &req).map_err(|e| format!("{e:#}"))
-}
-
-/// Prints `v` as pretty JSON.
-fn print_json<T: serde::Serialize>(v: &T) -> ExitCode {
-    match serde_json::to_string_pretty(v) {
-        Ok(s) => {
-            println!("{s}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("lb-agent: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn status(target: &Target, json: bool, flows: bool, watch: bool, interval: f64) -> ExitCode {
-    let every = std::time::Duration::from_secs_f64(interval.clamp(0.1, 3600.0));
-    loop {
-        let answer = call(target, crate::control::Request::Status { flows });
-        let code = match answer {
-            Ok(crate::control::Response::Status(snap)) => {
-                if watch {
-                    // Home, clear: the next picture replaces this one.
-                    print!("\x1b[H\x1b[2J");
-                    println!(
-                        "lb-agent status, every {:.1}s (Ctrl-C ends)   {}",
-                        every.as_secs_f64(),
-                        crate::control::text::clock()
-                    );
-                }
-                if json {
-                    print_json(&snap)
-                } else {
-                    print!("{}", crate::control::text::render(&snap));
-                    ExitCode::SUCCESS
-                }
-            }
-            other => report(other),
-        };
-        if !watch {
-            return code;
-        }
-        std::thread::sleep(every);
-    }
-}
-
-fn generate_docs(out: &std::path::Path) -> std::io::Result<()> {
-    use clap::CommandFactory as _;
-    let man = out.join("man8");
-    let completions = out.join("completions");
-    std::fs::create_dir_all(&man)?;
-    std::fs::create_dir_all(&completions)?;
-    let cmd = Cli::command();
-    let page = |c: clap::Command, name: String| -> std::io::Result<()> {
-        let mut buf = Vec::new();
-        clap_mangen::Man::new(c)
-            .section("8")
-            .manual("lb manual")
-            .render(&mut buf)?;
-        std::fs::write(man.join(format!("{name}.8")), buf)
-    };
-    page(cmd.clone(), "lb-agent".into())?;
-    for sub in cmd.get_subcommands().filter(|c| !c.is_hide_set()) {
-        let name = format!("lb-agent-{}", sub.get_name());
-        page(sub.clone().name(name.clone()), name)?;
-    }
-    for shell in [
-        clap_complete::Shell::Bash,
-        clap_complete::Shell::Zsh,
-        clap_complete::Shell::Fish,
-    ] {
-        clap_complete::generate_to(shell, &mut cmd.clone(), "lb-agent", &completions)?;
-    }
-    Ok(())
-}
-
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -394,7 +260,7 @@ pub fn main() -> ExitCode {
             flows,
             watch,
             interval,
-        } => status(&target, json, flows, watch, interval),
+        } => client::status(&target, json, flows, watch, interval),
         Cmd::Real { action, target } => {
             let (action, weight, service, real) = match action {
                 RealAction::Drain { service, real } => ("drain", None, service, real),
@@ -419,6 +285,7 @@ pub fn main() -> ExitCode {
             });
             report(answer)
         }
+        Cmd::RealServer { action } => real_server::run(action),
         Cmd::Conns {
             vip,
             real,
@@ -490,7 +357,7 @@ pub fn main() -> ExitCode {
             other => report(other),
         },
         Cmd::Reload { target } => report(call(&target, crate::control::Request::Reload)),
-        Cmd::GenerateDocs { out } => match generate_docs(&out) {
+        Cmd::GenerateDocs { out } => match docs::generate(&out) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("lb-agent: writing to {}: {e}", out.display());
