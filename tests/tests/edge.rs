@@ -364,7 +364,9 @@ vrrp_instances:\n  - name: VI_1\n    interface: eth0\n    virtual_router_id: 61\
             (kernel_xdp_mode(lb, "eth0").as_deref() == Some(kernel)).then_some(())
         });
         assert!(attached.is_some(), "{mode}: {}", agent.log_text());
-        let st = agent.status().expect("status");
+        let st = agent
+            .status()
+            .unwrap_or_else(|e| panic!("{mode}: status: {e:#}\n{}", agent.log_text()));
         let x = &st["xdp"][0];
         assert_eq!(x["interface"], "eth0");
         assert_eq!(x["attached"], true, "{st}");
@@ -400,7 +402,12 @@ vrrp_instances:\n  - name: VI_1\n    interface: eth0\n    virtual_router_id: 61\
             scrape(lb, METRICS)
         );
         assert_eq!(agent.status().expect("status")["xdp"][0]["attached"], false);
-        agent.stop().expect("stop");
+        let exit = agent.stop().expect("stop");
+        assert!(
+            exit.is_some_and(|e| e.success()),
+            "{mode}: a clean exit within 10 s: {exit:?}\n{}",
+            agent.log_text()
+        );
         std::fs::write(&flag, "").expect("flag");
     }
 

@@ -25,6 +25,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use std::os::unix::fs::MetadataExt as _;
+
 use anyhow::{Context as _, Result};
 use tokio::{
     runtime::Handle,
@@ -199,6 +201,9 @@ impl Agent {
             }
         }
         let socket_path = cfg.control_socket.clone();
+        // Which file is ours: at exit it is removed only if it still is (a successor started
+        // while this agent was stopping has bound a new one at the same path).
+        let socket_ino = std::fs::metadata(&socket_path).map(|m| m.ino()).ok();
         let saver = {
             let _g = io.enter();
             state::writer(cfg.state_dir.clone())
@@ -287,7 +292,9 @@ impl Agent {
                 }
             }
         }
-        let _ = std::fs::remove_file(&socket_path);
+        if std::fs::metadata(&socket_path).map(|m| m.ino()).ok() == socket_ino {
+            let _ = std::fs::remove_file(&socket_path);
+        }
         systemd::notify("STOPPING=1");
         info!("stopped");
         Ok(())
