@@ -313,7 +313,9 @@ impl Agent {
         let out = self.conntrack.clone();
         self.io.spawn(async move {
             let handles = Arc::new(handles);
-            let mut every = tokio::time::interval(FILL_EVERY);
+            // The first count once the table has had some traffic, then every FILL_EVERY.
+            let first = tokio::time::Instant::now() + Duration::from_secs(10);
+            let mut every = tokio::time::interval_at(first, FILL_EVERY);
             loop {
                 every.tick().await;
                 let h = handles.clone();
