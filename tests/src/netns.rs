@@ -35,6 +35,22 @@ pub fn run(cmd: &mut Command) -> Result<Output> {
     Ok(out)
 }
 
+/// Runs `cmd` whatever its exit status: (success, stdout then stderr). Panics only when it
+/// cannot be started (a missing tool is a broken setup, not a test outcome).
+pub fn outcome(cmd: &mut Command) -> (bool, String) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 pub fn ip(args: &[&str]) -> Result<Output> {
     run(Command::new("ip").args(args))
 }

@@ -5,26 +5,17 @@
 
 use std::{path::PathBuf, process::Command};
 
+use lb_tests::netns::outcome;
+
 fn monitoring() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/monitoring")
 }
 
 fn promtool(args: &[&str]) -> (bool, String) {
-    let out = match Command::new("promtool")
-        .args(args)
-        .current_dir(monitoring())
-        .output()
-    {
-        Ok(o) => o,
-        Err(e) => panic!("promtool (Debian `prometheus`, installed by `cargo xtask setup`): {e}"),
-    };
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
+    outcome(
+        Command::new("promtool")
+            .args(args)
+            .current_dir(monitoring()),
     )
 }
 

@@ -9,6 +9,7 @@ use lb_tests::{
     agent::{scrape, Agent},
     client::{http_many, tally, LongConn},
     held::Held,
+    netns::outcome,
     standalone::Standalone,
     topology::{real_ip, VIP},
 };
@@ -244,20 +245,12 @@ fn preflight(l: &Standalone, yaml: &str) -> (bool, String) {
     let path = l.dir.0.join("preflight.yaml");
     lb_tests::agent::write_config(&path, yaml).expect("config");
     let bin = lb_tests::topology::bin_path("lbt-agent").expect("bin");
-    let out = l.t.lbs[0]
-        .ns
-        .command(&bin.to_string_lossy())
-        .args(["check", "--host", "--config"])
-        .arg(&path)
-        .output()
-        .expect("run");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
+    outcome(
+        l.t.lbs[0]
+            .ns
+            .command(&bin.to_string_lossy())
+            .args(["check", "--host", "--config"])
+            .arg(&path),
     )
 }
 
@@ -314,19 +307,10 @@ fn the_host_preflight_passes_in_the_lab_and_fails_on_an_interface_without_xdp() 
 /// `lb-agent real-server ARGS` in `ns`: (exit ok, output).
 fn real_server(ns: &lb_tests::netns::Netns, args: &[&str]) -> (bool, String) {
     let bin = lb_tests::topology::bin_path("lbt-agent").expect("bin");
-    let out = ns
-        .command(&bin.to_string_lossy())
-        .arg("real-server")
-        .args(args)
-        .output()
-        .expect("run");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
+    outcome(
+        ns.command(&bin.to_string_lossy())
+            .arg("real-server")
+            .args(args),
     )
 }
 

@@ -13,16 +13,7 @@ use std::{
 const CONFIG: &str = "/etc/lb/lb.yaml";
 
 fn run(cmd: &str, args: &[&str]) -> (bool, String) {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    lb_tests::netns::outcome(Command::new(cmd).args(args))
 }
 
 fn must(cmd: &str, args: &[&str]) -> String {

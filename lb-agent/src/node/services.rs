@@ -230,10 +230,10 @@ impl Services {
         self.list.iter().find(|s| s.cfg.key() == *key)
     }
 
-    /// Sets (or clears, with `None`) the operator's weight of a real. True when it changed.
-    pub fn set_override(&mut self, real: &RealKey, set: Option<Override>) -> bool {
+    /// Sets (or clears, with `None`) the operator's weight of a real.
+    pub fn set_override(&mut self, real: &RealKey, set: Option<Override>) {
         let Some((label, r)) = self.real_mut(real) else {
-            return false;
+            return;
         };
         let who = host_port(real.1, real.2);
         match set {
@@ -247,9 +247,7 @@ impl Services {
                 info!(service = %label, real = %who, "operator's override cleared: the configured weight applies")
             }
         }
-        let changed = r.operator.map(|o| o.weight) != set.map(|o| o.weight);
         r.operator = set;
-        changed || set.is_none()
     }
 
     /// The operator's overrides, as saved across restarts.
