@@ -17,7 +17,6 @@ use crate::{
 pub const MIN_KERNEL: (u32, u32) = (5, 18);
 /// The largest MTU a driver without XDP multi-buffer runs XDP at (4 KiB page, headroom).
 const SINGLE_BUFFER_MTU: u32 = 3498;
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Verdict {
@@ -183,11 +182,7 @@ fn capabilities(r: &mut Report) -> bool {
 }
 
 fn bpffs(r: &mut Report) {
-    let path = c"/sys/fs/bpf";
-    // SAFETY: statfs on a valid C string, into a zeroed struct we own.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    let ok = unsafe { libc::statfs(path.as_ptr(), &mut st) } == 0;
-    if ok && st.f_type as i64 == BPF_FS_MAGIC {
+    if crate::dataplane::pins::is_bpffs(std::path::Path::new("/sys/fs/bpf")) {
         r.add(
             Verdict::Pass,
             "bpffs",

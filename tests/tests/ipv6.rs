@@ -70,22 +70,25 @@ fn real_health(agent: &Agent, service: &str, real: &str) -> Option<String> {
     r["health"].as_str().map(str::to_owned)
 }
 
+/// The balancer holds the IPv6 VIP on eth0 as the agent adds it: no DAD, never a source.
+fn hold_vip6(ns: &lb_tests::netns::Netns) {
+    ns.ip(&[
+        "addr",
+        "add",
+        &format!("{VIP6}/64"),
+        "dev",
+        "eth0",
+        "nodad",
+        "preferred_lft",
+        "0",
+    ])
+    .expect("VIP6");
+}
+
 #[test]
 fn v6_tcp_and_udp_reach_every_real_replies_bypass_and_checks_take_a_real_out() {
     let l = Standalone::start("lb6s", 3, true, |rid| config(rid, &[0, 1, 2])).expect("lab");
-    l.t.lbs[0]
-        .ns
-        .ip(&[
-            "addr",
-            "add",
-            &format!("{VIP6}/64"),
-            "dev",
-            "eth0",
-            "nodad",
-            "preferred_lft",
-            "0",
-        ])
-        .expect("VIP6");
+    hold_vip6(&l.t.lbs[0].ns);
     let Standalone {
         agent,
         dir: _d,
@@ -195,19 +198,7 @@ fn reals_holding_the_vip_on_lo_never_answer_neighbour_solicitations() {
         "a real answered for the VIP it holds on lo"
     );
     // The balancer takes it: the client resolves it to the balancer's MAC.
-    t.lbs[0]
-        .ns
-        .ip(&[
-            "addr",
-            "add",
-            &format!("{VIP6}/64"),
-            "dev",
-            "eth0",
-            "nodad",
-            "preferred_lft",
-            "0",
-        ])
-        .expect("VIP6");
+    hold_vip6(&t.lbs[0].ns);
     let _ = t
         .client
         .ns

@@ -504,23 +504,14 @@ impl Agent {
                 &self.io_stats(),
                 flows,
             ))),
-            Request::Explain { client, vip, proto } => match proto.as_str() {
-                "tcp" | "udp" => {
-                    let number = if proto == "tcp" {
-                        lb_common::IPPROTO_TCP
-                    } else {
-                        lb_common::IPPROTO_UDP
-                    };
-                    Response::Explain(crate::dataplane::explain::explain(
-                        &self.dp.loaded.maps,
-                        client,
-                        vip,
-                        number,
-                    ))
-                }
-                other => Response::Error {
-                    message: format!("protocol {other:?}: tcp or udp"),
-                },
+            Request::Explain { client, vip, proto } => match config::Proto::from_name(&proto) {
+                Ok(p) => Response::Explain(crate::dataplane::explain::explain(
+                    &self.dp.loaded.maps,
+                    client,
+                    vip,
+                    p.number(),
+                )),
+                Err(message) => Response::Error { message },
             },
             Request::Reload => {
                 self.prepare_reload(Some(reply), cmds);

@@ -29,11 +29,7 @@ pub fn resolve(
     proto: &str,
     real: &str,
 ) -> Result<(RealKey, String), String> {
-    let proto = match proto {
-        "tcp" => Proto::Tcp,
-        "udp" => Proto::Udp,
-        other => return Err(format!("protocol {other:?}: tcp or udp")),
-    };
+    let proto = Proto::from_name(proto)?;
     let svc = services::find(list, vip.ip(), vip.port(), proto).ok_or_else(|| {
         format!(
             "no virtual service {}/{} in the running config (see `lb-agent status`)",

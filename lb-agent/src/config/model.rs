@@ -159,6 +159,15 @@ impl Proto {
             Proto::Udp => "udp",
         }
     }
+    /// The protocol a control request names (`tcp` or `udp`, as `name` writes it); the
+    /// error says what is accepted.
+    pub fn from_name(s: &str) -> Result<Proto, String> {
+        match s {
+            "tcp" => Ok(Proto::Tcp),
+            "udp" => Ok(Proto::Udp),
+            other => Err(format!("protocol {other:?}: tcp or udp")),
+        }
+    }
 }
 
 /// The ports a service serves.

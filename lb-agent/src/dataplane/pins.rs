@@ -30,6 +30,11 @@ fn fs_type(path: &Path) -> io::Result<i64> {
     Ok(s.f_type as i64)
 }
 
+/// Whether `path` is on a bpffs.
+pub fn is_bpffs(path: &Path) -> bool {
+    fs_type(path).ok() == Some(BPF_FS_MAGIC)
+}
+
 fn mount_bpffs(at: &Path) -> Result<()> {
     fs::create_dir_all(at).with_context(|| format!("creating {}", at.display()))?;
     let target = CString::new(at.as_os_str().as_bytes())?;
@@ -63,9 +68,9 @@ pub fn ensure_dir(dir: &Path) -> Result<()> {
             .parent()
             .with_context(|| format!("{} has no existing parent", dir.display()))?;
     }
-    if fs_type(existing).ok() != Some(BPF_FS_MAGIC) {
+    if !is_bpffs(existing) {
         let default = Path::new(DEFAULT_BPFFS);
-        if dir.starts_with(default) && fs_type(default).ok() != Some(BPF_FS_MAGIC) {
+        if dir.starts_with(default) && !is_bpffs(default) {
             mount_bpffs(default)?;
         } else {
             bail!(
