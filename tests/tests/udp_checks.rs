@@ -125,12 +125,17 @@ fn dns_service_through_the_vip_with_dnsmasq_reals() {
         .map(|i| dnsmasq(&l.t.reals[i].ns, &l.dir, i + 1, false))
         .collect();
     let vip = SocketAddr::from((VIP, 53));
-    let all_up = wait_for(Duration::from_secs(15), || {
+    // Up is not yet forwarding: the data path uses a real once its MAC is resolved too.
+    let all_ready = wait_for(Duration::from_secs(15), || {
         (0..3)
-            .all(|i| health(&l.agent, &format!("{}:53", real_ip(i))).as_deref() == Some("up"))
+            .all(|i| {
+                real_of(&l.agent, &format!("{}:53", real_ip(i))).is_some_and(|r| {
+                    r["health"] == "up" && r["mac"].as_str().is_some_and(|m| m.len() == 17)
+                })
+            })
             .then_some(())
     });
-    assert!(all_up.is_some(), "{}", l.agent.log_text());
+    assert!(all_ready.is_some(), "{}", l.agent.log_text());
     let answers = ask_www(&l.t.client.ns, vip, 60);
     for n in 1..=3u8 {
         assert!(
