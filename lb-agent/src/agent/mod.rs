@@ -6,6 +6,7 @@
 //! checks, hooks, the control socket, metrics) runs on a second runtime. So the advert timer
 //! never waits on netlink, a check or a script.
 
+pub mod bird;
 pub mod boot;
 pub mod checks;
 pub mod hooks;
@@ -103,6 +104,8 @@ fn restart_needed(old: &Config, new: &Config) -> Option<&'static str> {
         Some("global_defs.state_dir")
     } else if old.metrics_listen != new.metrics_listen {
         Some("global_defs.metrics_listen")
+    } else if old.bgp != new.bgp {
+        Some("the bgp section")
     } else {
         None
     }
@@ -137,6 +140,8 @@ struct Agent {
     /// Pinned links of an earlier run not taken over are released with the first data-path
     /// state.
     first_dataplane: bool,
+    /// Scale-out mode: the BIRD driver.
+    bird: Option<bird::Bird>,
 }
 
 impl Agent {
@@ -208,6 +213,10 @@ impl Agent {
             let _g = io.enter();
             state::writer(cfg.state_dir.clone())
         };
+        let bird = cfg.bgp.clone().map(|b| {
+            let _g = io.enter();
+            bird::Bird::spawn(b)
+        });
         let node = Node::new(Instant::now(), cfg, boot).map_err(|e| anyhow::anyhow!(e))?;
         let mut a = Agent {
             cfg_path,
@@ -229,6 +238,7 @@ impl Agent {
             last_reload: None,
             conntrack: Arc::default(),
             first_dataplane: true,
+            bird,
         };
         a.count_conntrack();
         a.open_sockets()?;
@@ -290,6 +300,11 @@ impl Agent {
                     info!(config = %a.cfg_path.display(), "SIGHUP: reloading");
                     a.prepare_reload(None, &cmd_tx);
                 }
+            }
+        }
+        if let Some(b) = &a.bird {
+            if !b.withdrawn(Duration::from_secs(5)).await {
+                warn!("BIRD did not confirm the withdrawal of the VIPs before exit");
             }
         }
         if std::fs::metadata(&socket_path).map(|m| m.ino()).ok() == socket_ino {
@@ -406,6 +421,11 @@ impl Agent {
                     self.registry.reconcile(&self.sched, &plan);
                     self.read_track_files(plan.track_files);
                 }
+                Effect::Announce(vips) => {
+                    if let Some(b) = &self.bird {
+                        b.announce(vips);
+                    }
+                }
                 Effect::SaveOverrides(list) => {
                     let _ = self.saver.send(list);
                 }
@@ -469,6 +489,8 @@ impl Agent {
             let keep: Vec<&str> = state.attach.iter().map(String::as_str).collect();
             self.dp.release_stale_links(&keep);
         }
+        let attached = self.dp.attached().map(str::to_owned).collect();
+        self.node.handle(Instant::now(), Event::Attached(attached));
     }
 
     fn io_stats(&self) -> snapshot::IoStats<'_> {
@@ -480,6 +502,10 @@ impl Agent {
             tx_errors: &self.tx_errors,
             last_reload: self.last_reload.clone(),
             conntrack: self.conntrack.lock().map(|g| g.clone()).unwrap_or_default(),
+            bird: self
+                .bird
+                .as_ref()
+                .and_then(|b| b.state.lock().ok().map(|s| s.clone())),
             socket_drops: self
                 .socks
                 .iter()

@@ -99,6 +99,32 @@ pub struct IoStats<'a> {
     pub socket_drops: BTreeMap<String, u64>,
     pub last_reload: Option<crate::control::snapshot::ReloadSnap>,
     pub conntrack: Vec<crate::control::snapshot::TableFill>,
+    /// Scale-out mode: what BIRD was last told.
+    pub bird: Option<super::bird::BirdState>,
+}
+
+fn bgp(node: &Node, io: &IoStats<'_>) -> Option<crate::control::snapshot::BgpSnap> {
+    use crate::control::snapshot::{BgpSnap, VipSnap};
+    let cfg = node.config().bgp.as_ref()?;
+    let bird = io.bird.clone().unwrap_or_default();
+    Some(BgpSnap {
+        vips: node
+            .announcements()
+            .iter()
+            .map(|v| VipSnap {
+                vip: v.vip.to_string(),
+                announced: v.announced,
+                why: v.why.clone(),
+            })
+            .collect(),
+        routes_file: cfg.routes_file.display().to_string(),
+        bird_applied: bird
+            .applied
+            .map(|l| l.iter().map(ToString::to_string).collect()),
+        bird_error: bird.error,
+        bird_configures: bird.configures,
+        bird_failures: bird.failures,
+    })
 }
 
 fn mac_str(m: [u8; 6]) -> String {
@@ -295,6 +321,7 @@ pub fn snapshot(node: &Node, dp: &Dataplane, io: &IoStats<'_>, count_flows: bool
                 })
                 .collect()
         },
+        bgp: bgp(node, io),
         vrrp_invalid,
         check_latency_buckets: LATENCY_BUCKETS
             .iter()

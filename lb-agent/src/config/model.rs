@@ -31,6 +31,17 @@ pub struct Config {
     pub instances: Vec<InstanceCfg>,
     pub sync_groups: Vec<SyncGroupCfg>,
     pub services: Vec<ServiceCfg>,
+    /// Scale-out mode (`bgp:`): no VRRP, the VIPs announced through BIRD.
+    pub bgp: Option<BgpCfg>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BgpCfg {
+    pub routes_file: PathBuf,
+    pub routes_file6: PathBuf,
+    pub bird_socket: PathBuf,
+    pub birdc: PathBuf,
+    pub drain_time: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -30,6 +30,35 @@ pub struct File {
     /// Per-interface settings (the XDP attach mode).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub interfaces: Vec<Interface>,
+    /// Scale-out mode: every node forwards, and BIRD announces each VIP over BGP while this
+    /// node can serve it. Exclusive with `vrrp_instances` in one file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<Bgp>,
+}
+
+/// How the agent has BIRD announce the VIPs (docs/bgp.md).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Bgp {
+    /// The file the agent writes, one `route <vip>/32 blackhole;` line per VIP to announce,
+    /// included by a `protocol static` in BIRD's config. Default `/run/lb/bird-vips.conf`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routes_file: Option<PathBuf>,
+    /// The same for IPv6 VIPs (`route <vip>/128 blackhole;`), for a static protocol with an
+    /// `ipv6` channel. Always written, empty without IPv6 VIPs. Default
+    /// `/run/lb/bird-vips6.conf`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routes_file6: Option<PathBuf>,
+    /// BIRD's control socket, for `birdc configure`. Default `/run/bird/bird.ctl`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bird_socket: Option<PathBuf>,
+    /// The birdc binary. Default `birdc`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub birdc: Option<PathBuf>,
+    /// On a graceful stop: how long the node keeps forwarding after its VIPs are withdrawn
+    /// (flows the routers still send while the withdrawal spreads). Default 2s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_time: Option<Dur>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]

@@ -251,6 +251,10 @@ pub fn validate(file: &schema::File) -> Result<Config, Vec<Problem>> {
             ),
         );
     }
+    let bgp = file
+        .bgp
+        .as_ref()
+        .map(|b| bgp(&mut p, b, !file.vrrp_instances.is_empty()));
 
     if !p.0.is_empty() {
         return Err(p.0);
@@ -271,7 +275,50 @@ pub fn validate(file: &schema::File) -> Result<Config, Vec<Problem>> {
         instances,
         sync_groups,
         services,
+        bgp,
     })
+}
+
+/// The `bgp:` section; scale-out mode and VRRP do not mix in one file.
+fn bgp(p: &mut Problems, b: &schema::Bgp, has_vrrp: bool) -> BgpCfg {
+    if has_vrrp {
+        p.add(
+            "bgp",
+            "a file runs either VRRP (vrrp_instances) or BGP scale-out (bgp), not both",
+        );
+    }
+    let cfg = BgpCfg {
+        routes_file: b
+            .routes_file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/run/lb/bird-vips.conf")),
+        routes_file6: b
+            .routes_file6
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/run/lb/bird-vips6.conf")),
+        bird_socket: b
+            .bird_socket
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/run/bird/bird.ctl")),
+        birdc: b.birdc.clone().unwrap_or_else(|| PathBuf::from("birdc")),
+        drain_time: b.drain_time.map_or(Duration::from_secs(2), |d| d.0),
+    };
+    for (key, path) in [
+        ("bgp.routes_file", &cfg.routes_file),
+        ("bgp.routes_file6", &cfg.routes_file6),
+        ("bgp.bird_socket", &cfg.bird_socket),
+    ] {
+        if !path.is_absolute() {
+            p.add(key, "must be an absolute path");
+        }
+    }
+    if cfg.routes_file == cfg.routes_file6 {
+        p.add("bgp.routes_file6", "must differ from bgp.routes_file");
+    }
+    if cfg.drain_time > Duration::from_secs(300) {
+        p.add("bgp.drain_time", "at most 5m");
+    }
+    cfg
 }
 
 fn xdp_mode(p: &mut Problems, path: &str, v: Option<&str>) -> XdpMode {

@@ -89,6 +89,38 @@ pub fn render(s: &Snapshot) -> String {
         );
         let _ = writeln!(o, "lb_reload_timestamp_seconds {}", r.at_unix);
     }
+    if let Some(b) = &s.bgp {
+        family(
+            &mut o,
+            "lb_bgp_vip_announced",
+            "gauge",
+            "Scale-out mode: the node has the VIP announced (1) or withdrawn (0); the reason is \
+             in `lb-agent status`.",
+        );
+        for v in &b.vips {
+            let _ = writeln!(
+                o,
+                "lb_bgp_vip_announced{{vip=\"{}\"}} {}",
+                esc(&v.vip),
+                u8::from(v.announced)
+            );
+        }
+        family(
+            &mut o,
+            "lb_bgp_bird_configured",
+            "gauge",
+            "BIRD accepted the last routes file (1), or `birdc configure` is failing (0).",
+        );
+        let ok = b.bird_error.is_none() && b.bird_applied.is_some();
+        let _ = writeln!(o, "lb_bgp_bird_configured {}", u8::from(ok));
+        family(
+            &mut o,
+            "lb_bgp_bird_failures_total",
+            "counter",
+            "`birdc configure` runs that failed.",
+        );
+        let _ = writeln!(o, "lb_bgp_bird_failures_total {}", b.bird_failures);
+    }
     family(
         &mut o,
         "lb_xdp_attached",

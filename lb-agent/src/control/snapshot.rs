@@ -28,6 +28,9 @@ pub struct Snapshot {
     /// Every interface a service lives on: whether XDP is attached there, in which mode.
     #[serde(default)]
     pub xdp: Vec<XdpSnap>,
+    /// Scale-out mode (`bgp:`): each VIP's announcement and BIRD's last answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<BgpSnap>,
     /// VRRP datagrams that failed packet checks, "interface/reason" -> count.
     pub vrrp_invalid: BTreeMap<String, u64>,
     /// Health-check latency histogram: finite upper bounds (s) and cumulative counts (the
@@ -35,6 +38,27 @@ pub struct Snapshot {
     pub check_latency_buckets: Vec<(f64, u64)>,
     pub check_latency_sum_s: f64,
     pub check_latency_count: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BgpSnap {
+    pub vips: Vec<VipSnap>,
+    pub routes_file: String,
+    /// The VIPs in the routes file BIRD last accepted (None: not yet).
+    pub bird_applied: Option<Vec<String>>,
+    /// Why the last `birdc configure` failed (None: it succeeded).
+    pub bird_error: Option<String>,
+    pub bird_configures: u64,
+    pub bird_failures: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VipSnap {
+    pub vip: String,
+    /// The node wants it announced.
+    pub announced: bool,
+    /// Why not, or what it rests on.
+    pub why: String,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]

@@ -87,6 +87,32 @@ pub fn render(s: &Snapshot) -> String {
             }
         }
     }
+    if let Some(b) = &s.bgp {
+        let _ = writeln!(o, "\nBGP (announced through BIRD: {})", b.routes_file);
+        for v in &b.vips {
+            let state = if v.announced {
+                "ANNOUNCED"
+            } else {
+                "WITHDRAWN"
+            };
+            let _ = writeln!(o, "  {:<40} {:<10} {}", v.vip, state, v.why);
+        }
+        match (&b.bird_error, &b.bird_applied) {
+            (Some(e), _) => {
+                let _ = writeln!(
+                    o,
+                    "  BIRD: configure failing ({} failures): {e}",
+                    b.bird_failures
+                );
+            }
+            (None, None) => {
+                let _ = writeln!(o, "  BIRD: not configured yet");
+            }
+            (None, Some(a)) => {
+                let _ = writeln!(o, "  BIRD: accepted {} route(s)", a.len());
+            }
+        }
+    }
     if !s.vrrp_invalid.is_empty() {
         let bad: Vec<String> = s
             .vrrp_invalid

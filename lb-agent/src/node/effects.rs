@@ -16,6 +16,7 @@ pub struct Effects {
     checks: Option<CheckPlan>,
     watch: Option<Vec<(std::net::IpAddr, String)>>,
     overrides: Option<Vec<Saved>>,
+    announce: Option<Vec<std::net::IpAddr>>,
 }
 
 impl Effects {
@@ -63,6 +64,15 @@ impl Effects {
                 self.overrides = Some(list.clone());
                 self.queue.push_back(Effect::SaveOverrides(list));
             }
+        }
+    }
+
+    /// Scale-out: the VIPs to announce from now on (the first call always goes out, so the
+    /// routes file holds this run's truth).
+    pub fn announce(&mut self, vips: Vec<std::net::IpAddr>) {
+        if self.announce.as_ref() != Some(&vips) {
+            self.announce = Some(vips.clone());
+            self.queue.push_back(Effect::Announce(vips));
         }
     }
 

@@ -44,6 +44,8 @@ pub enum Event {
     Neighbours(HashMap<IpAddr, Neighbour>),
     /// Asking the kernel to resolve this address failed.
     ResolveFailed(IpAddr),
+    /// The interfaces where XDP is attached now (after each data-path change).
+    Attached(BTreeSet<String>),
     /// The host removed a VIP we gave up (or tried and failed: either way it is settled).
     VipRemoved(IpAddr),
     /// The number a `vrrp_track_files` entry holds now (0 when missing or not a number).
@@ -142,6 +144,8 @@ pub enum Effect {
     WatchNeighbours(Vec<(IpAddr, String)>),
     /// Run these checks.
     Checks(CheckPlan),
+    /// Scale-out: have BIRD announce exactly these VIPs (withdrawing the others).
+    Announce(Vec<IpAddr>),
     /// Keep these operator overrides across restarts (replacing what was saved).
     SaveOverrides(Vec<super::overrides::Saved>),
     /// Everything is released: the agent may exit.

@@ -8,6 +8,7 @@
 //! can be tested without root, on a simulated network, in virtual time (`sim`).
 
 mod adopted;
+pub mod announce;
 mod effects;
 pub mod host;
 pub mod instance;
@@ -70,6 +71,10 @@ pub struct Node {
     files: BTreeMap<String, i64>,
     adopted: Adopted,
     out: Effects,
+    /// Interfaces where the agent reports XDP attached.
+    attached: BTreeSet<String>,
+    /// Scale-out mode: each VIP's announcement (empty without `bgp:`).
+    announce: Vec<announce::VipAnnounce>,
     /// When a graceful stop began.
     stopping: Option<Instant>,
     stopped: bool,
@@ -108,6 +113,8 @@ impl Node {
             host,
             adopted,
             out: Effects::default(),
+            attached: BTreeSet::new(),
+            announce: Vec::new(),
             stopping: None,
             stopped: false,
         };
@@ -166,6 +173,7 @@ impl Node {
                 self.services.set_paths(&plan.l2);
             }
             Event::ResolveFailed(ip) => self.host.resolver.ask_failed(ip),
+            Event::Attached(set) => self.attached = set,
             Event::VipRemoved(addr) => self.vrrp.vip_removed(addr),
             Event::RealHealth {
                 real,
@@ -217,7 +225,13 @@ impl Node {
             }
             Event::Shutdown => {
                 if self.stopping.is_none() {
-                    info!("stopping (a master hands over first)");
+                    match &self.cfg.bgp {
+                        Some(b) => info!(
+                            drain = ?b.drain_time,
+                            "stopping: VIPs withdrawn, forwarding until the drain ends"
+                        ),
+                        None => info!("stopping (a master hands over first)"),
+                    }
                     self.stopping = Some(now);
                     self.vrrp.shutdown(now);
                 }
@@ -237,7 +251,37 @@ impl Node {
         }
         self.vrrp.reap();
         self.sync_dataplane();
+        self.update_announcements();
         self.finish_stop(now);
+    }
+
+    /// Scale-out mode: decides each VIP's announcement; logs and queues the changes.
+    fn update_announcements(&mut self) {
+        if self.cfg.bgp.is_none() {
+            return;
+        }
+        let host = &self.host;
+        let next = announce::decide(&announce::Inputs {
+            services: &self.services.list,
+            attached: &self.attached,
+            link_up: &|n| host.link_up(n),
+            stopping: self.stopping.is_some(),
+        });
+        for v in &next {
+            let was = self.announce.iter().find(|o| o.vip == v.vip);
+            if was.map(|o| o.announced) == Some(v.announced) {
+                continue;
+            }
+            if v.announced {
+                info!(vip = %v.vip, why = %v.why, "VIP announced");
+            } else if was.is_some_and(|o| o.announced) {
+                warn!(vip = %v.vip, why = %v.why, "VIP withdrawn");
+            } else {
+                info!(vip = %v.vip, why = %v.why, "VIP not announced yet");
+            }
+        }
+        self.out.announce(announce::announced(&next));
+        self.announce = next;
     }
 
     fn apply_tracking(&mut self, now: Instant) {
@@ -301,7 +345,14 @@ impl Node {
     /// [`MAX_STOP`]): then everything is released and the data path detached.
     fn finish_stop(&mut self, now: Instant) {
         let Some(since) = self.stopping else { return };
-        let expired = now.duration_since(since) >= MAX_STOP;
+        // Scale-out: the VIPs were withdrawn when the stop began; keep forwarding what the
+        // routers still send until the drain ends.
+        if let Some(b) = &self.cfg.bgp {
+            if now.duration_since(since) < b.drain_time {
+                return;
+            }
+        }
+        let expired = now.duration_since(since) >= self.stop_limit();
         let instances_done = self
             .vrrp
             .insts
@@ -332,11 +383,27 @@ impl Node {
             self.vrrp.next_deadline(),
             self.adopted.next_deadline(),
             self.host.next_deadline(),
-            self.stopping.map(|t| t + MAX_STOP),
+            self.stopping
+                .filter(|_| self.cfg.bgp.is_some())
+                .map(|t| t + self.drain_time()),
+            self.stopping.map(|t| t + self.stop_limit()),
         ]
         .into_iter()
         .flatten()
         .min()
+    }
+
+    /// The drain of a scale-out node's stop (zero with VRRP).
+    fn drain_time(&self) -> Duration {
+        self.cfg
+            .bgp
+            .as_ref()
+            .map_or(Duration::ZERO, |b| b.drain_time)
+    }
+
+    /// Upper bound on a graceful stop: [`MAX_STOP`] after the drain.
+    fn stop_limit(&self) -> Duration {
+        self.drain_time() + MAX_STOP
     }
 
     pub fn poll_effect(&mut self) -> Option<Effect> {
@@ -363,6 +430,11 @@ impl Node {
 
     pub fn vrrp_invalid(&self) -> &BTreeMap<(String, &'static str), u64> {
         &self.vrrp.invalid
+    }
+
+    /// Scale-out mode: each VIP's announcement and why (empty without `bgp:`).
+    pub fn announcements(&self) -> &[announce::VipAnnounce] {
+        &self.announce
     }
 
     pub fn is_stopped(&self) -> bool {

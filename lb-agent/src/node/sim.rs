@@ -40,6 +40,8 @@ pub struct HostState {
     pub attach_log: Vec<(Instant, bool)>,
     /// The last data-path state asked for.
     pub dataplane: Option<super::DataplaneState>,
+    /// Scale-out: the VIPs last handed to BIRD.
+    pub announced: Option<Vec<IpAddr>>,
     /// The operator overrides saved (they survive a restart, as the agent's state file does).
     pub saved: Vec<super::overrides::Saved>,
 }
@@ -213,8 +215,15 @@ impl Sim {
                     if was == h.attached.is_empty() {
                         h.attach_log.push((now, !h.attached.is_empty()));
                     }
+                    // The agent reports what is attached after each change.
+                    self.in_flight.push(InFlight {
+                        at: now,
+                        to: i,
+                        ev: Event::Attached(state.attach.clone()),
+                    });
                     h.dataplane = Some(state);
                 }
+                Effect::Announce(vips) => self.nodes[i].host.announced = Some(vips),
                 Effect::Hook { what, .. } => self.nodes[i].host.hooks.push((now, what)),
                 Effect::Checks(plan) => self.nodes[i].host.checks = Some(plan),
                 Effect::Stopped => self.nodes[i].host.stopped = true,

@@ -473,3 +473,81 @@ fn an_operator_drain_acts_at_once_survives_a_restart_and_ends_with_a_config_chan
     assert_eq!(real_in_dataplane(&s, 0), Some((3, true)));
     assert!(s.nodes[0].host.saved.is_empty());
 }
+
+/// A scale-out node: no VRRP, one TCP service on `VIP` whose real is checked.
+fn bgp_cfg() -> String {
+    format!(
+        "global_defs:\n  router_id: n0\nbgp:\n  drain_time: 2s\nvirtual_servers:\n  - address: {VIP}\n    \
+         port: 80\n    protocol: tcp\n    interface: eth0\n    real_servers:\n      - {{ address: {REAL}, port: 80, \
+         checks: [ {{ tcp: {{ connect_timeout: 1s }} }} ] }}\n"
+    )
+}
+
+fn announced(s: &Sim) -> Option<Vec<IpAddr>> {
+    s.nodes[0].host.announced.clone()
+}
+
+fn why(s: &Sim) -> String {
+    s.node(0).announcements()[0].why.clone()
+}
+
+fn real_health(s: &mut Sim, up: bool) {
+    let key = s.node(0).services()[0].cfg.key();
+    s.event(
+        0,
+        Event::RealHealth {
+            real: (key, REAL, 80),
+            up,
+            weight: None,
+            reason: "test".into(),
+        },
+    );
+}
+
+#[test]
+fn scale_out_announces_while_the_node_can_serve_and_withdraws_before_it_stops() {
+    let mut s = Sim::new(&[bgp_cfg()]);
+    s.run_for(ms(10));
+    assert_eq!(
+        s.forwarders(),
+        vec![0],
+        "XDP attached at once, without VRRP"
+    );
+    assert_eq!(
+        announced(&s),
+        Some(vec![]),
+        "nothing checked yet: not announced"
+    );
+    assert!(why(&s).contains("below quorum"), "{}", why(&s));
+
+    real_health(&mut s, true);
+    assert_eq!(announced(&s), Some(vec![VIP]));
+    real_health(&mut s, false);
+    assert_eq!(announced(&s), Some(vec![]), "below quorum: withdrawn");
+    real_health(&mut s, true);
+    assert_eq!(announced(&s), Some(vec![VIP]));
+
+    s.link(0, false);
+    assert_eq!(announced(&s), Some(vec![]), "link down: withdrawn");
+    assert!(why(&s).contains("eth0 is down"), "{}", why(&s));
+    s.link(0, true);
+    s.run_for(ms(10));
+    assert_eq!(announced(&s), Some(vec![VIP]), "link back: announced");
+
+    // A graceful stop withdraws at once and keeps forwarding for the drain time.
+    s.shutdown(0);
+    assert_eq!(announced(&s), Some(vec![]));
+    s.run_for(ms(1900));
+    assert_eq!(s.forwarders(), vec![0], "still forwarding while draining");
+    assert!(!s.nodes[0].host.stopped);
+    s.run_for(ms(200));
+    assert!(s.nodes[0].host.stopped, "stopped after the drain");
+    assert!(s.forwarders().is_empty(), "and detached");
+}
+
+#[test]
+fn scale_out_and_vrrp_do_not_mix_in_one_file() {
+    let both = cfg(0, 150, "", "bgp:\n  drain_time: 1s\n");
+    let err = crate::config::parse(&both, "x.yaml").expect_err("refused");
+    assert!(err.to_string().contains("either VRRP"), "{err}");
+}
