@@ -2,6 +2,7 @@
 //! BPF_PROG_TEST_RUN; shared by the integration tests and the lab (`lab/`).
 
 pub mod agent;
+pub mod bird;
 pub mod capture;
 pub mod client;
 pub mod frames;
