@@ -10,6 +10,7 @@ pub mod held;
 pub mod keepalived;
 pub mod netns;
 pub mod pair;
+pub mod scale_out;
 pub mod sniff;
 pub mod standalone;
 pub mod testrun;

@@ -1,13 +1,5 @@
-//! Scale-out mode in the namespace lab: three active LB nodes behind a router that spreads flows
-//! over them with ECMP (BIRD merges the nodes' BGP routes; L4 hashing), each node running the
-//! agent and BIRD with the config of docs/bgp.md, BFD on every session. Reals answer the far
-//! client straight through the router (direct routing).
-//!
-//! ```text
-//!  far client 10.98.0.2 ── router 10.98.0.1 / 10.99.0.254 (BIRD, ECMP) ──┐ br0
-//!                     lb1..lb3 10.99.0.3-5 (agent + BIRD, XDP) ──────────┤
-//!                     r1..r3   10.99.0.11-13 (VIP on lo) ─────────────────┘
-//! ```
+//! Scale-out mode in the namespace lab (`lb_tests::scale_out`): three active LB nodes with
+//! BIRD behind an ECMP router, running the BIRD config of docs/bgp.md.
 //!
 //! Each event runs with 100 established connections held through the VIP; each reports
 //! same / moved / broken, and the time until the router's route changed.
@@ -22,214 +14,13 @@ use std::{
 };
 
 use lb_tests::{
-    agent::{Agent, WorkDir},
-    bird::{lb_node_conf, next_hops, router_conf, Bird, LbNode},
+    bird::{lb_node_conf, next_hops, router_conf, LbNode},
     client::{http_get, http_many},
-    held::{Held, HeldReport},
+    held::HeldReport,
     netns::{wait_for, Netns},
-    topology::{lb_ip, real_ip, FarClient, Spec, Topology, ROUTER_IP, VIP},
+    scale_out::{agent_cfg, lb_hops, wait_hops, ScaleOut, NODES, NODE_AS, QUORUM, ROUTER_AS},
+    topology::{bin_path, lb_ip, real_ip, VIP},
 };
-
-const ROUTER_AS: u32 = 65000;
-const NODE_AS: u32 = 65001;
-const NODES: usize = 3;
-/// Both reals of the first config must be up for a node to announce.
-const QUORUM: u32 = 2;
-
-struct Lab {
-    // Drop order: agents and BIRDs before the namespaces.
-    agents: Vec<Option<Agent>>,
-    birds: Vec<Bird>,
-    router: Bird,
-    far: FarClient,
-    dir: WorkDir,
-    t: Topology,
-}
-
-fn routes_file(dir: &WorkDir, i: usize, v6: bool) -> String {
-    let fam = if v6 { 6 } else { 4 };
-    dir.0
-        .join(format!("lb{}-vips{fam}.conf", i + 1))
-        .display()
-        .to_string()
-}
-
-/// Node `i`'s agent config: one TCP service on the VIP with the reals `reals` (indices),
-/// checked every 300 ms; `quorum` as given.
-fn agent_cfg(lab_dir: &WorkDir, t: &Topology, i: usize, reals: &[usize], quorum: u32) -> String {
-    let list: String = reals
-        .iter()
-        .map(|r| format!("      - {{ address: {}, port: 80 }}\n", real_ip(*r)))
-        .collect();
-    format!(
-        "global_defs:\n  router_id: {rid}\nbgp:\n  routes_file: {f4}\n  routes_file6: {f6}\n  \
-         bird_socket: {sock}\n  drain_time: 1s\nvirtual_servers:\n  - address: {VIP}\n    port: 80\n    \
-         protocol: tcp\n    interface: eth0\n    delay_loop: 300ms\n    quorum: {quorum}\n    \
-         checks: [ {{ tcp: {{ connect_timeout: 300ms }} }} ]\n    real_servers:\n{list}",
-        rid = t.router_id(i),
-        f4 = routes_file(lab_dir, i, false),
-        f6 = routes_file(lab_dir, i, true),
-        sock = lab_dir.0.join(format!("bird-lb{}.ctl", i + 1)).display(),
-    )
-}
-
-fn lb_hops() -> Vec<Ipv4Addr> {
-    (0..NODES).map(lb_ip).collect()
-}
-
-/// Waits until the router's route to the VIP has exactly `want` as next hops; how long it took.
-fn wait_hops(router: &Netns, want: &[Ipv4Addr], limit: Duration) -> Option<Duration> {
-    let t0 = Instant::now();
-    wait_for(limit, || {
-        (next_hops(router, VIP) == want).then(|| t0.elapsed())
-    })
-}
-
-impl Lab {
-    fn start() -> Lab {
-        let mut t = Topology::build(
-            "lbbg",
-            Spec {
-                lbs: NODES,
-                reals: 3,
-                native_xdp: true,
-            },
-        )
-        .expect("topology");
-        t.start_all_servers().expect("servers");
-        let far = t.add_far_client(1500).expect("router and far client");
-        for (k, v) in [
-            ("net.ipv4.fib_multipath_hash_policy", "1"),
-            ("net.ipv4.fib_multipath_use_neigh", "1"),
-        ] {
-            far.router.ns.sysctl(k, v).expect("sysctl");
-        }
-        let dir = WorkDir::new(&t.prefix).expect("workdir");
-        // The agents first: each writes its routes files, which BIRD's config includes.
-        let agents = (0..NODES)
-            .map(|i| Some(start_agent(&t, &dir, i, &[0, 1], QUORUM)))
-            .collect();
-        for i in 0..NODES {
-            let f = routes_file(&dir, i, true);
-            wait_for(Duration::from_secs(10), || {
-                std::path::Path::new(&f).exists().then_some(())
-            })
-            .unwrap_or_else(|| panic!("agent {i} never wrote {f}"));
-        }
-        let birds = (0..NODES)
-            .map(|i| {
-                let conf = lb_node_conf(&LbNode {
-                    node_ip: lb_ip(i),
-                    local_as: NODE_AS,
-                    router_ip: ROUTER_IP,
-                    router_as: ROUTER_AS,
-                    routes_file: &routes_file(&dir, i, false),
-                    routes_file6: &routes_file(&dir, i, true),
-                });
-                Bird::start(&t.lbs[i].ns, &dir.0, &format!("lb{}", i + 1), &conf).expect("bird")
-            })
-            .collect();
-        let peers: Vec<(Ipv4Addr, u32)> = (0..NODES).map(|i| (lb_ip(i), NODE_AS)).collect();
-        let router = Bird::start(
-            &far.router.ns,
-            &dir.0,
-            "router",
-            &router_conf(ROUTER_IP, ROUTER_AS, &peers),
-        )
-        .expect("router bird");
-        let lab = Lab {
-            agents,
-            birds,
-            router,
-            far,
-            dir,
-            t,
-        };
-        if wait_hops(&lab.far.router.ns, &lb_hops(), Duration::from_secs(30)).is_none() {
-            panic!(
-                "the router never had all three nodes as next hops:\n{}",
-                lab.dump()
-            );
-        }
-        lab
-    }
-
-    fn agent(&self, i: usize) -> &Agent {
-        self.agents[i].as_ref().expect("agent running")
-    }
-
-    fn router_ns(&self) -> &Netns {
-        &self.far.router.ns
-    }
-
-    fn dump(&self) -> String {
-        let mut s = format!(
-            "router route: {:?}\nrouter bird: {}\n",
-            next_hops(self.router_ns(), VIP),
-            self.router.cli(&["show", "protocols"]).unwrap_or_default()
-        );
-        for (i, a) in self.agents.iter().enumerate() {
-            if let Some(a) = a {
-                let log = a.log_text();
-                let tail: Vec<&str> = log
-                    .lines()
-                    .filter(|l| !l.contains(" DEBUG "))
-                    .rev()
-                    .take(15)
-                    .collect();
-                s.push_str(&format!(
-                    "--- agent lb{} (last lines, newest first)\n{}\n",
-                    i + 1,
-                    tail.join("\n")
-                ));
-            }
-            s.push_str(&format!(
-                "--- bird lb{}: {}\n",
-                i + 1,
-                self.birds[i].cli(&["show", "route"]).unwrap_or_default()
-            ));
-        }
-        s
-    }
-
-    /// The data-path `tx` count of every node.
-    fn tx(&self) -> Vec<u64> {
-        (0..NODES)
-            .map(|i| {
-                self.agents[i]
-                    .as_ref()
-                    .and_then(|a| a.status().ok())
-                    .and_then(|s| s["verdicts"]["tx"].as_u64())
-                    .unwrap_or(0)
-            })
-            .collect()
-    }
-
-    fn vip80(&self) -> SocketAddr {
-        SocketAddr::from((VIP, 80))
-    }
-
-    fn hold(&self) -> Held {
-        Held::open(
-            &self.far.client,
-            self.vip80(),
-            100,
-            Duration::from_millis(200),
-        )
-        .expect("100 connections through the VIP")
-    }
-}
-
-fn start_agent(t: &Topology, dir: &WorkDir, i: usize, reals: &[usize], quorum: u32) -> Agent {
-    let rid = t.router_id(i);
-    Agent::start(
-        &t.lbs[i].ns,
-        dir,
-        &rid,
-        &agent_cfg(dir, t, i, reals, quorum),
-    )
-    .expect("agent")
-}
 
 /// New connections through the VIP, one after another, until stopped: (sent, failed).
 struct Requests {
@@ -308,7 +99,8 @@ fn print_table(rows: &[Row]) {
 
 #[test]
 fn three_active_nodes_behind_ecmp_keep_every_connection() {
-    let mut lab = Lab::start();
+    let bin = bin_path("lbt-agent").expect("test agent");
+    let mut lab = ScaleOut::start("lbbg", &bin).expect("scale-out lab");
     let mut rows = Vec::new();
 
     // New flows spread over the three nodes.
@@ -325,7 +117,7 @@ fn three_active_nodes_behind_ecmp_keep_every_connection() {
     // Every node reports the VIP announced, and the same Maglev input.
     let prints: Vec<String> = (0..NODES)
         .map(|i| {
-            let s = lab.agent(i).status().expect("status");
+            let s = lab.status(i).expect("status");
             assert_eq!(s["bgp"]["vips"][0]["announced"], true, "{s}");
             s["services"][0]["maglev_fingerprint"].to_string()
         })
@@ -342,11 +134,11 @@ fn three_active_nodes_behind_ecmp_keep_every_connection() {
     let others: Vec<Ipv4Addr> = (1..NODES).map(lb_ip).collect();
     wait_hops(lab.router_ns(), &others, Duration::from_secs(10))
         .unwrap_or_else(|| panic!("lb1 below quorum not withdrawn:\n{}", lab.dump()));
-    let s = lab.agent(0).status().expect("status");
+    let s = lab.status(0).expect("status");
     let why = s["bgp"]["vips"][0]["why"].as_str().unwrap_or_default();
     assert!(why.contains("below quorum"), "{s}");
     for i in 1..NODES {
-        let s = lab.agent(i).status().expect("status");
+        let s = lab.status(i).expect("status");
         assert_eq!(s["bgp"]["vips"][0]["announced"], true, "{s}");
     }
     lab.t.lbs[0].ns.undrop("lbquorum").expect("nft");
@@ -354,7 +146,7 @@ fn three_active_nodes_behind_ecmp_keep_every_connection() {
         .unwrap_or_else(|| panic!("lb1 never announced again:\n{}", lab.dump()));
 
     // SIGTERM of lb1's agent: withdraw first, drain, then stop; no request fails.
-    let held = lab.hold();
+    let held = lab.hold().expect("100 connections through the VIP");
     let requests = Requests::start(&lab.far.client, lab.vip80());
     std::thread::sleep(Duration::from_millis(500));
     let t0 = Instant::now();
@@ -379,9 +171,9 @@ fn three_active_nodes_behind_ecmp_keep_every_connection() {
     assert!(changed.is_some(), "{}", lab.dump());
 
     // lb1 joins again: ECMP moves some flows onto it.
-    let held = lab.hold();
+    let held = lab.hold().expect("100 connections through the VIP");
     let t0 = Instant::now();
-    lab.agents[0] = Some(start_agent(&lab.t, &lab.dir, 0, &[0, 1], QUORUM));
+    lab.start_agent(0, &[0, 1]).expect("lb1 again");
     let changed =
         wait_hops(lab.router_ns(), &lb_hops(), Duration::from_secs(20)).map(|_| t0.elapsed());
     std::thread::sleep(Duration::from_secs(1));
@@ -395,7 +187,7 @@ fn three_active_nodes_behind_ecmp_keep_every_connection() {
 
     // SIGKILL of lb2's agent: the pinned XDP program keeps forwarding and BIRD keeps
     // announcing (docs/bgp.md): nothing changes for the router.
-    let held = lab.hold();
+    let held = lab.hold().expect("100 connections through the VIP");
     let mut a = lab.agents[1].take().expect("lb2");
     a.proc.kill();
     std::thread::sleep(Duration::from_secs(2));
@@ -404,7 +196,7 @@ fn three_active_nodes_behind_ecmp_keep_every_connection() {
         lb_hops(),
         "route kept after the crash"
     );
-    lab.agents[1] = Some(start_agent(&lab.t, &lab.dir, 1, &[0, 1], QUORUM));
+    lab.start_agent(1, &[0, 1]).expect("lb2 again");
     assert!(
         lab.agent(1)
             .wait_log("VIP announced", Duration::from_secs(10)),
@@ -422,7 +214,7 @@ fn three_active_nodes_behind_ecmp_keep_every_connection() {
 
     // Link down on lb3: BFD takes it out of the route; its flows move to the other nodes,
     // which send them to the same reals (Maglev agreement).
-    let held = lab.hold();
+    let held = lab.hold().expect("100 connections through the VIP");
     let t0 = Instant::now();
     lab.t.lbs[2]
         .ns
@@ -446,7 +238,7 @@ fn three_active_nodes_behind_ecmp_keep_every_connection() {
         .unwrap_or_else(|| panic!("lb3 never back in the route:\n{}", lab.dump()));
 
     // A real added to every node: established flows stay where their connection entry says.
-    let held = lab.hold();
+    let held = lab.hold().expect("100 connections through the VIP");
     for i in 0..NODES {
         lab.agent(i)
             .reload(&agent_cfg(&lab.dir, &lab.t, i, &[0, 1, 2], QUORUM))
@@ -455,7 +247,7 @@ fn three_active_nodes_behind_ecmp_keep_every_connection() {
     let r3 = format!("{}:80", real_ip(2));
     for i in 0..NODES {
         let up = wait_for(Duration::from_secs(10), || {
-            let s = lab.agent(i).status().ok()?;
+            let s = lab.status(i)?;
             s["services"][0]["reals"]
                 .as_array()?
                 .iter()
@@ -483,5 +275,31 @@ fn three_active_nodes_behind_ecmp_keep_every_connection() {
                 r.event
             );
         }
+    }
+}
+
+/// docs/bgp.md shows exactly the BIRD configs this lab runs (with the page's example
+/// addresses), so the page cannot drift from what is tested.
+#[test]
+fn the_deployment_page_shows_the_tested_bird_configs() {
+    let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/bgp.md"))
+        .expect("docs/bgp.md");
+    let node = lb_node_conf(&LbNode {
+        node_ip: Ipv4Addr::new(10, 0, 0, 11),
+        local_as: NODE_AS,
+        router_ip: Ipv4Addr::new(10, 0, 0, 1),
+        router_as: ROUTER_AS,
+        routes_file: "/run/lb/bird-vips.conf",
+        routes_file6: "/run/lb/bird-vips6.conf",
+    });
+    let nodes: Vec<(Ipv4Addr, u32)> = (11..14)
+        .map(|n| (Ipv4Addr::new(10, 0, 0, n), NODE_AS))
+        .collect();
+    let router = router_conf(Ipv4Addr::new(10, 0, 0, 1), ROUTER_AS, &nodes);
+    for (what, conf) in [("LB node", node), ("router", router)] {
+        assert!(
+            page.contains(&conf),
+            "docs/bgp.md lacks the tested {what} config:\n{conf}"
+        );
     }
 }

@@ -37,6 +37,9 @@ pub const PACKAGES: &[&str] = &[
     // promtool checks and unit-tests docs/monitoring/alerts.yaml (the server never starts:
     // policy-rc.d below).
     "prometheus",
+    // Scale-out mode: BIRD on the router and on every node of the ECMP lab (started by the
+    // tests inside their namespaces; the packaged service never starts: policy-rc.d).
+    "bird2",
 ];
 
 pub fn step<T>(name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
