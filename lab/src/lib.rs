@@ -3,5 +3,6 @@
 //! xtask bench`). They use the test harness (`lb-tests`) but are not tests.
 
 pub mod bench;
+pub mod ecmp_tour;
 pub mod lab;
 pub mod soak;

@@ -173,13 +173,26 @@ impl ScaleOut {
 
     /// `lb-agent status --json` of node `i`.
     pub fn status(&self, i: usize) -> Option<serde_json::Value> {
+        serde_json::from_slice(&self.status_out(i, &["--json"])?).ok()
+    }
+
+    /// `lb-agent status` of node `i`, as the operator reads it.
+    pub fn status_text(&self, i: usize) -> String {
+        self.status_out(i, &[])
+            .map(|o| String::from_utf8_lossy(&o).into_owned())
+            .unwrap_or_default()
+    }
+
+    fn status_out(&self, i: usize, args: &[&str]) -> Option<Vec<u8>> {
         let a = self.agents[i].as_ref()?;
         let out = std::process::Command::new(&self.bin)
-            .args(["status", "--json", "--socket"])
+            .arg("status")
+            .args(args)
+            .arg("--socket")
             .arg(a.socket())
             .output()
             .ok()?;
-        serde_json::from_slice(&out.stdout).ok()
+        Some(out.stdout)
     }
 
     pub fn agent(&self, i: usize) -> &Agent {
@@ -236,12 +249,12 @@ impl ScaleOut {
         SocketAddr::from((VIP, 80))
     }
 
-    /// 100 connections held through the VIP, answering every 200 ms.
-    pub fn hold(&self) -> Result<Held> {
+    /// `n` connections held through the VIP, answering every 200 ms.
+    pub fn hold_n(&self, n: usize) -> Result<Held> {
         Held::open(
             &self.far.client,
             self.vip80(),
-            100,
+            n,
             Duration::from_millis(200),
         )
     }

@@ -146,7 +146,7 @@ fn three_active_nodes_behind_ecmp_keep_every_connection() {
         .unwrap_or_else(|| panic!("lb1 never announced again:\n{}", lab.dump()));
 
     // SIGTERM of lb1's agent: withdraw first, drain, then stop; no request fails.
-    let held = lab.hold().expect("100 connections through the VIP");
+    let held = lab.hold_n(100).expect("100 connections through the VIP");
     let requests = Requests::start(&lab.far.client, lab.vip80());
     std::thread::sleep(Duration::from_millis(500));
     let t0 = Instant::now();
@@ -171,7 +171,7 @@ fn three_active_nodes_behind_ecmp_keep_every_connection() {
     assert!(changed.is_some(), "{}", lab.dump());
 
     // lb1 joins again: ECMP moves some flows onto it.
-    let held = lab.hold().expect("100 connections through the VIP");
+    let held = lab.hold_n(100).expect("100 connections through the VIP");
     let t0 = Instant::now();
     lab.start_agent(0, &[0, 1]).expect("lb1 again");
     let changed =
@@ -187,7 +187,7 @@ fn three_active_nodes_behind_ecmp_keep_every_connection() {
 
     // SIGKILL of lb2's agent: the pinned XDP program keeps forwarding and BIRD keeps
     // announcing (docs/bgp.md): nothing changes for the router.
-    let held = lab.hold().expect("100 connections through the VIP");
+    let held = lab.hold_n(100).expect("100 connections through the VIP");
     let mut a = lab.agents[1].take().expect("lb2");
     a.proc.kill();
     std::thread::sleep(Duration::from_secs(2));
@@ -214,7 +214,7 @@ fn three_active_nodes_behind_ecmp_keep_every_connection() {
 
     // Link down on lb3: BFD takes it out of the route; its flows move to the other nodes,
     // which send them to the same reals (Maglev agreement).
-    let held = lab.hold().expect("100 connections through the VIP");
+    let held = lab.hold_n(100).expect("100 connections through the VIP");
     let t0 = Instant::now();
     lab.t.lbs[2]
         .ns
@@ -238,7 +238,7 @@ fn three_active_nodes_behind_ecmp_keep_every_connection() {
         .unwrap_or_else(|| panic!("lb3 never back in the route:\n{}", lab.dump()));
 
     // A real added to every node: established flows stay where their connection entry says.
-    let held = lab.hold().expect("100 connections through the VIP");
+    let held = lab.hold_n(100).expect("100 connections through the VIP");
     for i in 0..NODES {
         lab.agent(i)
             .reload(&agent_cfg(&lab.dir, &lab.t, i, &[0, 1, 2], QUORUM))

@@ -46,6 +46,10 @@ enum Cmd {
         /// Keep the lab running until Ctrl-C instead of touring it.
         #[arg(long)]
         no_tour: bool,
+        /// Tour the scale-out mode instead: three active nodes with BIRD behind an ECMP
+        /// router (docs/bgp.md).
+        #[arg(long)]
+        ecmp: bool,
         /// Arguments for lb-agent (after `--`).
         #[arg(last = true)]
         agent_args: Vec<String>,
@@ -102,8 +106,9 @@ fn main() -> ExitCode {
         Cmd::BuildAndRun {
             script,
             no_tour,
+            ecmp,
             agent_args,
-        } => run::build_and_run(&root, script, no_tour, &agent_args),
+        } => run::build_and_run(&root, script, no_tour, ecmp, &agent_args),
         Cmd::Bench {
             quick,
             update_readme,

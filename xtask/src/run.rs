@@ -228,6 +228,7 @@ pub fn build_and_run(
     root: &Path,
     script: bool,
     no_tour: bool,
+    ecmp: bool,
     agent_args: &[String],
 ) -> Result<()> {
     let bin = release_bins(root)?;
@@ -241,6 +242,9 @@ pub fn build_and_run(
     }
     if no_tour {
         lab.arg("--no-tour");
+    }
+    if ecmp {
+        lab.arg("--ecmp");
     }
     let st = lab.status()?;
     if !st.success() {

@@ -1,7 +1,7 @@
 //! `cargo xtask build-and-run`: the lab. Two load balancers (VRRP v3, 100 ms) in front of four
 //! real servers, a client driving traffic, a live view, and a scripted tour.
 //!
-//!   lb-lab [--agent PATH] [--script] [--no-tour]
+//!   lb-lab [--agent PATH] [--script] [--no-tour] [--ecmp]
 
 use std::{
     io::IsTerminal as _,
@@ -27,6 +27,7 @@ struct Opts {
     script: bool,
     no_tour: bool,
     soak: Option<u64>,
+    ecmp: bool,
 }
 
 fn parse() -> Result<Opts> {
@@ -35,6 +36,7 @@ fn parse() -> Result<Opts> {
         script: false,
         no_tour: false,
         soak: None,
+        ecmp: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -42,14 +44,17 @@ fn parse() -> Result<Opts> {
             "--agent" => o.agent = args.next().map(PathBuf::from),
             "--script" => o.script = true,
             "--no-tour" => o.no_tour = true,
+            "--ecmp" => o.ecmp = true,
             "--soak" => o.soak = args.next().and_then(|s| s.parse().ok()),
             "-h" | "--help" => {
-                println!("lb-lab [--agent PATH] [--script] [--no-tour] [--soak SECONDS]\n\n\
+                println!("lb-lab [--agent PATH] [--script] [--no-tour] [--soak SECONDS] [--ecmp]\n\n\
                     Builds a network-namespace lab (client, lb1, lb2, r1..r4) and runs lb-agent on\n\
                     both load balancers (IPv4 and IPv6 VIPs). Default: a live view and a guided tour (IPv6, failover, preemption,\n\
                     a real failing and returning, a reload adding a real). --script: the tour without\n\
                     pauses, exit 0 only if every step did what it announced. --no-tour: keep the lab\n\
-                    running until Ctrl-C. Everything is removed on exit or Ctrl-C.");
+                    running until Ctrl-C. --ecmp: the scale-out tour instead (three active nodes\n\
+                    with BIRD behind an ECMP router; docs/bgp.md). Everything is removed on exit\n\
+                    or Ctrl-C.");
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other} (try --help)"),
@@ -309,6 +314,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if opts.ecmp {
+        return ecmp(&agent, opts.script);
+    }
     let t0 = Instant::now();
     let mut progress = |what: &str| println!("[{:>5.1}s] {what}", t0.elapsed().as_secs_f64());
     let mut lab = match Lab::start(agent, &mut progress) {
@@ -381,4 +389,29 @@ fn main() -> ExitCode {
     progress("removing the lab");
     drop(lab);
     code
+}
+
+/// The scale-out tour (`--ecmp`).
+fn ecmp(agent: &std::path::Path, script: bool) -> ExitCode {
+    let screen = Screen::new(std::io::stdout().is_terminal());
+    let mut tour = lb_lab::ecmp_tour::EcmpTour::new(&screen, script);
+    let r = tour.run(agent);
+    match r {
+        Err(e) => {
+            eprintln!("lb-lab: {e:#}");
+            ExitCode::FAILURE
+        }
+        Ok(()) if stopped() => {
+            println!("interrupted");
+            ExitCode::FAILURE
+        }
+        Ok(()) if tour.failed > 0 => {
+            println!("tour: {} check(s) FAILED", tour.failed);
+            ExitCode::FAILURE
+        }
+        Ok(()) => {
+            println!("tour: every step did what it announced");
+            ExitCode::SUCCESS
+        }
+    }
 }
