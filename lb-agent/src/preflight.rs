@@ -116,7 +116,72 @@ pub fn run(cfg: &Config) -> Report {
     } else {
         r.add(Verdict::Fail, "netlink", "cannot open a netlink socket");
     }
+    if let Some(b) = &cfg.bgp {
+        bird(&mut r, b);
+    }
     r
+}
+
+/// Scale-out mode: BIRD answers on its socket and the routes files can be written.
+fn bird(r: &mut Report, b: &crate::config::BgpCfg) {
+    let out = std::process::Command::new(&b.birdc)
+        .arg("-s")
+        .arg(&b.bird_socket)
+        .args(["show", "status"])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {
+            let text = String::from_utf8_lossy(&o.stdout);
+            let version = text.lines().next().unwrap_or("").trim().to_owned();
+            r.add(
+                Verdict::Pass,
+                "BIRD",
+                format!("answers on {}: {version}", b.bird_socket.display()),
+            );
+        }
+        Ok(o) => r.add(
+            Verdict::Fail,
+            "BIRD",
+            format!(
+                "{} -s {} show status: {}{}",
+                b.birdc.display(),
+                b.bird_socket.display(),
+                String::from_utf8_lossy(&o.stdout).trim(),
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+        ),
+        Err(e) => r.add(
+            Verdict::Fail,
+            "BIRD",
+            format!(
+                "cannot run {}: {e} (install bird2, or set bgp.birdc)",
+                b.birdc.display()
+            ),
+        ),
+    }
+    for f in [&b.routes_file, &b.routes_file6] {
+        let dir = f.parent().unwrap_or(std::path::Path::new("/"));
+        let writable = dir.is_dir() && {
+            let probe = dir.join(".lb-agent-preflight");
+            let ok = std::fs::write(&probe, b"").is_ok();
+            let _ = std::fs::remove_file(&probe);
+            ok
+        };
+        if writable || !dir.exists() {
+            // A missing directory is created by the agent at start.
+            r.add(
+                Verdict::Pass,
+                "BIRD routes file",
+                format!("{} can be written", f.display()),
+            );
+        } else {
+            r.add(
+                Verdict::Fail,
+                "BIRD routes file",
+                format!("cannot write in {}", dir.display()),
+            );
+        }
+    }
 }
 
 fn kernel(r: &mut Report) {

@@ -17,7 +17,7 @@ use lb_tests::{
     bird::{lb_node_conf, next_hops, router_conf, LbNode},
     client::{http_get, http_many},
     held::HeldReport,
-    netns::{wait_for, Netns},
+    netns::{outcome, wait_for, Netns},
     scale_out::{agent_cfg, lb_hops, wait_hops, ScaleOut, NODES, NODE_AS, QUORUM, ROUTER_AS},
     topology::{bin_path, lb_ip, real_ip, VIP},
 };
@@ -123,6 +123,25 @@ fn three_active_nodes_behind_ecmp_keep_every_connection() {
         })
         .collect();
     assert!(prints.iter().all(|p| *p == prints[0]), "{prints:?}");
+
+    // The host preflight finds BIRD on the node, and says so when the socket is wrong.
+    let preflight = |cfg: &std::path::Path| {
+        outcome(
+            lab.t.lbs[0]
+                .ns
+                .command(&bin.to_string_lossy())
+                .args(["check", "--host", "--config"])
+                .arg(cfg),
+        )
+    };
+    let (ok, out) = preflight(&lab.agent(0).config);
+    assert!(ok && out.contains("PASS  BIRD "), "{out}");
+    let wrong = lab.dir.0.join("wrong-socket.yaml");
+    let yaml = std::fs::read_to_string(&lab.agent(0).config).expect("config");
+    let yaml = yaml.replace("bird-lb1.ctl", "no-such.ctl");
+    lb_tests::agent::write_config(&wrong, &yaml).expect("config");
+    let (ok, out) = preflight(&wrong);
+    assert!(!ok && out.contains("FAIL  BIRD "), "{out}");
 
     // A service below quorum on one node is withdrawn there and nowhere else: lb1's checks
     // of r2 fail (dropped on lb1 only), so lb1 has 1 of the 2 reals its quorum needs.

@@ -239,6 +239,16 @@ pub fn summary(cfg: &Config) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
     let _ = writeln!(s, "router_id {}", cfg.router_id);
+    if let Some(b) = &cfg.bgp {
+        let _ = writeln!(
+            s,
+            "scale-out (bgp): VIPs announced through BIRD ({}, {}; birdc -s {}), drain {}",
+            b.routes_file.display(),
+            b.routes_file6.display(),
+            b.bird_socket.display(),
+            duration::format_duration(b.drain_time)
+        );
+    }
     for i in &cfg.instances {
         let vips: Vec<String> = i
             .vips
