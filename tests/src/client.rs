@@ -3,6 +3,10 @@
 use std::{
     io::{BufRead as _, BufReader, Read as _, Write as _},
     net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket},
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc,
+    },
     time::Duration,
 };
 
@@ -307,4 +311,52 @@ pub fn http_get_from(src: Ipv4Addr, addr: SocketAddr) -> Result<String> {
     s.bind(&SockAddr::from(SocketAddr::from((src, 0))))?;
     s.connect_timeout(&SockAddr::from(addr), TIMEOUT)?;
     get_on(s.into())
+}
+
+/// New connections through the VIP, one after another, until stopped: (sent, failed).
+pub struct Requests {
+    stop: Arc<AtomicBool>,
+    failed: Arc<AtomicUsize>,
+    thread: std::thread::JoinHandle<usize>,
+}
+
+impl Requests {
+    pub fn start(client: &Netns, addr: SocketAddr) -> Requests {
+        let stop = Arc::new(AtomicBool::new(false));
+        let failed = Arc::new(AtomicUsize::new(0));
+        let (s, f) = (stop.clone(), failed.clone());
+        let ns = client.path();
+        let thread = std::thread::spawn(move || {
+            let Ok(file) = std::fs::File::open(&ns) else {
+                return 0;
+            };
+            // SAFETY: setns(2) on this thread only, with a namespace file we opened.
+            if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) }
+                != 0
+            {
+                return 0;
+            }
+            let mut sent = 0;
+            while !s.load(Ordering::Relaxed) {
+                sent += 1;
+                if http_get(addr).is_err() {
+                    f.fetch_add(1, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            sent
+        });
+        Requests {
+            stop,
+            failed,
+            thread,
+        }
+    }
+
+    /// Stops; (requests sent, requests failed).
+    pub fn finish(self) -> (usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        let sent = self.thread.join().unwrap_or(0);
+        (sent, self.failed.load(Ordering::Relaxed))
+    }
 }

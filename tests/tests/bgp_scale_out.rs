@@ -5,69 +5,18 @@
 //! same / moved / broken, and the time until the router's route changed.
 
 use std::{
-    net::{Ipv4Addr, SocketAddr},
-    sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering},
-        Arc,
-    },
+    net::Ipv4Addr,
     time::{Duration, Instant},
 };
 
 use lb_tests::{
     bird::{lb_node_conf, next_hops, router_conf, LbNode},
-    client::{http_get, http_many},
+    client::{http_many, Requests},
     held::HeldReport,
-    netns::{outcome, wait_for, Netns},
+    netns::{outcome, wait_for},
     scale_out::{agent_cfg, lb_hops, wait_hops, ScaleOut, NODES, NODE_AS, QUORUM, ROUTER_AS},
     topology::{bin_path, lb_ip, real_ip, VIP},
 };
-
-/// New connections through the VIP, one after another, until stopped: (sent, failed).
-struct Requests {
-    stop: Arc<AtomicBool>,
-    failed: Arc<AtomicUsize>,
-    thread: std::thread::JoinHandle<usize>,
-}
-
-impl Requests {
-    fn start(client: &Netns, addr: SocketAddr) -> Requests {
-        let stop = Arc::new(AtomicBool::new(false));
-        let failed = Arc::new(AtomicUsize::new(0));
-        let (s, f) = (stop.clone(), failed.clone());
-        let ns = client.path();
-        let thread = std::thread::spawn(move || {
-            let Ok(file) = std::fs::File::open(&ns) else {
-                return 0;
-            };
-            // SAFETY: setns(2) on this thread only, with a namespace file we opened.
-            if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) }
-                != 0
-            {
-                return 0;
-            }
-            let mut sent = 0;
-            while !s.load(Ordering::Relaxed) {
-                sent += 1;
-                if http_get(addr).is_err() {
-                    f.fetch_add(1, Ordering::Relaxed);
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            sent
-        });
-        Requests {
-            stop,
-            failed,
-            thread,
-        }
-    }
-
-    fn finish(self) -> (usize, usize) {
-        self.stop.store(true, Ordering::Relaxed);
-        let sent = self.thread.join().unwrap_or(0);
-        (sent, self.failed.load(Ordering::Relaxed))
-    }
-}
 
 struct Row {
     event: &'static str,

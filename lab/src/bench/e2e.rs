@@ -142,7 +142,7 @@ fn hz() -> f64 {
 
 /// wrk's `--latency` output: requests/s, p50 and p99 (ms), socket errors. An output without
 /// a rate is an error, never a zero.
-fn parse_wrk(out: &str) -> Result<Load> {
+pub(crate) fn parse_wrk(out: &str) -> Result<Load> {
     let ms = |v: &str| -> f64 {
         let (num, unit) = v.split_at(v.find(|c: char| c.is_alphabetic()).unwrap_or(v.len()));
         let n: f64 = num.parse().unwrap_or(0.0);

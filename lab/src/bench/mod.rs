@@ -7,6 +7,7 @@ pub mod e2e;
 pub mod failover;
 pub mod jitter;
 pub mod report;
+pub mod scale_out;
 pub mod xdp;
 
 use std::{path::PathBuf, sync::OnceLock};

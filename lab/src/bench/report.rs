@@ -7,7 +7,8 @@ use std::{collections::BTreeMap, fmt::Write as _, fs, path::Path, process::Comma
 use anyhow::Result;
 
 use super::{
-    charts, control::ControlReport, e2e::WayResult, failover::Row, xdp::Case, xdp::Live, Stat,
+    charts, control::ControlReport, e2e::WayResult, failover::Row, scale_out::ScaleOutReport,
+    xdp::Case, xdp::Live, Stat,
 };
 
 #[derive(Default, serde::Serialize)]
@@ -23,6 +24,7 @@ pub struct Report {
     pub e2e: Vec<WayResult>,
     pub failover: Vec<Row>,
     pub control: Option<ControlReport>,
+    pub scale_out: Option<ScaleOutReport>,
     /// Parts that failed: a figure that could not be taken is reported here, not filled in.
     pub errors: Vec<String>,
 }
@@ -286,6 +288,9 @@ pub fn markdown(r: &Report) -> String {
             );
         }
     }
+    if let Some(so) = &r.scale_out {
+        scale_out_md(&mut s, so);
+    }
     if !r.errors.is_empty() {
         let _ = writeln!(s, "\n#### Parts that failed (no figure taken)\n");
         for e in &r.errors {
@@ -293,6 +298,52 @@ pub fn markdown(r: &Report) -> String {
         }
     }
     s
+}
+
+fn scale_out_md(s: &mut String, so: &ScaleOutReport) {
+    let _ = writeln!(s, "\n#### Scale-out mode: three nodes with BIRD behind an ECMP router (BGP, BFD 100 ms x 3, L4 hashing), three reals\n");
+    let _ = writeln!(s, "Each run builds the lab afresh and plays the events in this order. Connections: 100 TCP connections through the VIP opened before each event, afterwards still answered by the same real, moved to another real, or broken (summed over the runs). Route changed: from the event to the router's kernel route having the new next hops (polled every 10 ms). New connections: opened one after another during the event.\n");
+    let _ = writeln!(s, "| event | runs | route changed after, ms | connections: opened / same / moved / broken | new connections failed |");
+    let _ = writeln!(s, "| --- | ---: | ---: | ---: | ---: |");
+    for e in &so.events {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} / {} / {} / {} | {} |",
+            e.event,
+            e.runs,
+            e.route_change_ms
+                .as_ref()
+                .map_or("unchanged".into(), |x| st(x, 0)),
+            e.opened,
+            e.same,
+            e.moved,
+            e.broken,
+            e.requests
+                .map_or("-".into(), |(sent, failed)| format!("{failed} of {sent}"))
+        );
+    }
+    let _ = writeln!(s, "\nThroughput with 1, 2 and 3 nodes announcing (the others' sessions disabled; the counts alternated in rounds). wrk keep-alive, 32 connections, from the far client; one 2-core machine runs the client, router, nodes and reals, so the total is bounded by the box, not by the nodes: the point is the per-node share of the forwarded frames.\n");
+    let _ = writeln!(
+        s,
+        "| nodes announcing | rounds | req/s | share of frames lb1 / lb2 / lb3 | errors |"
+    );
+    let _ = writeln!(s, "| ---: | ---: | ---: | ---: | ---: |");
+    for t in &so.throughput {
+        let shares: Vec<String> = t
+            .node_share_pct
+            .iter()
+            .map(|p| format!("{p:.0} %"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} |",
+            t.nodes,
+            t.rounds,
+            st(&t.requests_per_s, 0),
+            shares.join(" / "),
+            t.errors
+        );
+    }
 }
 
 pub fn write(dir: &Path, r: &Report) -> Result<()> {

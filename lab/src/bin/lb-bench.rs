@@ -1,6 +1,6 @@
 //! `cargo xtask bench [--quick]`: see lab/src/bench.
 //!
-//!   lb-bench [--quick] [--agent PATH] [--out DIR] [--only xdp,e2e,failover,control]
+//!   lb-bench [--quick] [--agent PATH] [--out DIR] [--only xdp,e2e,failover,control,scale_out]
 //!            [--rounds N (data path)]
 //!
 //! A part that fails is reported in the report's "Parts that failed" and makes the exit
@@ -8,7 +8,7 @@
 
 use std::{path::PathBuf, process::ExitCode, time::Instant};
 
-use lb_lab::bench::{control, e2e, failover, report, set_agent_bin, xdp};
+use lb_lab::bench::{agent_bin, control, e2e, failover, report, scale_out, set_agent_bin, xdp};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -25,7 +25,7 @@ fn main() -> ExitCode {
     if let Some(a) = flag("--agent") {
         set_agent_bin(PathBuf::from(a));
     }
-    let only = flag("--only").unwrap_or_else(|| "xdp,e2e,failover,control".into());
+    let only = flag("--only").unwrap_or_else(|| "xdp,e2e,failover,control,scale_out".into());
     let want = |part: &str| only.split(',').any(|p| p == part);
     let t0 = Instant::now();
     let mut progress = |what: &str| eprintln!("[{:>6.1}s] {what}", t0.elapsed().as_secs_f64());
@@ -131,6 +131,25 @@ fn main() -> ExitCode {
         match control::run_all(quick, &mut progress) {
             Ok(c) => r.control = Some(c),
             Err(e) => note("control plane", e),
+        }
+    }
+    if want("scale_out") {
+        let plan = if quick {
+            scale_out::Plan {
+                event_runs: 1,
+                throughput_rounds: 1,
+                wrk_seconds: 3,
+            }
+        } else {
+            scale_out::Plan {
+                event_runs: 3,
+                throughput_rounds: 3,
+                wrk_seconds: 5,
+            }
+        };
+        match scale_out::run(&plan, &agent_bin(), &mut progress) {
+            Ok(s) => r.scale_out = Some(s),
+            Err(e) => note("scale-out", e),
         }
     }
     r.errors = errors;
