@@ -135,7 +135,7 @@ pub fn scrape(ns: &Netns, listen: &str) -> Result<std::collections::HashMap<Stri
     let listen = listen.to_owned();
     let body = ns.enter(move || -> Result<String> {
         let mut s = std::net::TcpStream::connect(&listen)?;
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
         let mut out = String::new();
         s.read_to_string(&mut out)?;
         Ok(out)
