@@ -6,6 +6,7 @@ use std::{net::SocketAddr, time::Duration};
 use lb_tests::{
     agent::scrape,
     client::{http_many, tally, LongConn, Prober},
+    held::Held,
     netns::wait_for,
     standalone::Standalone,
     topology::{real_ip, Topology, VIP},
@@ -136,6 +137,10 @@ fn reload_under_traffic_drops_nothing_and_keeps_the_program() {
         std::mem::forget(ns); // owned by the topology
         all
     });
+    // Long-lived connections across the reloads, some of them on r3, which the last reload
+    // removes: it keeps the flows it serves (no reset), it only takes no new ones.
+    let held = Held::open(&l.t.client.ns, vip(), 40, Duration::from_millis(100)).expect("held");
+    let on_r3 = held.reals.iter().filter(|r| *r == "r3").count();
     let rid = l.agent.router_id.clone();
     for reals in [
         vec![(0, 1), (1, 1), (2, 1), (3, 1)],
@@ -158,11 +163,25 @@ fn reload_under_traffic_drops_nothing_and_keeps_the_program() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let answers = worker.join().expect("worker");
     let r = prober.finish();
+    let kept = held.finish();
     let c = tally(&answers);
+    let errors: Vec<&String> = answers
+        .iter()
+        .filter_map(|a| a.as_ref().err())
+        .take(3)
+        .collect();
     assert_eq!(
         c.get("error"),
         None,
-        "failed requests during reloads: {c:?}"
+        "failed requests during reloads: {c:?}; first errors: {errors:?}"
+    );
+    assert!(
+        on_r3 > 0,
+        "no held connection on r3: the removal case was not exercised"
+    );
+    assert!(
+        kept.all_same(),
+        "held connections across the reloads ({on_r3} on r3): {kept}"
     );
     assert!(answers.len() > 50, "too little traffic: {}", answers.len());
     assert_eq!(r.lost, 0, "{r:?}");

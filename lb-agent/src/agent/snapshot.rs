@@ -185,7 +185,7 @@ pub fn snapshot(node: &Node, dp: &Dataplane, io: &IoStats<'_>, count_flows: bool
                 real: crate::config::host_port(addr, port),
                 weight,
                 effective_weight: d.as_ref().map_or(0, |d| d.weight),
-                health: rt.map_or("sorry".into(), |r| r.health.label().to_owned()),
+                health: rt.map_or("sorry".into(), |r| r.health_label().to_owned()),
                 last_check: rt.map(|r| r.last_result.clone()).unwrap_or_default(),
                 check_latency_ms: rt
                     .and_then(|r| r.last_latency)

@@ -147,6 +147,9 @@ impl Node {
                 if self.adopted.expire(now) {
                     self.sync_dataplane();
                 }
+                if self.services.expire_removed(now) {
+                    self.out.watch(self.services.neighbours());
+                }
                 self.vrrp.on_timer(now, &mut self.out);
                 self.host.update_pauses(now, &self.services.interfaces());
                 self.plan_checks();
@@ -383,6 +386,7 @@ impl Node {
             self.vrrp.next_deadline(),
             self.adopted.next_deadline(),
             self.host.next_deadline(),
+            self.services.next_deadline(),
             self.stopping
                 .filter(|_| self.cfg.bgp.is_some())
                 .map(|t| t + self.drain_time()),

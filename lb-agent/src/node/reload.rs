@@ -31,7 +31,7 @@ fn identity_changed(old: &InstanceCfg, new: &InstanceCfg) -> bool {
 
 impl Node {
     pub(super) fn reload(&mut self, now: Instant, cfg: Config, ifaces: &HashMap<String, Iface>) {
-        let (added, removed) = self.services.reload(&cfg.services);
+        let (added, removed) = self.services.reload(now, &cfg.services);
         let mut restarted = Vec::new();
         let mut started = Vec::new();
         // Instances: reconfigured in place, or retired (and started anew).

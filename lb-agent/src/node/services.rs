@@ -4,7 +4,7 @@
 use std::{
     collections::{BTreeSet, HashMap},
     net::IpAddr,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use lb_common::{ServiceKey, SVC_F_AFFINITY, SVC_F_HASH_SRC};
@@ -59,7 +59,15 @@ pub struct RealRt {
     pub checks_ok: u64,
     pub checks_failed: u64,
     pub l2: Option<L2>,
+    /// A reload removed this real while it served: it keeps its established flows (no new
+    /// ones, no checks) until [`REMOVED_GRACE`] after this.
+    pub removed_at: Option<Instant>,
 }
+
+/// How long a real that a reload removed keeps its established flows, as IPVS keeps the
+/// connections of a deleted destination: a reload must not reset connections. To move
+/// long-lived flows off a real first, drain it (`lb-agent real drain`) before removing it.
+pub const REMOVED_GRACE: Duration = Duration::from_secs(300);
 
 impl RealRt {
     pub fn new(cfg: RealCfg) -> Self {
@@ -79,11 +87,21 @@ impl RealRt {
             checks_ok: 0,
             checks_failed: 0,
             l2: None,
+            removed_at: None,
         }
     }
 
     fn serving(&self) -> bool {
-        matches!(self.health, Health::Up | Health::Assumed)
+        matches!(self.health, Health::Up | Health::Assumed) && self.removed_at.is_none()
+    }
+
+    /// The health shown in status: `removed` while a removed real keeps its flows.
+    pub fn health_label(&self) -> &'static str {
+        if self.removed_at.is_some() {
+            "removed"
+        } else {
+            self.health.label()
+        }
     }
 
     /// What the data path should do with this real.
@@ -102,7 +120,9 @@ impl RealRt {
             },
             // Draining (`inhibit_on_failure`): a failed real takes no new flows but keeps
             // the ones it has.
-            keep_flows: serving || (self.cfg.inhibit_on_failure && self.health == Health::Down),
+            keep_flows: serving
+                || self.removed_at.is_some()
+                || (self.cfg.inhibit_on_failure && self.health == Health::Down),
             l2: self.l2,
         }
     }
@@ -327,6 +347,7 @@ impl Services {
                 let key = s.cfg.key();
                 s.reals
                     .iter()
+                    .filter(|r| r.removed_at.is_none())
                     .map(move |r| ((key, r.cfg.addr, r.cfg.port), r.cfg.clone()))
             })
             .collect()
@@ -424,7 +445,7 @@ impl Services {
     /// The services of a new config; those that stay keep what is known about them: a real
     /// that stays keeps its MAC and counters, and its health unless its checks changed (a
     /// new real is checked before it gets traffic).
-    pub fn reload(&mut self, cfgs: &[ServiceCfg]) -> (usize, usize) {
+    pub fn reload(&mut self, now: Instant, cfgs: &[ServiceCfg]) -> (usize, usize) {
         let mut next = Vec::with_capacity(cfgs.len());
         for scfg in cfgs {
             let mut rt = ServiceRt::new(scfg.clone());
@@ -449,6 +470,23 @@ impl Services {
                         }
                     }
                 }
+                // Reals the reload removed keep the flows they serve for a while.
+                for o in &old.reals {
+                    let stays = rt
+                        .reals
+                        .iter()
+                        .any(|r| r.cfg.addr == o.cfg.addr && r.cfg.port == o.cfg.port);
+                    if stays || !(o.serving() || o.removed_at.is_some()) {
+                        continue;
+                    }
+                    let mut kept = o.clone();
+                    kept.operator = None;
+                    if kept.removed_at.is_none() {
+                        kept.removed_at = Some(now);
+                        info!(service = %scfg.label(), real = %host_port(o.cfg.addr, o.cfg.port), grace = ?REMOVED_GRACE, "real removed by the reload: no new flows, its established ones stay until the grace ends");
+                    }
+                    rt.reals.push(kept);
+                }
                 rt.sorry_l2 = old.sorry_l2;
                 rt.quorum_up = old.quorum_up;
                 rt.active = old.active;
@@ -463,6 +501,34 @@ impl Services {
             .count();
         self.list = next;
         (added, removed)
+    }
+
+    /// Drops the removed reals whose grace has ended; whether any was.
+    pub fn expire_removed(&mut self, now: Instant) -> bool {
+        let mut changed = false;
+        for s in &mut self.list {
+            let label = s.cfg.label();
+            s.reals.retain(|r| {
+                let keep = r
+                    .removed_at
+                    .is_none_or(|t| now.duration_since(t) < REMOVED_GRACE);
+                if !keep {
+                    info!(service = %label, real = %host_port(r.cfg.addr, r.cfg.port), "removed real's grace ended: its remaining flows are balanced afresh");
+                    changed = true;
+                }
+                keep
+            });
+        }
+        changed
+    }
+
+    /// When the next removed real's grace ends.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.list
+            .iter()
+            .flat_map(|s| s.reals.iter().filter_map(|r| r.removed_at))
+            .min()
+            .map(|t| t + REMOVED_GRACE)
     }
 }
 

@@ -551,3 +551,40 @@ fn scale_out_and_vrrp_do_not_mix_in_one_file() {
     let err = crate::config::parse(&both, "x.yaml").expect_err("refused");
     assert!(err.to_string().contains("either VRRP"), "{err}");
 }
+
+#[test]
+fn a_real_removed_by_reload_keeps_its_flows_for_the_grace_then_leaves() {
+    let mut s = pair("", "");
+    assert_eq!(real_in_dataplane(&s, 0), Some((1, true)));
+    let other = cfg(0, 150, "", "").replace(
+        &format!("{{ address: {REAL}, port: 80 }}"),
+        "{ address: 10.0.0.12, port: 80 }",
+    );
+    s.reload(0, &other);
+    assert_eq!(
+        real_in_dataplane(&s, 0),
+        Some((0, true)),
+        "removed: no new flows, established ones stay"
+    );
+    let checked = s.nodes[0].host.checks.as_ref().map(|p| p.reals.len());
+    assert_eq!(checked, Some(1), "only the new real is checked");
+    s.run_for(super::services::REMOVED_GRACE - ms(1000));
+    assert_eq!(
+        real_in_dataplane(&s, 0),
+        Some((0, true)),
+        "still in its grace"
+    );
+    s.run_for(ms(2000));
+    assert_eq!(real_in_dataplane(&s, 0), None, "gone after the grace");
+    // Removed and added back within the grace: an ordinary real again.
+    s.reload(0, &cfg(0, 150, "", ""));
+    s.reload(0, &other);
+    s.run_for(ms(10));
+    s.reload(0, &cfg(0, 150, "", ""));
+    assert_eq!(real_in_dataplane(&s, 0), Some((1, true)));
+    let reals = &s.node(0).services()[0].reals;
+    assert_eq!(reals.iter().filter(|r| r.cfg.addr == REAL).count(), 1);
+    assert!(reals
+        .iter()
+        .all(|r| r.removed_at.is_none() || r.cfg.addr != REAL));
+}
