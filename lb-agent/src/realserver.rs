@@ -166,9 +166,19 @@ pub fn check(vip: IpAddr, ports: &[Listen]) -> Report {
     r
 }
 
+/// One file of the persistent form.
+pub struct PersistentFile {
+    pub path: &'static str,
+    /// What it is for, when that is not obvious from the path.
+    pub note: &'static str,
+    pub text: String,
+    /// `--write` writes it (the ifupdown alternative is only printed).
+    pub written: bool,
+}
+
 /// The persistent form of the settings: a sysctl.d file and the VIP on lo for
 /// systemd-networkd and ifupdown.
-pub fn persistent(vip: IpAddr) -> Vec<(String, String)> {
+pub fn persistent(vip: IpAddr) -> Vec<PersistentFile> {
     let plen = if vip.is_ipv4() { 32 } else { 128 };
     let mut out = Vec::new();
     if vip.is_ipv4() {
@@ -178,17 +188,26 @@ pub fn persistent(vip: IpAddr) -> Vec<(String, String)> {
         for (key, want, _) in ARP {
             let _ = writeln!(s, "{key} = {want}");
         }
-        out.push(("/etc/sysctl.d/90-lb-real-server.conf".to_owned(), s));
+        out.push(PersistentFile {
+            path: "/etc/sysctl.d/90-lb-real-server.conf",
+            note: "",
+            text: s,
+            written: true,
+        });
     }
-    out.push((
-        "/etc/systemd/network/90-lb-vip-lo.network".to_owned(),
-        format!("[Match]\nName=lo\n\n[Address]\nAddress={vip}/{plen}\n"),
-    ));
+    out.push(PersistentFile {
+        path: "/etc/systemd/network/90-lb-vip-lo.network",
+        note: "",
+        text: format!("[Match]\nName=lo\n\n[Address]\nAddress={vip}/{plen}\n"),
+        written: true,
+    });
     let family = if vip.is_ipv4() { "inet" } else { "inet6" };
-    out.push((
-        "/etc/network/interfaces.d/lb-vip-lo (ifupdown, instead of the networkd file)".to_owned(),
-        format!("auto lo:lb\niface lo:lb {family} static\n    address {vip}/{plen}\n"),
-    ));
+    out.push(PersistentFile {
+        path: "/etc/network/interfaces.d/lb-vip-lo",
+        note: " (ifupdown, instead of the networkd file)",
+        text: format!("auto lo:lb\niface lo:lb {family} static\n    address {vip}/{plen}\n"),
+        written: false,
+    });
     out
 }
 
@@ -224,18 +243,15 @@ pub fn setup(vip: IpAddr) -> Result<Vec<String>, String> {
 /// Writes the persistent files (the networkd one only where networkd is used).
 pub fn write_persistent(vip: IpAddr) -> Result<Vec<String>, String> {
     let mut written = Vec::new();
-    for (path, text) in persistent(vip) {
-        if path.contains(' ') {
-            continue; // the ifupdown alternative is printed, not written
-        }
-        if path.starts_with("/etc/systemd/network") && !Path::new("/run/systemd/netif").exists() {
+    for f in persistent(vip).into_iter().filter(|f| f.written) {
+        if f.path.starts_with("/etc/systemd/network") && !Path::new("/run/systemd/netif").exists() {
             continue;
         }
-        if let Some(dir) = Path::new(&path).parent() {
+        if let Some(dir) = Path::new(f.path).parent() {
             std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
-        std::fs::write(&path, text).map_err(|e| format!("{path}: {e}"))?;
-        written.push(path);
+        std::fs::write(f.path, f.text).map_err(|e| format!("{}: {e}", f.path))?;
+        written.push(f.path.to_owned());
     }
     Ok(written)
 }
@@ -267,10 +283,14 @@ mod tests {
     #[test]
     fn persistent_forms() {
         let v4 = persistent("192.0.2.1".parse().expect("ip"));
-        assert!(v4[0].1.contains("net.ipv4.conf.all.arp_ignore = 1"));
-        assert!(v4[1].1.contains("Address=192.0.2.1/32"));
+        assert!(v4[0].text.contains("net.ipv4.conf.all.arp_ignore = 1"));
+        assert!(v4[1].text.contains("Address=192.0.2.1/32"));
+        assert!(v4
+            .iter()
+            .filter(|f| !f.written)
+            .all(|f| f.path.contains("interfaces.d")));
         let v6 = persistent("2001:db8::1".parse().expect("ip"));
         assert_eq!(v6.len(), 2, "no ARP sysctls for IPv6");
-        assert!(v6[0].1.contains("Address=2001:db8::1/128"));
+        assert!(v6[0].text.contains("Address=2001:db8::1/128"));
     }
 }

@@ -57,14 +57,25 @@ pub struct Options {
     pub config: PathBuf,
 }
 
+/// A reload's config, read and validated, with its instances' interfaces (or why not).
+type Prepared = Result<(Config, HashMap<String, Iface>), String>;
+
 /// What reaches the node loop besides node events.
 enum Cmd {
     /// A reload prepared on the IO runtime (config read and validated, interfaces looked up).
     Reload {
-        prepared: Result<(Config, HashMap<String, Iface>), String>,
+        prepared: Box<Prepared>,
         reply: Option<oneshot::Sender<Response>>,
     },
+    /// `status --flows`: the connection table was counted on the IO runtime.
+    Status {
+        flows: HashMap<u32, u64>,
+        reply: oneshot::Sender<Response>,
+    },
 }
+
+/// Most connection-table entries read for `status --flows`.
+const FLOW_SCAN_CAP: usize = 200_000;
 
 /// `lb-agent run`.
 pub fn run(opts: Options) -> Result<()> {
@@ -524,12 +535,45 @@ impl Agent {
         cmds: &mpsc::Sender<Cmd>,
     ) {
         let resp = match req {
-            Request::Status { flows } => Response::Status(Box::new(snapshot::snapshot(
+            Request::Status { flows: false } => Response::Status(Box::new(snapshot::snapshot(
                 &self.node,
                 &self.dp,
                 &self.io_stats(),
-                flows,
+                None,
             ))),
+            // Walking the connection table takes a while: never on the node loop.
+            Request::Status { flows: true } => {
+                match crate::dataplane::conns::Handles::of(&self.dp.loaded.maps) {
+                    Ok(handles) => {
+                        let cmds = cmds.clone();
+                        self.io.spawn(async move {
+                            let counted = tokio::task::spawn_blocking(move || {
+                                handles.per_real(FLOW_SCAN_CAP)
+                            })
+                            .await;
+                            match counted {
+                                Ok(Ok(flows)) => {
+                                    let _ = cmds.send(Cmd::Status { flows, reply }).await;
+                                }
+                                Ok(Err(e)) => {
+                                    let _ = reply.send(Response::Error {
+                                        message: format!("reading the connection table: {e:#}"),
+                                    });
+                                }
+                                Err(e) => {
+                                    let _ = reply.send(Response::Error {
+                                        message: format!("counting the connection table: {e}"),
+                                    });
+                                }
+                            }
+                        });
+                        return;
+                    }
+                    Err(e) => Response::Error {
+                        message: format!("{e:#}"),
+                    },
+                }
+            }
             Request::Explain { client, vip, proto } => match config::Proto::from_name(&proto) {
                 Ok(p) => Response::Explain(crate::dataplane::explain::explain(
                     &self.dp.loaded.maps,
@@ -635,14 +679,23 @@ impl Agent {
                 Ok((cfg, ifaces))
             }
             .await;
-            let _ = cmds.send(Cmd::Reload { prepared, reply }).await;
+            let _ = cmds
+                .send(Cmd::Reload {
+                    prepared: Box::new(prepared),
+                    reply,
+                })
+                .await;
         });
     }
 
     fn command(&mut self, cmd: Cmd) {
         match cmd {
+            Cmd::Status { flows, reply } => {
+                let snap = snapshot::snapshot(&self.node, &self.dp, &self.io_stats(), Some(&flows));
+                let _ = reply.send(Response::Status(Box::new(snap)));
+            }
             Cmd::Reload { prepared, reply } => {
-                let resp = match prepared.and_then(|(cfg, ifaces)| {
+                let resp = match (*prepared).and_then(|(cfg, ifaces)| {
                     match restart_needed(self.node.config(), &cfg) {
                         Some(why) => Err(format!("{why} changed: that needs a restart")),
                         None => Ok((cfg, ifaces)),

@@ -23,9 +23,6 @@ use crate::{
 /// Upper bounds (seconds) of the health-check latency histogram.
 pub const LATENCY_BUCKETS: [f64; 9] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, f64::INFINITY];
 
-/// Most connection-table entries scanned for `status --flows`.
-const FLOW_SCAN_CAP: usize = 200_000;
-
 /// Per-real rates from consecutive samples.
 #[derive(Default)]
 pub struct Rates {
@@ -134,19 +131,14 @@ fn mac_str(m: [u8; 6]) -> String {
         .join(":")
 }
 
-/// Connection-table entries per real id (up to FLOW_SCAN_CAP entries).
-fn active_flows(dp: &Dataplane) -> HashMap<u32, u64> {
-    let mut out = HashMap::new();
-    let maps = &dp.loaded.maps;
-    let v4 = maps.flows.iter().flatten().map(|(_, v)| v);
-    let v6 = maps.flows6.iter().flatten().map(|(_, v)| v);
-    for v in v4.chain(v6).take(FLOW_SCAN_CAP) {
-        *out.entry(v.real_id).or_insert(0) += 1;
-    }
-    out
-}
-
-pub fn snapshot(node: &Node, dp: &Dataplane, io: &IoStats<'_>, count_flows: bool) -> Snapshot {
+/// The picture; `flows` (connection-table entries per real id, counted off the node loop
+/// for `status --flows`) fills each real's `active_flows`.
+pub fn snapshot(
+    node: &Node,
+    dp: &Dataplane,
+    io: &IoStats<'_>,
+    flows: Option<&HashMap<u32, u64>>,
+) -> Snapshot {
     let counters = dp.counters(&[]).unwrap_or_default();
     let counter = |i: u32| (stats::NAMES[i as usize].to_owned(), counters.get(i));
     let verdicts = (0..stats::COUNT)
@@ -157,7 +149,6 @@ pub fn snapshot(node: &Node, dp: &Dataplane, io: &IoStats<'_>, count_flows: bool
         .filter(|i| !stats::is_verdict(*i))
         .map(counter)
         .collect();
-    let flows = count_flows.then(|| active_flows(dp));
     let now_unix = super::unix_now();
     let mut services = Vec::new();
     for s in node.services() {
@@ -201,9 +192,7 @@ pub fn snapshot(node: &Node, dp: &Dataplane, io: &IoStats<'_>, count_flows: bool
                 packets: c.packets,
                 bytes: c.bytes,
                 flows: c.flows,
-                active_flows: flows
-                    .as_ref()
-                    .map(|f| id.and_then(|id| f.get(&id).copied()).unwrap_or(0)),
+                active_flows: flows.map(|f| id.and_then(|id| f.get(&id).copied()).unwrap_or(0)),
                 pps: rp,
                 bps: rb,
                 sorry: rt.is_none(),

@@ -50,8 +50,8 @@ pub fn run(action: RealServerAction) -> ExitCode {
                 }
             }
             println!("\nThese settings are lost at reboot; the persistent form:");
-            for (path, text) in crate::realserver::persistent(vip) {
-                println!("\n# {path}\n{text}");
+            for f in crate::realserver::persistent(vip) {
+                println!("\n# {}{}\n{}", f.path, f.note, f.text);
             }
             if write {
                 match crate::realserver::write_persistent(vip) {

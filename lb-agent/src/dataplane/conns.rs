@@ -82,6 +82,21 @@ impl Handles {
         Ok((n4, n6))
     }
 
+    /// Entries per real id in both tables (up to `cap` entries read), for `status --flows`.
+    pub fn per_real(&self, cap: usize) -> Result<std::collections::HashMap<u32, u64>> {
+        let flows: HashMap<MapData, FlowKey, FlowValue> =
+            Map::LruHashMap(MapData::from_fd(self.flows.try_clone()?)?).try_into()?;
+        let flows6: HashMap<MapData, FlowKey6, FlowValue> =
+            Map::LruHashMap(MapData::from_fd(self.flows6.try_clone()?)?).try_into()?;
+        let mut out = std::collections::HashMap::new();
+        let v4 = flows.iter().flatten().map(|(_, v)| v);
+        let v6 = flows6.iter().flatten().map(|(_, v)| v);
+        for v in v4.chain(v6).take(cap) {
+            *out.entry(v.real_id).or_insert(0) += 1;
+        }
+        Ok(out)
+    }
+
     /// Reads the tables.
     pub fn list(self, filter: &Filter) -> Result<Listing> {
         let reals: Array<MapData, Real> = Map::Array(MapData::from_fd(self.reals)?).try_into()?;

@@ -71,8 +71,9 @@ pub struct Node {
     files: BTreeMap<String, i64>,
     adopted: Adopted,
     out: Effects,
-    /// Interfaces where the agent reports XDP attached.
-    attached: BTreeSet<String>,
+    /// Interfaces where the agent reports XDP attached (None until its first report: no
+    /// announcement is decided before, so a restart does not withdraw for a moment).
+    attached: Option<BTreeSet<String>>,
     /// Scale-out mode: each VIP's announcement (empty without `bgp:`).
     announce: Vec<announce::VipAnnounce>,
     /// When a graceful stop began.
@@ -113,7 +114,7 @@ impl Node {
             host,
             adopted,
             out: Effects::default(),
-            attached: BTreeSet::new(),
+            attached: None,
             announce: Vec::new(),
             stopping: None,
             stopped: false,
@@ -176,7 +177,7 @@ impl Node {
                 self.services.set_paths(&plan.l2);
             }
             Event::ResolveFailed(ip) => self.host.resolver.ask_failed(ip),
-            Event::Attached(set) => self.attached = set,
+            Event::Attached(set) => self.attached = Some(set),
             Event::VipRemoved(addr) => self.vrrp.vip_removed(addr),
             Event::RealHealth {
                 real,
@@ -260,13 +261,13 @@ impl Node {
 
     /// Scale-out mode: decides each VIP's announcement; logs and queues the changes.
     fn update_announcements(&mut self) {
-        if self.cfg.bgp.is_none() {
+        let (Some(_), Some(attached)) = (&self.cfg.bgp, &self.attached) else {
             return;
-        }
+        };
         let host = &self.host;
         let next = announce::decide(&announce::Inputs {
             services: &self.services.list,
-            attached: &self.attached,
+            attached,
             link_up: &|n| host.link_up(n),
             stopping: self.stopping.is_some(),
         });

@@ -507,6 +507,11 @@ fn real_health(s: &mut Sim, up: bool) {
 #[test]
 fn scale_out_announces_while_the_node_can_serve_and_withdraws_before_it_stops() {
     let mut s = Sim::new(&[bgp_cfg()]);
+    assert_eq!(
+        announced(&s),
+        None,
+        "nothing decided before the agent reports where XDP is attached"
+    );
     s.run_for(ms(10));
     assert_eq!(
         s.forwarders(),
