@@ -22,14 +22,29 @@ pub struct LbNode<'a> {
     pub routes_file6: &'a str,
 }
 
-/// The BIRD config of an LB node (without a `log` line).
-pub fn lb_node_conf(n: &LbNode) -> String {
+/// What every BIRD of the lab starts with: its id, interfaces, and BFD at 100 ms x 3.
+fn head(router_id: Ipv4Addr) -> String {
     format!(
-        r#"router id {node_ip};
+        r#"router id {router_id};
 
 protocol device {{
 }}
 
+protocol bfd {{
+  interface "*" {{
+    interval 100 ms;
+    multiplier 3;
+  }};
+}}
+"#
+    )
+}
+
+/// The BIRD config of an LB node (without a `log` line).
+pub fn lb_node_conf(n: &LbNode) -> String {
+    let head = head(n.node_ip);
+    format!(
+        r#"{head}
 # The VIPs lb-agent announces: it rewrites these files and runs `birdc configure`.
 protocol static lb_vips {{
   ipv4;
@@ -39,13 +54,6 @@ include "{routes_file}";
 protocol static lb_vips6 {{
   ipv6;
 include "{routes_file6}";
-}}
-
-protocol bfd {{
-  interface "*" {{
-    interval 100 ms;
-    multiplier 3;
-  }};
 }}
 
 protocol bgp uplink {{
@@ -64,7 +72,6 @@ protocol bgp uplink {{
   }};
 }}
 "#,
-        node_ip = n.node_ip,
         local_as = n.local_as,
         router_ip = n.router_ip,
         router_as = n.router_as,
@@ -76,19 +83,9 @@ protocol bgp uplink {{
 /// The router's BIRD: one BGP session per LB node, the VIP routes merged into one multipath
 /// route in the kernel (without a `log` line).
 pub fn router_conf(router_ip: Ipv4Addr, router_as: u32, nodes: &[(Ipv4Addr, u32)]) -> String {
+    let head = head(router_ip);
     let mut t = format!(
-        r#"router id {router_ip};
-
-protocol device {{
-}}
-
-protocol bfd {{
-  interface "*" {{
-    interval 100 ms;
-    multiplier 3;
-  }};
-}}
-
+        r#"{head}
 template bgp lb_node {{
   local as {router_as};
   hold time 3;

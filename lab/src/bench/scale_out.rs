@@ -128,12 +128,32 @@ fn route_ms(lab: &ScaleOut, want: &[std::net::Ipv4Addr], t0: std::time::Instant)
     Ok(t0.elapsed().as_secs_f64() * 1000.0)
 }
 
+/// 100 connections held across `event`, timed until the router's route has `want`.
+fn rerouted(
+    lab: &mut ScaleOut,
+    want: &[std::net::Ipv4Addr],
+    event: impl FnOnce(&mut ScaleOut) -> Result<()>,
+) -> Result<Sample> {
+    let held = hold(lab)?;
+    let t0 = std::time::Instant::now();
+    event(lab)?;
+    let ms = route_ms(lab, want, t0)?;
+    std::thread::sleep(SETTLE);
+    Ok(Sample {
+        held: held.finish(),
+        route_ms: Some(ms),
+        requests: None,
+    })
+}
+
+/// How long connections are watched after an event has settled.
+const SETTLE: Duration = Duration::from_secs(1);
+
 /// The six events, in order, on one lab.
 fn events(lab: &mut ScaleOut) -> Result<Vec<Sample>> {
     let mut out = Vec::new();
     let others: Vec<_> = (1..NODES).map(lb_ip).collect();
     let first_two: Vec<_> = (0..2).map(lb_ip).collect();
-    let settle = Duration::from_secs(1);
 
     // SIGTERM of lb1's agent, new connections meanwhile.
     let held = hold(lab)?;
@@ -146,7 +166,7 @@ fn events(lab: &mut ScaleOut) -> Result<Vec<Sample>> {
     if a.proc.wait_timeout(Duration::from_secs(15))?.is_none() {
         bail!("lb1's agent did not stop");
     }
-    std::thread::sleep(settle);
+    std::thread::sleep(SETTLE);
     let req = requests.finish();
     out.push(Sample {
         held: held.finish(),
@@ -155,16 +175,9 @@ fn events(lab: &mut ScaleOut) -> Result<Vec<Sample>> {
     });
 
     // lb1 joins again.
-    let held = hold(lab)?;
-    let t0 = std::time::Instant::now();
-    lab.start_agent(0, &[0, 1])?;
-    let ms = route_ms(lab, &lb_hops(), t0)?;
-    std::thread::sleep(settle);
-    out.push(Sample {
-        held: held.finish(),
-        route_ms: Some(ms),
-        requests: None,
-    });
+    out.push(rerouted(lab, &lb_hops(), |lab| {
+        lab.start_agent(0, &[0, 1])
+    })?);
 
     // SIGKILL of lb2's agent; the route must not change; restart.
     let held = hold(lab)?;
@@ -183,26 +196,12 @@ fn events(lab: &mut ScaleOut) -> Result<Vec<Sample>> {
     });
 
     // Link down on lb3, then back.
-    let held = hold(lab)?;
-    let t0 = std::time::Instant::now();
-    lab.t.lbs[2].ns.ip(&["link", "set", "eth0", "down"])?;
-    let ms = route_ms(lab, &first_two, t0)?;
-    std::thread::sleep(settle);
-    out.push(Sample {
-        held: held.finish(),
-        route_ms: Some(ms),
-        requests: None,
-    });
-    let held = hold(lab)?;
-    let t0 = std::time::Instant::now();
-    lab.t.lbs[2].ns.ip(&["link", "set", "eth0", "up"])?;
-    let ms = route_ms(lab, &lb_hops(), t0)?;
-    std::thread::sleep(settle);
-    out.push(Sample {
-        held: held.finish(),
-        route_ms: Some(ms),
-        requests: None,
-    });
+    for (state, want) in [("down", &first_two), ("up", &lb_hops())] {
+        out.push(rerouted(lab, want, |lab| {
+            lab.t.lbs[2].ns.ip(&["link", "set", "eth0", state])?;
+            Ok(())
+        })?);
+    }
 
     // A real added to every node.
     let held = hold(lab)?;
@@ -221,7 +220,7 @@ fn events(lab: &mut ScaleOut) -> Result<Vec<Sample>> {
         })
         .with_context(|| format!("r3 never up on lb{}", i + 1))?;
     }
-    std::thread::sleep(settle);
+    std::thread::sleep(SETTLE);
     out.push(Sample {
         held: held.finish(),
         route_ms: None,

@@ -364,27 +364,11 @@ fn main() -> ExitCode {
         let r = tour.run();
         let failed = tour.failed;
         screen.line(&format!("\n{}", lab.render()));
-        match r {
-            Err(e) => {
-                eprintln!("lb-lab: {e:#}");
-                ExitCode::FAILURE
+        verdict(r, failed, || {
+            for i in 0..2 {
+                eprintln!("--- lb{} log ---\n{}", i + 1, lab.log(i));
             }
-            Ok(()) if stopped() => {
-                println!("interrupted");
-                ExitCode::FAILURE
-            }
-            Ok(()) if failed > 0 => {
-                println!("tour: {failed} check(s) FAILED");
-                for i in 0..2 {
-                    eprintln!("--- lb{} log ---\n{}", i + 1, lab.log(i));
-                }
-                ExitCode::FAILURE
-            }
-            Ok(()) => {
-                println!("tour: every step did what it announced");
-                ExitCode::SUCCESS
-            }
-        }
+        })
     };
     progress("removing the lab");
     drop(lab);
@@ -396,6 +380,12 @@ fn ecmp(agent: &std::path::Path, script: bool) -> ExitCode {
     let screen = Screen::new(std::io::stdout().is_terminal());
     let mut tour = lb_lab::ecmp_tour::EcmpTour::new(&screen, script);
     let r = tour.run(agent);
+    verdict(r, tour.failed, || {})
+}
+
+/// A tour's exit status: it ran to the end and every check held. `on_failed_checks` shows
+/// what helps to understand a failed check.
+fn verdict(r: Result<()>, failed: usize, on_failed_checks: impl FnOnce()) -> ExitCode {
     match r {
         Err(e) => {
             eprintln!("lb-lab: {e:#}");
@@ -405,8 +395,9 @@ fn ecmp(agent: &std::path::Path, script: bool) -> ExitCode {
             println!("interrupted");
             ExitCode::FAILURE
         }
-        Ok(()) if tour.failed > 0 => {
-            println!("tour: {} check(s) FAILED", tour.failed);
+        Ok(()) if failed > 0 => {
+            println!("tour: {failed} check(s) FAILED");
+            on_failed_checks();
             ExitCode::FAILURE
         }
         Ok(()) => {
