@@ -22,6 +22,16 @@ pub struct LbNode<'a> {
     pub routes_file6: &'a str,
 }
 
+/// The session settings both ends of every BGP session share: fast failure detection (hold
+/// time, BFD), quick retries, and no graceful restart (docs/bgp.md says why).
+const SESSION: &str = "  hold time 3;
+  connect delay time 1;
+  connect retry time 5;
+  error wait time 1, 5;
+  graceful restart off;
+  bfd on;
+";
+
 /// What every BIRD of the lab starts with: its id, interfaces, and BFD at 100 ms x 3.
 fn head(router_id: Ipv4Addr) -> String {
     format!(
@@ -59,13 +69,7 @@ include "{routes_file6}";
 protocol bgp uplink {{
   local as {local_as};
   neighbor {router_ip} as {router_as};
-  hold time 3;
-  connect delay time 1;
-  connect retry time 5;
-  error wait time 1, 5;
-  graceful restart off;
-  bfd on;
-  ipv4 {{
+{SESSION}  ipv4 {{
     import none;
     export where proto = "lb_vips";
     next hop self;
@@ -88,13 +92,7 @@ pub fn router_conf(router_ip: Ipv4Addr, router_as: u32, nodes: &[(Ipv4Addr, u32)
         r#"{head}
 template bgp lb_node {{
   local as {router_as};
-  hold time 3;
-  connect delay time 1;
-  connect retry time 5;
-  error wait time 1, 5;
-  graceful restart off;
-  bfd on;
-  ipv4 {{
+{SESSION}  ipv4 {{
     import where net.len = 32;
     export none;
   }};

@@ -317,25 +317,15 @@ pub fn http_get_from(src: Ipv4Addr, addr: SocketAddr) -> Result<String> {
 pub struct Requests {
     stop: Arc<AtomicBool>,
     failed: Arc<AtomicUsize>,
-    thread: std::thread::JoinHandle<usize>,
+    thread: std::thread::JoinHandle<Result<usize>>,
 }
 
 impl Requests {
-    pub fn start(client: &Netns, addr: SocketAddr) -> Requests {
+    pub fn start(client: &Netns, addr: SocketAddr) -> Result<Requests> {
         let stop = Arc::new(AtomicBool::new(false));
         let failed = Arc::new(AtomicUsize::new(0));
         let (s, f) = (stop.clone(), failed.clone());
-        let ns = client.path();
-        let thread = std::thread::spawn(move || {
-            let Ok(file) = std::fs::File::open(&ns) else {
-                return 0;
-            };
-            // SAFETY: setns(2) on this thread only, with a namespace file we opened.
-            if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) }
-                != 0
-            {
-                return 0;
-            }
+        let thread = client.thread(move || {
             let mut sent = 0;
             while !s.load(Ordering::Relaxed) {
                 sent += 1;
@@ -345,18 +335,21 @@ impl Requests {
                 std::thread::sleep(Duration::from_millis(20));
             }
             sent
-        });
-        Requests {
+        })?;
+        Ok(Requests {
             stop,
             failed,
             thread,
-        }
+        })
     }
 
     /// Stops; (requests sent, requests failed).
-    pub fn finish(self) -> (usize, usize) {
+    pub fn finish(self) -> Result<(usize, usize)> {
         self.stop.store(true, Ordering::Relaxed);
-        let sent = self.thread.join().unwrap_or(0);
-        (sent, self.failed.load(Ordering::Relaxed))
+        let sent = self
+            .thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("request thread panicked"))??;
+        Ok((sent, self.failed.load(Ordering::Relaxed)))
     }
 }

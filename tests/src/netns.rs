@@ -139,8 +139,18 @@ impl Netns {
 
     /// Runs `f` on a thread inside this namespace; sockets it creates belong to it.
     pub fn enter<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+        self.thread(f)?
+            .join()
+            .map_err(|_| anyhow::anyhow!("thread in namespace panicked"))?
+    }
+
+    /// Starts `f` on a thread inside this namespace without waiting for it.
+    pub fn thread<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<std::thread::JoinHandle<Result<T>>> {
         let file = File::open(self.path()).with_context(|| format!("opening {}", self.path()))?;
-        let h = std::thread::spawn(move || {
+        Ok(std::thread::spawn(move || {
             // SAFETY: setns on this thread only, with an fd we own.
             if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
                 return Err(anyhow::anyhow!(
@@ -149,9 +159,7 @@ impl Netns {
                 ));
             }
             Ok(f())
-        });
-        h.join()
-            .map_err(|_| anyhow::anyhow!("thread in namespace panicked"))?
+        }))
     }
 
     /// Spawns a process in the namespace; it is killed when the guard drops.

@@ -115,7 +115,7 @@ fn three_active_nodes_behind_ecmp_keep_every_connection() {
 
     // SIGTERM of lb1's agent: withdraw first, drain, then stop; no request fails.
     let held = lab.hold_n(100).expect("100 connections through the VIP");
-    let requests = Requests::start(&lab.far.client, lab.vip80());
+    let requests = Requests::start(&lab.far.client, lab.vip80()).expect("requests");
     std::thread::sleep(Duration::from_millis(500));
     let t0 = Instant::now();
     let mut a = lab.agents[0].take().expect("lb1");
@@ -129,7 +129,7 @@ fn three_active_nodes_behind_ecmp_keep_every_connection() {
         a.log_text()
     );
     std::thread::sleep(Duration::from_millis(500));
-    let req = requests.finish();
+    let req = requests.finish().expect("requests");
     rows.push(Row {
         event: "SIGTERM of one node's agent",
         held: held.finish(),

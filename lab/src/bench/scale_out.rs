@@ -157,7 +157,7 @@ fn events(lab: &mut ScaleOut) -> Result<Vec<Sample>> {
 
     // SIGTERM of lb1's agent, new connections meanwhile.
     let held = hold(lab)?;
-    let requests = Requests::start(&lab.far.client, lab.vip80());
+    let requests = Requests::start(&lab.far.client, lab.vip80())?;
     std::thread::sleep(Duration::from_millis(500));
     let t0 = std::time::Instant::now();
     let mut a = lab.agents[0].take().context("lb1 running")?;
@@ -167,7 +167,7 @@ fn events(lab: &mut ScaleOut) -> Result<Vec<Sample>> {
         bail!("lb1's agent did not stop");
     }
     std::thread::sleep(SETTLE);
-    let req = requests.finish();
+    let req = requests.finish()?;
     out.push(Sample {
         held: held.finish(),
         route_ms: Some(ms),

@@ -54,6 +54,9 @@ pub struct Listing {
     pub stale: u64,
 }
 
+type Table4 = HashMap<MapData, FlowKey, FlowValue>;
+type Table6 = HashMap<MapData, FlowKey6, FlowValue>;
+
 /// Duplicated descriptors of the maps a listing reads.
 pub struct Handles {
     flows: OwnedFd,
@@ -71,12 +74,16 @@ impl Handles {
         })
     }
 
+    /// The IPv4 and IPv6 connection tables, opened on copies of the descriptors.
+    fn tables(&self) -> Result<(Table4, Table6)> {
+        let flows = Map::LruHashMap(MapData::from_fd(self.flows.try_clone()?)?).try_into()?;
+        let flows6 = Map::LruHashMap(MapData::from_fd(self.flows6.try_clone()?)?).try_into()?;
+        Ok((flows, flows6))
+    }
+
     /// Entries in the IPv4 and IPv6 tables (keys only: one system call per entry).
     pub fn count(&self) -> Result<(u64, u64)> {
-        let flows: HashMap<MapData, FlowKey, FlowValue> =
-            Map::LruHashMap(MapData::from_fd(self.flows.try_clone()?)?).try_into()?;
-        let flows6: HashMap<MapData, FlowKey6, FlowValue> =
-            Map::LruHashMap(MapData::from_fd(self.flows6.try_clone()?)?).try_into()?;
+        let (flows, flows6) = self.tables()?;
         let n4 = flows.keys().filter(Result::is_ok).count() as u64;
         let n6 = flows6.keys().filter(Result::is_ok).count() as u64;
         Ok((n4, n6))
@@ -84,10 +91,7 @@ impl Handles {
 
     /// Entries per real id in both tables (up to `cap` entries read), for `status --flows`.
     pub fn per_real(&self, cap: usize) -> Result<std::collections::HashMap<u32, u64>> {
-        let flows: HashMap<MapData, FlowKey, FlowValue> =
-            Map::LruHashMap(MapData::from_fd(self.flows.try_clone()?)?).try_into()?;
-        let flows6: HashMap<MapData, FlowKey6, FlowValue> =
-            Map::LruHashMap(MapData::from_fd(self.flows6.try_clone()?)?).try_into()?;
+        let (flows, flows6) = self.tables()?;
         let mut out = std::collections::HashMap::new();
         let v4 = flows.iter().flatten().map(|(_, v)| v);
         let v6 = flows6.iter().flatten().map(|(_, v)| v);
@@ -99,11 +103,8 @@ impl Handles {
 
     /// Reads the tables.
     pub fn list(self, filter: &Filter) -> Result<Listing> {
+        let (flows, flows6) = self.tables()?;
         let reals: Array<MapData, Real> = Map::Array(MapData::from_fd(self.reals)?).try_into()?;
-        let flows: HashMap<MapData, FlowKey, FlowValue> =
-            Map::LruHashMap(MapData::from_fd(self.flows)?).try_into()?;
-        let flows6: HashMap<MapData, FlowKey6, FlowValue> =
-            Map::LruHashMap(MapData::from_fd(self.flows6)?).try_into()?;
         let mut names: std::collections::HashMap<u32, Option<(IpAddr, String, u32)>> =
             std::collections::HashMap::new();
         let mut real_of = |id: u32| {

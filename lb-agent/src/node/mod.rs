@@ -350,11 +350,9 @@ impl Node {
     fn finish_stop(&mut self, now: Instant) {
         let Some(since) = self.stopping else { return };
         // Scale-out: the VIPs were withdrawn when the stop began; keep forwarding what the
-        // routers still send until the drain ends.
-        if let Some(b) = &self.cfg.bgp {
-            if now.duration_since(since) < b.drain_time {
-                return;
-            }
+        // routers still send until the drain ends (no drain with VRRP).
+        if now.duration_since(since) < self.drain_time() {
+            return;
         }
         let expired = now.duration_since(since) >= self.stop_limit();
         let instances_done = self
