@@ -177,16 +177,21 @@ fn dns_service_through_the_vip_with_dnsmasq_reals() {
         p.kill();
     }
     servers[2] = dnsmasq(&l.t.reals[2].ns, &l.dir, 3, true);
-    let down = wait_health(&l.agent, &r3, "down", Duration::from_secs(5));
+    // While the new dnsmasq starts, nothing answers ("no answer" also counts down): wait
+    // until r3 is down *and* its checks see the SERVFAIL answers.
+    let servfail = wait_for(Duration::from_secs(5), || {
+        real_of(&l.agent, &r3).filter(|r| {
+            r["health"] == "down"
+                && r["last_check"]
+                    .as_str()
+                    .is_some_and(|w| w.contains("Server Failure"))
+        })
+    });
     assert!(
-        down.is_some(),
-        "r3 (SERVFAIL) never went down:\n{}",
+        servfail.is_some(),
+        "r3 (SERVFAIL) never down on a SERVFAIL answer; last: {:?}\n{}",
+        real_of(&l.agent, &r3),
         l.agent.log_text()
-    );
-    let why = real_of(&l.agent, &r3).map(|r| r["last_check"].to_string());
-    assert!(
-        why.as_deref().is_some_and(|w| w.contains("Server Failure")),
-        "r3's last check: {why:?}"
     );
 }
 
