@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod dataplane;
+pub mod flowsync;
 pub mod health;
 pub mod logs;
 pub mod netlink;

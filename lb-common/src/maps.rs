@@ -28,8 +28,12 @@ pub const REAL_STATS: &str = "LB_REAL_STATS";
 /// `FragKey -> ServiceKey`: the service that steers fragments to a VIP and protocol.
 pub const FRAG_SERVICES: &str = "LB_FRAG_SERVICES";
 
+/// Ring buffer of `FlowEvent`s: the new flows of services with `SVC_F_SYNC`, for the agent's
+/// flow sync. Written without wakeups; the agent drains it every batch interval.
+pub const FLOW_EVENTS: &str = "LB_FLOW_EVENTS";
+
 /// Every map the data path uses, in a stable order (pinning, compatibility checks).
-pub const ALL: [&str; 11] = [
+pub const ALL: [&str; 12] = [
     FILTER,
     SERVICES,
     RINGS,
@@ -41,6 +45,7 @@ pub const ALL: [&str; 11] = [
     FRAG_SERVICES,
     FLOWS6,
     AFFINITY6,
+    FLOW_EVENTS,
 ];
 
 /// Names of the XDP programs in the object.
@@ -66,6 +71,9 @@ pub const DEFAULT_FLOWS: u32 = 1 << 20;
 /// one, so smaller by default.
 pub const DEFAULT_FLOWS6: u32 = 1 << 18;
 pub const DEFAULT_AFFINITY: u32 = 1 << 16;
+/// Bytes of `LB_FLOW_EVENTS` (a power of two, page-aligned): 4 MiB hold about 65,000 new
+/// flows (64 bytes each with the ring's header), 6.5 s of 10,000 new flows a second.
+pub const DEFAULT_FLOW_EVENTS_BYTES: u32 = 1 << 22;
 /// A table must have at least this many slots (and be prime).
 pub const MIN_RING_SIZE: u32 = 13;
 /// Upper bound on a table, so `ring_base + slot` never overflows with the largest capacities.

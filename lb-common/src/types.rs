@@ -96,6 +96,9 @@ pub const SVC_F_ICMP: u32 = 1 << 2;
 /// `Service::flags`: steer by (client, VIP, protocol) only, with no connection table, so every
 /// fragment of a datagram (which carries no ports but in the first) reaches the same real.
 pub const SVC_F_FRAGMENTS: u32 = 1 << 3;
+/// Publish the service's new flows to the agent (`LB_FLOW_EVENTS`) for its peers
+/// (`flow_sync`).
+pub const SVC_F_SYNC: u32 = 1 << 4;
 
 /// A service key's port that stands for every port (`port: 0`, keepalived's port-less
 /// services): looked up when no service has the packet's own port.
@@ -238,6 +241,25 @@ pub struct FlowValue {
     pub real_gen: u32,
 }
 
+/// A new connection-table entry, published by the data path (`LB_FLOW_EVENTS`) for the
+/// agent to share with its peers. Addresses are IPv4-mapped for IPv4.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowEvent {
+    pub src: Addr6,
+    pub dst: Addr6,
+    pub sport_be: u16,
+    pub dport_be: u16,
+    pub proto: u8,
+    /// 1 for an `LB_FLOWS6` entry, 0 for `LB_FLOWS`.
+    pub v6: u8,
+    pub _pad: [u8; 2],
+    pub real_id: u32,
+    pub real_gen: u32,
+    /// `bpf_ktime_get_ns()` when the entry was made (CLOCK_MONOTONIC).
+    pub created_ns: u64,
+}
+
 /// Key of `LB_AFFINITY` (`persistence_timeout`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -292,6 +314,7 @@ const _: () = {
     assert!(core::mem::size_of::<AffinityKey6>() == 20);
     assert!(core::mem::size_of::<FragKey>() == 8);
     assert!(core::mem::size_of::<FlowValue>() == 8);
+    assert!(core::mem::size_of::<FlowEvent>() == 56);
     assert!(core::mem::size_of::<AffinityKey>() == 8);
     assert!(core::mem::size_of::<AffinityValue>() == 16);
     assert!(core::mem::size_of::<Counters>() == 24);
@@ -310,6 +333,7 @@ mod pod {
     unsafe impl aya::Pod for AffinityKey6 {}
     unsafe impl aya::Pod for FragKey {}
     unsafe impl aya::Pod for FlowValue {}
+    unsafe impl aya::Pod for FlowEvent {}
     unsafe impl aya::Pod for AffinityKey {}
     unsafe impl aya::Pod for AffinityValue {}
     unsafe impl aya::Pod for Counters {}

@@ -4,7 +4,7 @@
 use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC},
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use lb_common::{
     stats, AffinityKey, AffinityKey6, AffinityValue, Counters, FlowKey, FlowKey6, FlowValue,
@@ -52,3 +52,7 @@ pub static LB_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stats::COU
 
 #[map]
 pub static LB_REAL_STATS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0);
+
+/// New flows of synced services, for the agent's flow sync (`FlowEvent`s).
+#[map]
+pub static LB_FLOW_EVENTS: RingBuf = RingBuf::with_byte_size(4096, 0);

@@ -3,16 +3,16 @@
 //! tables are computed by the agent; this only looks things up. Written once for both
 //! families (`Family`).
 
-use aya_ebpf::helpers::bpf_ktime_get_ns;
+use aya_ebpf::{bindings::BPF_RB_NO_WAKEUP, helpers::bpf_ktime_get_ns};
 use lb_common::{
-    stats, AffinityValue, FlowValue, Real, Service, PORT_ANY, REAL_F_KEEP_FLOWS, REAL_NONE,
-    SVC_F_AFFINITY, SVC_F_FRAGMENTS, SVC_F_HASH_SRC,
+    stats, AffinityValue, FlowEvent, FlowValue, Real, Service, PORT_ANY, REAL_F_KEEP_FLOWS,
+    REAL_NONE, SVC_F_AFFINITY, SVC_F_FRAGMENTS, SVC_F_HASH_SRC, SVC_F_SYNC,
 };
 
 use crate::{
     counters::count,
     family::Family,
-    maps::{LB_REALS, LB_RINGS, LB_SERVICES},
+    maps::{LB_FLOW_EVENTS, LB_REALS, LB_RINGS, LB_SERVICES},
     parse::Packet,
 };
 
@@ -132,8 +132,30 @@ pub fn choose_new<F: Family>(
     };
     if F::flows().insert(key, &value, 0).is_err() {
         count(stats::INFO_FLOW_INSERT_FAILED);
+    } else if svc.flags & SVC_F_SYNC != 0 {
+        publish::<F>(key, &value);
     }
     Ok(Choice { real_id, real: r })
+}
+
+/// Hands a new entry to the agent for its peers. No wakeup: the agent drains the ring every
+/// batch interval, so a new flow costs a reserve and a submit, not a wakeup.
+#[inline(always)]
+fn publish<F: Family>(key: &F::Flow, value: &FlowValue) {
+    let Some(mut slot) = LB_FLOW_EVENTS.reserve::<FlowEvent>(0) else {
+        count(stats::INFO_FLOW_PUBLISH_FAILED);
+        return;
+    };
+    let mut e = FlowEvent {
+        real_id: value.real_id,
+        real_gen: value.real_gen,
+        // SAFETY: plain helper call.
+        created_ns: unsafe { bpf_ktime_get_ns() },
+        ..FlowEvent::default()
+    };
+    F::describe(key, &mut e);
+    slot.write(e);
+    slot.submit(BPF_RB_NO_WAKEUP as u64);
 }
 
 /// The real in the service's Maglev table slot for `hash`.

@@ -126,6 +126,22 @@ impl Agent {
         write_config(&self.config, yaml)?;
         self.proc.signal(libc::SIGHUP)
     }
+
+    /// Reloads `yaml` and waits until the agent logs that it applied it.
+    pub fn reload_and_wait(&self, yaml: &str) -> Result<()> {
+        let before = self.log_text().matches("configuration reloaded").count();
+        self.reload(yaml)?;
+        let done = crate::netns::wait_for(Duration::from_secs(10), || {
+            (self.log_text().matches("configuration reloaded").count() > before).then_some(())
+        });
+        anyhow::ensure!(
+            done.is_some(),
+            "{} did not reload:\n{}",
+            self.router_id,
+            self.log_text()
+        );
+        Ok(())
+    }
 }
 
 /// Scrapes the agent's Prometheus endpoint `listen` (as `metrics_listen` gives it) from inside

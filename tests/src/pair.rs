@@ -138,12 +138,25 @@ pub struct Pair {
     pub dir: WorkDir,
     pub agents: Vec<Option<Agent>>,
     pub nodes: Vec<Node>,
+    /// How many of the lab's reals the agents' configs name (the first ones).
+    pub configured_reals: usize,
 }
 
 impl Pair {
     /// Builds the lab and starts the agents: node 0 first, the others once it holds the VIP
     /// (so the first election does not depend on which process loaded faster).
     pub fn start(tag: &str, nodes: Vec<Node>, reals: usize) -> Result<Pair> {
+        Pair::start_configured(tag, nodes, reals, reals)
+    }
+
+    /// As [`Pair::start`], with the agents' configs naming only the first `configured` of
+    /// the lab's `reals` (the others can be added by [`Pair::reload_reals`]).
+    pub fn start_configured(
+        tag: &str,
+        nodes: Vec<Node>,
+        reals: usize,
+        configured: usize,
+    ) -> Result<Pair> {
         let mut t = Topology::build(
             tag,
             Spec {
@@ -159,6 +172,7 @@ impl Pair {
             dir,
             agents: Vec::new(),
             nodes,
+            configured_reals: configured,
         };
         for i in 0..p.nodes.len() {
             let a = p.start_agent(i)?;
@@ -185,8 +199,21 @@ impl Pair {
     pub fn start_agent(&self, i: usize) -> Result<Agent> {
         let rid = self.t.router_id(i);
         let node = &self.nodes[i];
-        let yaml = config(&rid, node, self.t.reals.len(), &node.service_extra);
+        let yaml = config(&rid, node, self.configured_reals, &node.service_extra);
         Agent::start(&self.t.lbs[i].ns, &self.dir, &rid, &yaml)
+    }
+
+    /// Has every running agent reload a config naming the first `reals` reals, and waits
+    /// until each has applied it.
+    pub fn reload_reals(&mut self, reals: usize) -> Result<()> {
+        self.configured_reals = reals;
+        for (i, a) in self.agents.iter().enumerate() {
+            let Some(a) = a else { continue };
+            let rid = self.t.router_id(i);
+            let node = &self.nodes[i];
+            a.reload_and_wait(&config(&rid, node, reals, &node.service_extra))?;
+        }
+        Ok(())
     }
 
     pub fn agent(&self, i: usize) -> &Agent {

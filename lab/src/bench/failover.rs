@@ -254,14 +254,7 @@ impl Bed {
         for i in 0..2 {
             let yaml = self.lb_config(i, reals);
             if let Some(Daemon::Lb(a)) = &self.nodes[i] {
-                let before = a.log_text().matches("configuration reloaded").count();
-                a.reload(&yaml)?;
-                let done = wait_for(Duration::from_secs(10), || {
-                    (a.log_text().matches("configuration reloaded").count() > before).then_some(())
-                });
-                if done.is_none() {
-                    bail!("node {i} did not reload:\n{}", a.log_text());
-                }
+                a.reload_and_wait(&yaml)?;
             }
         }
         self.reals_in_config = reals;

@@ -117,6 +117,8 @@ fn restart_needed(old: &Config, new: &Config) -> Option<&'static str> {
         Some("global_defs.metrics_listen")
     } else if old.bgp != new.bgp {
         Some("the bgp section")
+    } else if old.flow_sync != new.flow_sync {
+        Some("the flow_sync section")
     } else {
         None
     }
@@ -153,6 +155,8 @@ struct Agent {
     first_dataplane: bool,
     /// Scale-out mode: the BIRD driver.
     bird: Option<bird::Bird>,
+    /// Flow-state sharing with the peers (`flow_sync:`).
+    flow_sync: Option<crate::flowsync::FlowSync>,
 }
 
 impl Agent {
@@ -228,6 +232,19 @@ impl Agent {
             let _g = io.enter();
             bird::Bird::spawn(b)
         });
+        let flow_sync = match cfg.flow_sync.clone() {
+            Some(fs) => {
+                let handles = crate::flowsync::directory::Handles::of(&dp.loaded.maps)?;
+                let ready = events_tx.clone();
+                Some(
+                    crate::flowsync::start(fs, handles, move || {
+                        let _ = ready.blocking_send(Event::FlowSyncReady);
+                    })
+                    .context("starting the flow sync")?,
+                )
+            }
+            None => None,
+        };
         let node = Node::new(Instant::now(), cfg, boot).map_err(|e| anyhow::anyhow!(e))?;
         let mut a = Agent {
             cfg_path,
@@ -250,6 +267,7 @@ impl Agent {
             conntrack: Arc::default(),
             first_dataplane: true,
             bird,
+            flow_sync,
         };
         a.count_conntrack();
         a.open_sockets()?;
@@ -487,6 +505,9 @@ impl Agent {
         if let Err(e) = self.dp.apply(&state.services) {
             error!(error = %format!("{e:#}"), "updating the data path failed");
         }
+        if let Some(fs) = &self.flow_sync {
+            fs.set_directory(self.dp.programmer.directory(&state.services));
+        }
         let have: Vec<String> = self.dp.attached().map(str::to_owned).collect();
         for ifname in have.iter().filter(|i| !state.attach.contains(*i)) {
             self.dp.detach(ifname);
@@ -500,7 +521,11 @@ impl Agent {
             let keep: Vec<&str> = state.attach.iter().map(String::as_str).collect();
             self.dp.release_stale_links(&keep);
         }
-        let attached = self.dp.attached().map(str::to_owned).collect();
+        let attached: std::collections::BTreeSet<String> =
+            self.dp.attached().map(str::to_owned).collect();
+        if let Some(fs) = &self.flow_sync {
+            fs.set_active(!attached.is_empty());
+        }
         self.node.handle(Instant::now(), Event::Attached(attached));
     }
 
@@ -517,6 +542,19 @@ impl Agent {
                 .bird
                 .as_ref()
                 .and_then(|b| b.state.lock().ok().map(|s| s.clone())),
+            flow_sync: self.flow_sync.as_ref().map(|fs| {
+                let failed = crate::dataplane::counters::stat(
+                    &self.dp.loaded.maps,
+                    lb_common::stats::INFO_FLOW_PUBLISH_FAILED,
+                );
+                fs.stats.snapshot(
+                    &fs.peers,
+                    fs.cfg.port,
+                    fs.cfg.key.is_some(),
+                    self.node.sync_pending(),
+                    failed,
+                )
+            }),
             socket_drops: self
                 .socks
                 .iter()

@@ -98,6 +98,7 @@ pub struct IoStats<'a> {
     pub conntrack: Vec<crate::control::snapshot::TableFill>,
     /// Scale-out mode: what BIRD was last told.
     pub bird: Option<super::bird::BirdState>,
+    pub flow_sync: Option<crate::control::snapshot::FlowSyncSnap>,
 }
 
 fn bgp(node: &Node, io: &IoStats<'_>) -> Option<crate::control::snapshot::BgpSnap> {
@@ -311,6 +312,7 @@ pub fn snapshot(
                 .collect()
         },
         bgp: bgp(node, io),
+        flow_sync: io.flow_sync.clone(),
         vrrp_invalid,
         check_latency_buckets: LATENCY_BUCKETS
             .iter()

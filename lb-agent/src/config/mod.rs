@@ -249,6 +249,26 @@ pub fn summary(cfg: &Config) -> String {
             duration::format_duration(b.drain_time)
         );
     }
+    if let Some(f) = &cfg.flow_sync {
+        let peers: Vec<String> = f.peers.iter().map(ToString::to_string).collect();
+        let _ = writeln!(
+            s,
+            "flow_sync: peers {} port {}{}, batch {}, refresh {}, bulk sync timeout {}, {}",
+            peers.join(", "),
+            f.port,
+            f.group
+                .map(|g| format!(" via group {g}"))
+                .unwrap_or_default(),
+            duration::format_duration(f.batch_interval),
+            duration::format_duration(f.refresh_interval),
+            duration::format_duration(f.bulk_sync_timeout),
+            if f.key.is_some() {
+                "authenticated (HMAC-SHA256)"
+            } else {
+                "NOT authenticated (no key)"
+            }
+        );
+    }
     for i in &cfg.instances {
         let vips: Vec<String> = i
             .vips

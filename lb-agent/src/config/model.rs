@@ -33,6 +33,28 @@ pub struct Config {
     pub services: Vec<ServiceCfg>,
     /// Scale-out mode (`bgp:`): no VRRP, the VIPs announced through BIRD.
     pub bgp: Option<BgpCfg>,
+    /// Flow-state sharing with the other nodes (`flow_sync:`).
+    pub flow_sync: Option<FlowSyncCfg>,
+}
+
+/// Where the flow-sync key comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SyncKey {
+    Inline(String),
+    File(PathBuf),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowSyncCfg {
+    pub peers: Vec<IpAddr>,
+    pub port: u16,
+    pub group: Option<IpAddr>,
+    pub interface: Option<String>,
+    pub source: Option<IpAddr>,
+    pub key: Option<SyncKey>,
+    pub batch_interval: Duration,
+    pub refresh_interval: Duration,
+    pub bulk_sync_timeout: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -34,6 +34,51 @@ pub struct File {
     /// node can serve it. Exclusive with `vrrp_instances` in one file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bgp: Option<Bgp>,
+    /// Share the connection table with the other nodes, so a flow keeps its real on whichever
+    /// node takes it over (docs/flow-sync.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_sync: Option<FlowSync>,
+}
+
+/// Flow-state sharing between the nodes (docs/flow-sync.md).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FlowSync {
+    /// The other nodes' addresses (all IPv4 or all IPv6). Datagrams from anyone else are
+    /// dropped. This node's own addresses may be listed (one list for every node): they are
+    /// skipped.
+    pub peers: Vec<IpAddr>,
+    /// UDP port of the flow records and TCP port of the bulk sync. Default 7789.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Send the flow records to this multicast group instead of to each peer (the peers list
+    /// still says whom to accept). Needs `interface`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<IpAddr>,
+    /// The interface the multicast group is joined and sent on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    /// The local address to bind and send from. Default: any (the kernel picks the source).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<IpAddr>,
+    /// A pre-shared key: every message carries an HMAC-SHA256 of it and messages without a
+    /// valid one are dropped. Prefer `key_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// A file holding the key (its first line). Read at start and on reload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// How often new flows are sent (batched). Default 20ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_interval: Option<Dur>,
+    /// How often a forwarding node re-sends its whole table, so a peer's copy of a long-lived
+    /// flow is not aged out before the flow ends. Default 60s; 0 turns it off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_interval: Option<Dur>,
+    /// How long a starting node waits for a peer's whole table before it preempts (VRRP) or
+    /// announces (BGP) without it. Default 10s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bulk_sync_timeout: Option<Dur>,
 }
 
 /// How the agent has BIRD announce the VIPs (docs/bgp.md).

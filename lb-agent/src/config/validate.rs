@@ -255,6 +255,7 @@ pub fn validate(file: &schema::File) -> Result<Config, Vec<Problem>> {
         .bgp
         .as_ref()
         .map(|b| bgp(&mut p, b, !file.vrrp_instances.is_empty()));
+    let flow_sync = file.flow_sync.as_ref().map(|f| flow_sync(&mut p, f));
 
     if !p.0.is_empty() {
         return Err(p.0);
@@ -276,7 +277,85 @@ pub fn validate(file: &schema::File) -> Result<Config, Vec<Problem>> {
         sync_groups,
         services,
         bgp,
+        flow_sync,
     })
+}
+
+/// The `flow_sync:` section.
+fn flow_sync(p: &mut Problems, f: &schema::FlowSync) -> FlowSyncCfg {
+    let dur = |d: Option<super::duration::Dur>, default: Duration| d.map_or(default, |d| d.0);
+    let cfg = FlowSyncCfg {
+        peers: f.peers.iter().map(|a| a.to_canonical()).collect(),
+        port: f.port.unwrap_or(7789),
+        group: f.group,
+        interface: f.interface.clone(),
+        source: f.source,
+        key: match (&f.key, &f.key_file) {
+            (Some(_), Some(_)) => {
+                p.add("flow_sync.key", "give key or key_file, not both");
+                None
+            }
+            (Some(k), None) => Some(SyncKey::Inline(k.clone())),
+            (None, Some(path)) => Some(SyncKey::File(path.clone())),
+            (None, None) => None,
+        },
+        batch_interval: dur(f.batch_interval, Duration::from_millis(20)),
+        refresh_interval: dur(f.refresh_interval, Duration::from_secs(60)),
+        bulk_sync_timeout: dur(f.bulk_sync_timeout, Duration::from_secs(10)),
+    };
+    if cfg.peers.is_empty() {
+        p.add("flow_sync.peers", "name at least one other node");
+    }
+    let v4 = |a: &IpAddr| a.is_ipv4();
+    if !(cfg.peers.iter().all(v4) || cfg.peers.iter().all(|a| !v4(a))) {
+        p.add(
+            "flow_sync.peers",
+            "all IPv4 or all IPv6 (one socket carries the sync)",
+        );
+    }
+    if cfg.port == 0 {
+        p.add("flow_sync.port", "must not be 0");
+    }
+    if let Some(g) = cfg.group {
+        if !g.is_multicast() {
+            p.add("flow_sync.group", format!("{g} is not a multicast address"));
+        }
+        if cfg.peers.first().is_some_and(|a| v4(a) != v4(&g)) {
+            p.add("flow_sync.group", "must be of the peers' family");
+        }
+        if cfg.interface.is_none() {
+            p.add(
+                "flow_sync.interface",
+                "needed with group (where to join it)",
+            );
+        }
+    }
+    if let Some(src) = cfg.source {
+        if cfg.peers.first().is_some_and(|a| v4(a) != v4(&src)) {
+            p.add("flow_sync.source", "must be of the peers' family");
+        }
+    }
+    if let Some(SyncKey::Inline(k)) = &cfg.key {
+        if k.len() < 16 {
+            p.add("flow_sync.key", "at least 16 characters");
+        }
+    }
+    if let Some(SyncKey::File(path)) = &cfg.key {
+        if !path.is_absolute() {
+            p.add("flow_sync.key_file", "must be an absolute path");
+        }
+    }
+    if cfg.batch_interval < Duration::from_millis(1) || cfg.batch_interval > Duration::from_secs(1)
+    {
+        p.add("flow_sync.batch_interval", "between 1ms and 1s");
+    }
+    if !cfg.refresh_interval.is_zero() && cfg.refresh_interval < Duration::from_secs(5) {
+        p.add("flow_sync.refresh_interval", "0 (off) or at least 5s");
+    }
+    if cfg.bulk_sync_timeout > Duration::from_secs(600) {
+        p.add("flow_sync.bulk_sync_timeout", "at most 10m");
+    }
+    cfg
 }
 
 /// The `bgp:` section; scale-out mode and VRRP do not mix in one file.

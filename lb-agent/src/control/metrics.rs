@@ -237,6 +237,9 @@ fn exposition(s: &Snapshot) -> Exposition {
             [one(vec![], b.bird_failures)],
         );
     }
+    if let Some(f) = &s.flow_sync {
+        flow_sync(&mut e, f);
+    }
     e.family(
         "lb_xdp_attached",
         "XDP program attached to the interface (1), or not (0), for every service interface.",
@@ -550,6 +553,74 @@ async fn answer(
             "agent busy\n".into(),
         ),
     })
+}
+
+/// The flow sync's families.
+fn flow_sync(e: &mut Exposition, f: &super::snapshot::FlowSyncSnap) {
+    e.family(
+        "lb_flow_sync_records_sent_total",
+        "Connection-table records sent to the peers (new flows and refreshes; once per \
+         destination).",
+        [one(vec![], f.records_sent)],
+    );
+    e.family(
+        "lb_flow_sync_sent_bytes_total",
+        "UDP payload bytes of the flow-sync datagrams sent.",
+        [one(vec![], f.bytes_sent)],
+    );
+    e.family(
+        "lb_flow_sync_records_received_total",
+        "Records received in accepted flow-sync messages.",
+        [one(vec![], f.records_received)],
+    );
+    e.family(
+        "lb_flow_sync_records_applied_total",
+        "Received records written into the connection table.",
+        [one(vec![], f.records_applied)],
+    );
+    e.family(
+        "lb_flow_sync_dropped_total",
+        "Flow-sync messages or records dropped, by reason (not_peer, bad_mac, truncated, \
+         unknown_real, ...).",
+        f.dropped
+            .iter()
+            .map(|(k, v)| one(vec![("reason", esc(k))], *v)),
+    );
+    e.family(
+        "lb_flow_sync_publish_failed_total",
+        "New flows the data path could not hand to the agent (ring buffer full).",
+        [one(vec![], f.publish_failed)],
+    );
+    e.family(
+        "lb_flow_sync_peer_last_heard_seconds",
+        "Seconds since a flow-sync message from the peer was accepted (absent: never).",
+        f.peers
+            .iter()
+            .filter_map(|p| p.last_heard_s.map(|s| one(vec![("peer", esc(&p.addr))], s))),
+    );
+    e.family(
+        "lb_flow_sync_lag_seconds",
+        "Sync lag of received new flows over the recent samples (from the entry on the sender \
+         to the entry here), by quantile.",
+        [
+            ("0.5", f.lag_p50_ms),
+            ("0.99", f.lag_p99_ms),
+            ("1", f.lag_max_ms),
+        ]
+        .into_iter()
+        .filter_map(|(q, v)| v.map(|ms| one(vec![("quantile", q.to_owned())], ms / 1000.0))),
+    );
+    e.family(
+        "lb_flow_sync_bulk_done",
+        "The bulk sync of this start got a peer's whole table (1), or not (0: running, timed \
+         out, or no peer answered).",
+        [one(vec![], f.bulk.state == "done")],
+    );
+    e.family(
+        "lb_flow_sync_bulk_holding",
+        "Preemption (VRRP) or announcement (BGP) waits for the bulk sync (1).",
+        [one(vec![], f.bulk.holding)],
+    );
 }
 
 #[cfg(test)]

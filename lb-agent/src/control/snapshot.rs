@@ -31,6 +31,9 @@ pub struct Snapshot {
     /// Scale-out mode (`bgp:`): each VIP's announcement and BIRD's last answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bgp: Option<BgpSnap>,
+    /// Flow-state sharing (`flow_sync:`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_sync: Option<FlowSyncSnap>,
     /// VRRP datagrams that failed packet checks, "interface/reason" -> count.
     pub vrrp_invalid: BTreeMap<String, u64>,
     /// Health-check latency histogram: finite upper bounds (s) and cumulative counts (the
@@ -50,6 +53,62 @@ pub struct BgpSnap {
     pub bird_error: Option<String>,
     pub bird_configures: u64,
     pub bird_failures: u64,
+}
+
+/// The flow sync's state and counters.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct FlowSyncSnap {
+    pub port: u16,
+    /// Messages carry an HMAC of the configured key.
+    pub authenticated: bool,
+    pub peers: Vec<SyncPeerSnap>,
+    /// New flows and refreshes sent (records, datagrams, UDP payload bytes; each datagram
+    /// counts once per destination).
+    pub records_sent: u64,
+    pub datagrams_sent: u64,
+    pub bytes_sent: u64,
+    pub send_errors: u64,
+    /// Records of the whole table re-sent by refreshes.
+    pub refreshed: u64,
+    /// Records received in accepted messages, and of them written to the table.
+    pub records_received: u64,
+    pub records_applied: u64,
+    /// Dropped messages and records by reason (`not_peer`, `bad_mac`, `truncated`,
+    /// `unknown_real`, ...).
+    pub dropped: BTreeMap<String, u64>,
+    /// New flows the data path could not publish (its ring was full).
+    pub publish_failed: u64,
+    /// Sync lag of received new flows (from the data path's entry on the sender to the
+    /// entry here), over the last samples: milliseconds.
+    pub lag_samples: u64,
+    pub lag_p50_ms: Option<f64>,
+    pub lag_p99_ms: Option<f64>,
+    pub lag_max_ms: Option<f64>,
+    pub bulk: BulkSnap,
+    /// Whole tables sent to peers that asked.
+    pub bulk_served: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct SyncPeerSnap {
+    pub addr: String,
+    /// Seconds since a message from it was accepted (None: never).
+    pub last_heard_s: Option<f64>,
+    pub records_received: u64,
+}
+
+/// The bulk sync of this node's start.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct BulkSnap {
+    /// `running`, `done`, `timed out` or `no peer answered`.
+    pub state: String,
+    /// The peer the table came from.
+    pub peer: Option<String>,
+    pub records: u64,
+    pub applied: u64,
+    pub took_ms: Option<f64>,
+    /// Preemption (VRRP) or announcement (BGP) waits for it.
+    pub holding: bool,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]

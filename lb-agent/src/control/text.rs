@@ -113,6 +113,9 @@ pub fn render(s: &Snapshot) -> String {
             }
         }
     }
+    if let Some(f) = &s.flow_sync {
+        flow_sync(&mut o, f);
+    }
     if !s.vrrp_invalid.is_empty() {
         let bad: Vec<String> = s
             .vrrp_invalid
@@ -315,4 +318,68 @@ pub fn explain(e: &crate::dataplane::explain::Explanation) -> String {
     }
     let _ = writeln!(o, "decision:  {}", e.decision);
     o
+}
+
+fn flow_sync(o: &mut String, f: &super::snapshot::FlowSyncSnap) {
+    let b = &f.bulk;
+    let _ = writeln!(
+        o,
+        "\nFlow sync (port {}, {})",
+        f.port,
+        if f.authenticated {
+            "HMAC-SHA256"
+        } else {
+            "not authenticated"
+        }
+    );
+    let took = b
+        .took_ms
+        .map(|t| format!(" in {t:.0} ms"))
+        .unwrap_or_default();
+    let from = b
+        .peer
+        .as_deref()
+        .map(|p| format!(" from {p}"))
+        .unwrap_or_default();
+    let holding = if b.holding {
+        " (preemption/announcement waits for it)"
+    } else {
+        ""
+    };
+    let _ = writeln!(
+        o,
+        "  bulk sync: {}{from}, {} records, {} applied{took}{holding}",
+        b.state, b.records, b.applied
+    );
+    for p in &f.peers {
+        let heard = p
+            .last_heard_s
+            .map_or_else(|| "never heard".into(), |s| format!("heard {s:.1}s ago"));
+        let _ = writeln!(
+            o,
+            "  peer {:<40} {heard}, {} records received",
+            p.addr, p.records_received
+        );
+    }
+    let lag = match (f.lag_p50_ms, f.lag_p99_ms, f.lag_max_ms) {
+        (Some(a), Some(b), Some(c)) => format!("{a:.1} / {b:.1} / {c:.1} ms"),
+        _ => "-".into(),
+    };
+    let _ = writeln!(
+        o,
+        "  sent: {} records in {} datagrams ({} bytes), {} refreshed, {} send errors",
+        f.records_sent, f.datagrams_sent, f.bytes_sent, f.refreshed, f.send_errors
+    );
+    let _ = writeln!(
+        o,
+        "  received: {} records, {} applied; lag p50 / p99 / max {lag} ({} samples)",
+        f.records_received, f.records_applied, f.lag_samples
+    );
+    if !f.dropped.is_empty() || f.publish_failed > 0 {
+        let mut d: Vec<String> = f.dropped.iter().map(|(k, n)| format!("{k}={n}")).collect();
+        if f.publish_failed > 0 {
+            d.push(format!("publish_failed={}", f.publish_failed));
+        }
+        let _ = writeln!(o, "  dropped: {}", d.join(" "));
+    }
 }

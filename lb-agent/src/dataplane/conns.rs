@@ -175,6 +175,6 @@ impl Handles {
     }
 }
 
-fn be4(be: u32) -> IpAddr {
+pub(crate) fn be4(be: u32) -> IpAddr {
     IpAddr::from(be.to_ne_bytes())
 }

@@ -30,11 +30,17 @@ pub fn real(maps: &Maps, id: u32) -> Result<Counters> {
     Ok(c)
 }
 
+/// One data-path counter summed over the CPUs (0 if unreadable).
+pub fn stat(maps: &Maps, i: u32) -> u64 {
+    maps.stats
+        .get(&i, 0)
+        .map_or(0, |c| c.iter().fold(0u64, |a, v| a.wrapping_add(*v)))
+}
+
 pub fn read(maps: &Maps, real_ids: &[u32]) -> Result<Snapshot> {
     let mut verdicts = Vec::with_capacity(stats::COUNT as usize);
     for i in 0..stats::COUNT {
-        let per_cpu = maps.stats.get(&i, 0)?;
-        verdicts.push(per_cpu.iter().fold(0u64, |a, v| a.wrapping_add(*v)));
+        verdicts.push(stat(maps, i));
     }
     let mut reals = HashMap::new();
     for &id in real_ids {

@@ -51,7 +51,7 @@ fn real_ref(maps: &Maps, id: u32, gen: Option<u32>) -> Option<RealRef> {
 }
 
 /// The clock `bpf_ktime_get_ns` reads (CLOCK_MONOTONIC).
-fn monotonic_ns() -> u64 {
+pub(crate) fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

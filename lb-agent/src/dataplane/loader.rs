@@ -39,7 +39,7 @@ fn size<T>() -> u32 {
 }
 
 /// Every map with the size this capacity gives it.
-pub fn expected(cap: &Capacity) -> [Expect; 11] {
+pub fn expected(cap: &Capacity) -> [Expect; 12] {
     let e = |name, map_type, key_size, value_size, max_entries| Expect {
         name,
         map_type,
@@ -106,6 +106,13 @@ pub fn expected(cap: &Capacity) -> [Expect; 11] {
             4,
             size::<Counters>(),
             cap.max_reals,
+        ),
+        e(
+            names::FLOW_EVENTS,
+            MapType::RingBuf,
+            0,
+            0,
+            lb_common::maps::DEFAULT_FLOW_EVENTS_BYTES,
         ),
     ]
 }

@@ -26,6 +26,8 @@ pub struct Maps {
     pub frag_services: HashMap<MapData, FragKey, ServiceKey>,
     pub flows6: HashMap<MapData, FlowKey6, FlowValue>,
     pub affinity6: HashMap<MapData, AffinityKey6, AffinityValue>,
+    /// New flows of synced services (a ring buffer), read by the flow sync.
+    pub flow_events: MapData,
 }
 
 fn take(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map> {
@@ -52,6 +54,10 @@ impl Maps {
             frag_services: take(ebpf, names::FRAG_SERVICES)?.try_into()?,
             flows6: take(ebpf, names::FLOWS6)?.try_into()?,
             affinity6: take(ebpf, names::AFFINITY6)?.try_into()?,
+            flow_events: match take(ebpf, names::FLOW_EVENTS)? {
+                aya::maps::Map::RingBuf(m) => m,
+                _ => return Err(anyhow!("{} is not a ring buffer", names::FLOW_EVENTS)),
+            },
         })
     }
 }

@@ -59,6 +59,30 @@ impl Report {
     }
 }
 
+impl Programmer {
+    /// The flow sync's view of what was written: every service's keys (a port each, withdrawn
+    /// services included) and every real's id and generation.
+    pub fn directory(&self, desired: &[DesiredService]) -> crate::flowsync::directory::Directory {
+        let mut d = crate::flowsync::directory::Directory::default();
+        for svc in desired {
+            if let Some(s) = self.services.get(&svc.key) {
+                for k in svc.keys() {
+                    d.add_service(k, s.id);
+                }
+            }
+        }
+        for ((svc_id, addr, port), r) in &self.reals {
+            d.add_real(
+                *svc_id,
+                std::net::SocketAddr::new(*addr, *port),
+                r.id,
+                r.entry.gen,
+            );
+        }
+        d
+    }
+}
+
 pub struct Programmer {
     stride: u32,
     services: HashMap<ServiceKey, SvcState>,

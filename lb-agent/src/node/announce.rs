@@ -29,6 +29,8 @@ pub struct Inputs<'a> {
     pub attached: &'a BTreeSet<String>,
     pub link_up: &'a dyn Fn(&str) -> bool,
     pub stopping: bool,
+    /// The flow sync's bulk sync has not ended yet.
+    pub sync_pending: bool,
 }
 
 /// Every VIP of the services, in address order.
@@ -56,6 +58,8 @@ fn why_not(i: &Inputs, s: &ServiceRt) -> Option<String> {
     let itf = &s.cfg.interface;
     if i.stopping {
         Some("stopping: withdrawn, draining".into())
+    } else if i.sync_pending {
+        Some("waiting for the flow bulk sync".into())
     } else if !(i.link_up)(itf) {
         Some(format!("interface {itf} is down"))
     } else if !i.attached.contains(itf) {

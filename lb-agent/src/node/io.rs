@@ -88,6 +88,9 @@ pub enum Event {
         cfg: Box<Config>,
         ifaces: HashMap<String, Iface>,
     },
+    /// The flow sync's bulk sync of this start ended (done, timed out, or no peer answered):
+    /// preemption and announcements need not wait for it any more.
+    FlowSyncReady,
     /// Stop: masters hand over first.
     Shutdown,
 }

@@ -79,13 +79,17 @@ pub struct Node {
     /// When a graceful stop began.
     stopping: Option<Instant>,
     stopped: bool,
+    /// `flow_sync:` is set and its bulk sync has not ended: no preemption, no announcement.
+    sync_pending: bool,
 }
 
 impl Node {
     /// A node for `cfg` on the host described by `boot`, started at `now`: its first effects
     /// (checks to run, the data path, the first adverts) are queued.
     pub fn new(now: Instant, cfg: Config, boot: Boot) -> Result<Node, String> {
-        let vrrp = Vrrp::new(&cfg.instances, &cfg.sync_groups, &boot.ifaces)?;
+        let mut vrrp = Vrrp::new(&cfg.instances, &cfg.sync_groups, &boot.ifaces)?;
+        let sync_pending = cfg.flow_sync.is_some();
+        vrrp.hold_preempt(sync_pending);
         let mut services = Services::new(&cfg.services);
         services.assume(&boot.serving);
         services.restore_overrides(&boot.overrides);
@@ -118,6 +122,7 @@ impl Node {
             announce: Vec::new(),
             stopping: None,
             stopped: false,
+            sync_pending,
         };
         info!(
             router_id = %node.cfg.router_id,
@@ -178,6 +183,13 @@ impl Node {
             }
             Event::ResolveFailed(ip) => self.host.resolver.ask_failed(ip),
             Event::Attached(set) => self.attached = Some(set),
+            Event::FlowSyncReady => {
+                if self.sync_pending {
+                    info!("flow bulk sync ended: preemption and announcements may go ahead");
+                }
+                self.sync_pending = false;
+                self.vrrp.hold_preempt(false);
+            }
             Event::VipRemoved(addr) => self.vrrp.vip_removed(addr),
             Event::RealHealth {
                 real,
@@ -270,6 +282,7 @@ impl Node {
             attached,
             link_up: &|n| host.link_up(n),
             stopping: self.stopping.is_some(),
+            sync_pending: self.sync_pending,
         });
         for v in &next {
             let was = self.announce.iter().find(|o| o.vip == v.vip);
@@ -369,7 +382,7 @@ impl Node {
                 s.active = false;
             }
             self.out.dataplane(DataplaneState {
-                services: self.services.list.iter().map(|s| s.desired()).collect(),
+                services: self.services.desired(self.cfg.flow_sync.is_some()),
                 attach: BTreeSet::new(),
             });
             self.out.push(Effect::Stopped);
@@ -440,6 +453,11 @@ impl Node {
         &self.announce
     }
 
+    /// Preemption and announcements wait for the flow sync's bulk sync.
+    pub fn sync_pending(&self) -> bool {
+        self.sync_pending
+    }
+
     pub fn is_stopped(&self) -> bool {
         self.stopped
     }
@@ -471,7 +489,7 @@ fn dataplane(
             || (owner.is_none() && !owned_elsewhere);
     }
     DataplaneState {
-        services: services.list.iter().map(|s| s.desired()).collect(),
+        services: services.desired(cfg.flow_sync.is_some()),
         attach: services
             .list
             .iter()

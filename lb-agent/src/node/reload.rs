@@ -61,7 +61,8 @@ impl Node {
                 continue;
             }
             match vrrp::make(c, ifaces) {
-                Ok(inst) => {
+                Ok(mut inst) => {
+                    inst.sm.hold_preempt(self.sync_pending);
                     self.vrrp.insts.push(inst);
                     started.push(c.name.clone());
                 }

@@ -246,6 +246,21 @@ impl Services {
         }
     }
 
+    /// What the data path should hold for every service; with `sync`, each service that
+    /// keeps a connection table publishes its new flows (`SVC_F_SYNC`).
+    pub fn desired(&self, sync: bool) -> Vec<DesiredService> {
+        self.list
+            .iter()
+            .map(|s| {
+                let mut d = s.desired();
+                if sync && !s.cfg.fragments {
+                    d.flags |= lb_common::SVC_F_SYNC;
+                }
+                d
+            })
+            .collect()
+    }
+
     pub fn get(&self, key: &ServiceKey) -> Option<&ServiceRt> {
         self.list.iter().find(|s| s.cfg.key() == *key)
     }

@@ -83,6 +83,13 @@ impl Vrrp {
         }
     }
 
+    /// Holds back (or allows) every instance's preemption (see `Instance::hold_preempt`).
+    pub fn hold_preempt(&mut self, on: bool) {
+        for i in &mut self.insts {
+            i.sm.hold_preempt(on);
+        }
+    }
+
     pub fn start(&mut self, now: Instant) {
         for i in &mut self.insts {
             if i.sm.state() == State::Initialize {

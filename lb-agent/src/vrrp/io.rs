@@ -41,7 +41,7 @@ pub struct Received {
 
 const IPV6_MULTICAST_ALL: libc::c_int = 29;
 
-fn setsockopt_int(
+pub(crate) fn setsockopt_int(
     s: &Socket,
     level: libc::c_int,
     name: libc::c_int,

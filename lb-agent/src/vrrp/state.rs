@@ -448,6 +448,9 @@ pub struct Instance {
     /// With `preempt_delay`: until this instant, follow lower-priority
     /// masters.
     preempt_after: Option<Instant>,
+    /// Follow lower-priority masters as if `nopreempt` while set (the node's flow sync has
+    /// not received a peer's table yet).
+    preempt_hold: bool,
     actions: VecDeque<Action>,
     split_brain_count: u64,
     transitions: u64,
@@ -472,6 +475,7 @@ impl Instance {
             master: None,
             down_cause: DownCause::Silence,
             preempt_after: None,
+            preempt_hold: false,
             actions: VecDeque::new(),
             split_brain_count: 0,
             transitions: 0,
@@ -944,7 +948,15 @@ impl Instance {
     }
 
     fn preempt_allowed(&self, now: Instant) -> bool {
-        self.cfg.preempt && self.preempt_after.is_none_or(|t| now >= t)
+        self.cfg.preempt && !self.preempt_hold && self.preempt_after.is_none_or(|t| now >= t)
+    }
+
+    /// Holds back (or allows again) preempting a lower-priority master, whatever
+    /// `preempt_delay` says: the node is not ready to take its flows yet. A backup that
+    /// would preempt does so at the first advert after the hold ends (then, as always,
+    /// Master_Down_Interval after the last advert it accepted).
+    pub fn hold_preempt(&mut self, on: bool) {
+        self.preempt_hold = on;
     }
 
     // ----- transitions and timers ----------------------------------------

@@ -1,0 +1,194 @@
+//! Between flow-sync records (which name reals by address and port) and this node's maps
+//! (which name them by id and generation). The agent hands the sync a new [`Directory`] after
+//! each data-path change (from what it wrote, withdrawn services included: a backup maps its
+//! peers' flows to the ids its reals will have when it takes over). Also writes received
+//! entries into the connection table and reads it back for the bulk sync and refreshes.
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    os::fd::{AsFd as _, OwnedFd},
+};
+
+use anyhow::{Context as _, Result};
+use aya::maps::{HashMap as BpfHash, IterableMap as _, Map, MapData};
+use lb_common::{addr6_of, ip_of, FlowEvent, FlowKey, FlowKey6, FlowValue, ServiceKey, PORT_ANY};
+
+use super::wire::{Record, AGE_UNKNOWN};
+use crate::dataplane::{conns::be4, maps::Maps};
+
+type Table4 = BpfHash<MapData, FlowKey, FlowValue>;
+type Table6 = BpfHash<MapData, FlowKey6, FlowValue>;
+
+/// Duplicated descriptors of the maps the flow sync reads and writes.
+pub struct Handles {
+    flows: OwnedFd,
+    flows6: OwnedFd,
+    pub events: OwnedFd,
+}
+
+impl Handles {
+    pub fn of(maps: &Maps) -> Result<Handles> {
+        let dup = |m: &MapData| m.fd().as_fd().try_clone_to_owned();
+        Ok(Handles {
+            flows: dup(maps.flows.map()).context("LB_FLOWS")?,
+            flows6: dup(maps.flows6.map()).context("LB_FLOWS6")?,
+            events: dup(&maps.flow_events).context("LB_FLOW_EVENTS")?,
+        })
+    }
+
+    pub fn tables(&self) -> Result<Tables> {
+        Ok(Tables {
+            v4: Map::LruHashMap(MapData::from_fd(self.flows.try_clone()?)?).try_into()?,
+            v6: Map::LruHashMap(MapData::from_fd(self.flows6.try_clone()?)?).try_into()?,
+        })
+    }
+}
+
+/// The connection tables, on their own descriptors.
+pub struct Tables {
+    pub v4: Table4,
+    pub v6: Table6,
+}
+
+/// Why a record could not be applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotApplied {
+    /// No service for the record's VIP, port and protocol here.
+    UnknownService,
+    /// The service has no such real here (or it takes no flows).
+    UnknownReal,
+    /// The kernel refused the insert.
+    TableError,
+}
+
+impl NotApplied {
+    pub fn label(self) -> &'static str {
+        match self {
+            NotApplied::UnknownService => "unknown_service",
+            NotApplied::UnknownReal => "unknown_real",
+            NotApplied::TableError => "table_error",
+        }
+    }
+}
+
+/// Services and reals of this node, by what the records carry.
+#[derive(Clone, Debug, Default)]
+pub struct Directory {
+    services: HashMap<ServiceKey, u32>,
+    /// (service id, address, port) -> (real id, generation).
+    by_addr: HashMap<(u32, IpAddr, u16), (u32, u32)>,
+    /// real id -> (address and port, generation).
+    by_id: HashMap<u32, (SocketAddr, u32)>,
+}
+
+impl Directory {
+    /// A service's key (one per port) and its id.
+    pub fn add_service(&mut self, key: ServiceKey, id: u32) {
+        self.services.insert(key, id);
+    }
+
+    /// A real of service `svc_id` with its id and generation.
+    pub fn add_real(&mut self, svc_id: u32, real: SocketAddr, id: u32, gen: u32) {
+        let ip = real.ip().to_canonical();
+        self.by_addr.insert((svc_id, ip, real.port()), (id, gen));
+        self.by_id
+            .insert(id, (SocketAddr::new(ip, real.port()), gen));
+    }
+
+    /// The record for a new flow the data path published, if its real is still the one that
+    /// id names.
+    pub fn record(&self, e: &FlowEvent, now_ns: u64) -> Option<Record> {
+        let (real, gen) = *self.by_id.get(&e.real_id)?;
+        if gen != e.real_gen {
+            return None;
+        }
+        let age = now_ns.saturating_sub(e.created_ns) / 1000;
+        Some(Record {
+            proto: e.proto,
+            client: SocketAddr::new(ip_of(&e.src), u16::from_be(e.sport_be)),
+            vip: SocketAddr::new(ip_of(&e.dst), u16::from_be(e.dport_be)),
+            real,
+            age_us: age.min(u64::from(AGE_UNKNOWN - 1)) as u32,
+        })
+    }
+
+    /// The entry this node's table should hold for a record.
+    pub fn entry(&self, r: &Record) -> Result<FlowValue, NotApplied> {
+        let vip = addr6_of(r.vip.ip());
+        let exact = ServiceKey::of(vip, r.vip.port().to_be(), r.proto);
+        let svc = self
+            .services
+            .get(&exact)
+            .or_else(|| self.services.get(&ServiceKey::of(vip, PORT_ANY, r.proto)))
+            .ok_or(NotApplied::UnknownService)?;
+        let (real_id, real_gen) = *self
+            .by_addr
+            .get(&(*svc, r.real.ip().to_canonical(), r.real.port()))
+            .ok_or(NotApplied::UnknownReal)?;
+        Ok(FlowValue { real_id, real_gen })
+    }
+
+    /// The record for a connection-table entry (bulk sync, refresh), if its real is current.
+    pub fn entry_record(
+        &self,
+        proto: u32,
+        client: SocketAddr,
+        vip: SocketAddr,
+        v: &FlowValue,
+    ) -> Option<Record> {
+        let (real, gen) = *self.by_id.get(&v.real_id)?;
+        (gen == v.real_gen).then_some(Record {
+            proto: proto as u8,
+            client,
+            vip,
+            real,
+            age_us: AGE_UNKNOWN,
+        })
+    }
+}
+
+impl Tables {
+    /// Writes a record's entry (replacing one the table has for the flow).
+    pub fn apply(&mut self, d: &Directory, r: &Record) -> Result<(), NotApplied> {
+        let value = d.entry(r)?;
+        let done = match (r.client.ip(), r.vip.ip()) {
+            (IpAddr::V4(c), IpAddr::V4(v)) => {
+                let key = FlowKey {
+                    src_be: u32::from_ne_bytes(c.octets()),
+                    dst_be: u32::from_ne_bytes(v.octets()),
+                    sport_be: r.client.port().to_be(),
+                    dport_be: r.vip.port().to_be(),
+                    proto: u32::from(r.proto),
+                };
+                self.v4.insert(key, value, 0)
+            }
+            (c, v) => {
+                let key = FlowKey6 {
+                    src: addr6_of(c),
+                    dst: addr6_of(v),
+                    sport_be: r.client.port().to_be(),
+                    dport_be: r.vip.port().to_be(),
+                    proto: u32::from(r.proto),
+                };
+                self.v6.insert(key, value, 0)
+            }
+        };
+        done.map_err(|_| NotApplied::TableError)
+    }
+
+    /// Every entry of both tables whose real is current, as records.
+    pub fn records(&self, d: &Directory) -> Vec<Record> {
+        let v4 = self.v4.iter().flatten().filter_map(|(k, v)| {
+            let client = SocketAddr::new(be4(k.src_be), u16::from_be(k.sport_be));
+            let vip = SocketAddr::new(be4(k.dst_be), u16::from_be(k.dport_be));
+            d.entry_record(k.proto, client, vip, &v)
+        });
+        let v6 = self.v6.iter().flatten().filter_map(|(k, v)| {
+            let client = SocketAddr::new(ip_of(&k.src), u16::from_be(k.sport_be));
+            let vip = SocketAddr::new(ip_of(&k.dst), u16::from_be(k.dport_be));
+            d.entry_record(k.proto, client, vip, &v)
+        });
+        v4.chain(v6).collect()
+    }
+}
