@@ -353,3 +353,73 @@ impl Requests {
         Ok((sent, self.failed.load(Ordering::Relaxed)))
     }
 }
+
+/// Many UDP flows through a service, each from a socket of its own (its own source port): a
+/// connection-table entry each on the balancer. `check` asks again from every socket and
+/// tells which flows kept their real.
+pub struct UdpFlows {
+    socks: Vec<UdpSocket>,
+    pub reals: Vec<String>,
+}
+
+/// How the flows fared: kept their real, answered by another, or not answered.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FlowsReport {
+    pub same: usize,
+    pub moved: usize,
+    pub lost: usize,
+}
+
+impl std::fmt::Display for FlowsReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} UDP flows: {} same, {} moved, {} unanswered",
+            self.same + self.moved + self.lost,
+            self.same,
+            self.moved,
+            self.lost
+        )
+    }
+}
+
+fn ask(s: &UdpSocket, seq: usize) -> Result<String> {
+    s.send(format!("ping {seq}").as_bytes())?;
+    let mut buf = [0u8; 512];
+    let n = s.recv(&mut buf)?;
+    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+    Ok(text.split(' ').next().unwrap_or("").to_owned())
+}
+
+impl UdpFlows {
+    pub fn open(client: &Netns, addr: SocketAddr, n: usize) -> Result<UdpFlows> {
+        let socks = client.enter(move || -> Result<Vec<UdpSocket>> {
+            (0..n)
+                .map(|_| {
+                    let s = UdpSocket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))?;
+                    s.set_read_timeout(Some(TIMEOUT))?;
+                    s.connect(addr)?;
+                    Ok(s)
+                })
+                .collect()
+        })??;
+        let reals = socks
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ask(s, i))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(UdpFlows { socks, reals })
+    }
+
+    pub fn check(&self) -> FlowsReport {
+        let mut r = FlowsReport::default();
+        for (i, (s, real)) in self.socks.iter().zip(&self.reals).enumerate() {
+            match ask(s, i) {
+                Ok(now) if now == *real => r.same += 1,
+                Ok(_) => r.moved += 1,
+                Err(_) => r.lost += 1,
+            }
+        }
+        r
+    }
+}

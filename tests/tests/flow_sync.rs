@@ -7,6 +7,7 @@
 use std::time::{Duration, SystemTime};
 
 use lb_tests::{
+    client::{FlowsReport, UdpFlows},
     held::{Held, HeldReport},
     netns::wait_for,
     pair::{vip_addr, Node, Pair},
@@ -18,18 +19,18 @@ const PERIOD: Duration = Duration::from_millis(100);
 const KEY: &str = "lab-flow-sync-key-0123456789";
 
 /// The `flow_sync` section both nodes run (the same list on each: a node skips itself).
-fn sync_section() -> String {
+fn sync_section(extra: &str) -> String {
     format!(
-        "flow_sync:\n  peers: [{}, {}]\n  key: {KEY}\n  batch_interval: 20ms\n",
+        "flow_sync:\n  peers: [{}, {}]\n  key: {KEY}\n  batch_interval: 20ms\n{extra}",
         lb_ip(0),
         lb_ip(1)
     )
 }
 
-fn nodes(sync: bool) -> Vec<Node> {
+fn nodes(sync: Option<&str>) -> Vec<Node> {
     [150, 100]
         .map(|prio| Node {
-            top_extra: if sync { sync_section() } else { String::new() },
+            top_extra: sync.map(sync_section).unwrap_or_default(),
             service_extra:
                 "    delay_loop: 200ms\n    checks: [ { tcp: { connect_timeout: 200ms } } ]\n"
                     .into(),
@@ -50,7 +51,7 @@ fn status_u64(p: &Pair, i: usize, path: &[&str]) -> u64 {
 
 /// Two reals configured, connections opened, the third real added, then the master stops.
 fn real_added_then_master_stops(tag: &str, sync: bool) -> (Pair, HeldReport) {
-    let mut p = Pair::start_configured(tag, nodes(sync), 3, 2).expect("lab");
+    let mut p = Pair::start_configured(tag, nodes(sync.then_some("")), 3, 2).expect("lab");
     p.wait_master(0, Duration::from_secs(10)).expect("election");
     let held = Held::open(&p.t.client.ns, vip_addr(80), CONNS, PERIOD).expect("connections");
     if sync {
@@ -106,4 +107,67 @@ fn without_flow_sync_the_same_failover_breaks_connections() {
         r.broken > 0,
         "the positive control should lose connections: {r}"
     );
+}
+
+/// Flows held through the returning master: TCP connections answering every 100 ms, and
+/// many UDP flows (an entry each), all begun on node 1 while node 0 was away.
+const RETURN_CONNS: usize = 100;
+const RETURN_UDP_FLOWS: usize = 10_000;
+
+/// Node 0 is killed; node 1 takes over and the flows begin there (two reals); r3 is added;
+/// node 0 restarts with three reals and preempts. Node 0 never saw these flows: only the bulk
+/// sync can give them to it.
+fn master_returns(tag: &str, bulk_timeout: &str) -> (Pair, SystemTime, HeldReport, FlowsReport) {
+    let extra = format!("  bulk_sync_timeout: {bulk_timeout}\n");
+    let mut p = Pair::start_configured(tag, nodes(Some(&extra)), 3, 2).expect("lab");
+    p.wait_master(0, Duration::from_secs(10)).expect("election");
+    let t0 = SystemTime::now();
+    if let Some(a) = p.agents[0].as_mut() {
+        a.proc.kill();
+    }
+    wait_for(Duration::from_secs(5), || p.became_master_after(1, t0)).expect("takeover");
+    let held = Held::open(&p.t.client.ns, vip_addr(80), RETURN_CONNS, PERIOD).expect("tcp");
+    let udp = UdpFlows::open(&p.t.client.ns, vip_addr(80), RETURN_UDP_FLOWS).expect("udp flows");
+    p.agents[0] = None;
+    p.reload_reals(3).expect("r3 added on node 1");
+    let t1 = SystemTime::now();
+    p.agents[0] = Some(p.start_agent(0).expect("restart"));
+    wait_for(Duration::from_secs(15), || p.became_master_after(0, t1)).expect("preempt back");
+    std::thread::sleep(Duration::from_secs(2));
+    let udp = udp.check();
+    (p, t1, held.finish(), udp)
+}
+
+#[test]
+fn a_returning_master_preempts_only_after_its_bulk_sync_and_keeps_every_flow() {
+    let (p, restarted, tcp, udp) = master_returns("lbfb", "10s");
+    eprintln!("measured: returning master with bulk sync: {tcp}; {udp}");
+    let log = p.agent(0).log_text();
+    let synced = log
+        .lines()
+        .filter(|l| l.contains("bulk sync done"))
+        .filter_map(|l| lb_tests::pair::parse_log_time(l.split_whitespace().next()?))
+        .find(|t| *t >= restarted);
+    let master = p.became_master_after(0, restarted).map(|d| restarted + d);
+    assert!(
+        synced.is_some() && master.is_some() && synced <= master,
+        "node 0 must finish its bulk sync before it preempts (sync {synced:?}, master {master:?}):\n{log}"
+    );
+    let bulk = &p.agent(0).status().expect("status")["flow_sync"]["bulk"];
+    assert_eq!(bulk["state"], "done", "{bulk}");
+    assert!(
+        bulk["applied"].as_u64().unwrap_or(0) >= (RETURN_CONNS + RETURN_UDP_FLOWS) as u64,
+        "the whole table: {bulk}"
+    );
+    assert!(tcp.all_same(), "{tcp}\n{log}");
+    assert_eq!(udp.same, RETURN_UDP_FLOWS, "{udp}");
+}
+
+#[test]
+fn a_returning_master_without_its_bulk_sync_moves_flows() {
+    // The positive control: no time for the bulk sync, so node 0 preempts with its own
+    // Maglev choice for flows it never saw.
+    let (_p, _, tcp, udp) = master_returns("lbfc", "0s");
+    eprintln!("measured: returning master without bulk sync: {tcp}; {udp}");
+    assert!(tcp.broken > 0 && udp.moved > 0, "{tcp}; {udp}");
 }

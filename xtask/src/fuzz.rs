@@ -31,7 +31,12 @@ const LIBFUZZER_ARGS: &[&str] = &[
 ];
 
 /// The fuzz crate's targets (`fuzz/fuzz_targets/<name>.rs`), each with `fuzz/corpus/<name>/`.
-const TARGETS: &[&str] = &["vrrp_packet", "config_yaml", "keepalived_import"];
+const TARGETS: &[&str] = &[
+    "vrrp_packet",
+    "config_yaml",
+    "keepalived_import",
+    "flowsync_message",
+];
 
 /// `cargo fuzz --version`, if cargo-fuzz works.
 fn cargo_fuzz_version() -> Option<String> {

@@ -593,3 +593,50 @@ fn a_real_removed_by_reload_keeps_its_flows_for_the_grace_then_leaves() {
         .iter()
         .all(|r| r.removed_at.is_none() || r.cfg.addr != REAL));
 }
+
+/// `flow_sync` on both nodes: a node holds back preemption until its bulk sync has ended.
+fn sync_top() -> String {
+    "flow_sync:\n  peers: [10.0.0.1, 10.0.0.2]\n".into()
+}
+
+#[test]
+fn a_returning_master_with_flow_sync_preempts_only_after_its_bulk_sync() {
+    let top = sync_top();
+    let mut s = Sim::new(&[cfg(0, 150, "", &top), cfg(1, 100, "", &top)]);
+    // Node 0's bulk sync ends at start (no peer yet); node 1's too.
+    s.event(0, Event::FlowSyncReady);
+    s.event(1, Event::FlowSyncReady);
+    s.run_for(ms(1000));
+    assert_only_master(&s, 0);
+    s.shutdown(0);
+    s.run_for(ms(800));
+    assert_only_master(&s, 1);
+    s.start(0);
+    assert!(s.node(0).sync_pending(), "a restarted node waits for its bulk sync");
+    s.run_for(ms(3000));
+    assert_only_master(&s, 1);
+    s.event(0, Event::FlowSyncReady);
+    let took = s
+        .run_until_cond(ms(2000), |s| s.holders(VIP) == vec![0])
+        .expect("preempts once the bulk sync ended");
+    assert!(took <= ms(700), "took {took:?} after the bulk sync");
+}
+
+#[test]
+fn without_flow_sync_nothing_waits_for_a_bulk_sync() {
+    let s = pair("", "");
+    assert!(!s.node(0).sync_pending());
+    assert!(!s.node(1).sync_pending());
+}
+
+#[test]
+fn a_scale_out_node_with_flow_sync_announces_only_after_its_bulk_sync() {
+    let yaml = bgp_cfg().replace("bgp:\n", "flow_sync:\n  peers: [10.0.0.2]\nbgp:\n");
+    let mut s = Sim::new(&[yaml]);
+    s.run_for(ms(10));
+    real_health(&mut s, true);
+    assert_eq!(announced(&s), Some(vec![]), "the bulk sync has not ended");
+    assert!(why(&s).contains("bulk sync"), "{}", why(&s));
+    s.event(0, Event::FlowSyncReady);
+    assert_eq!(announced(&s), Some(vec![VIP]), "announced once it ended");
+}
