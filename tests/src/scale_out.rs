@@ -41,6 +41,8 @@ pub struct ScaleOut {
     pub far: FarClient,
     pub dir: WorkDir,
     pub t: Topology,
+    /// Top-level YAML appended to every node's config (e.g. `flow_sync:`).
+    pub top_extra: String,
 }
 
 fn routes_file(dir: &WorkDir, i: usize, v6: bool) -> String {
@@ -92,6 +94,11 @@ impl ScaleOut {
     /// Builds the lab and starts everything with `bin` as the nodes' agent; returns once the
     /// router has all three nodes as next hops of the VIP.
     pub fn start(tag: &str, bin: &Path) -> Result<ScaleOut> {
+        ScaleOut::start_with(tag, bin, String::new())
+    }
+
+    /// As [`ScaleOut::start`], with `top_extra` appended to every node's config.
+    pub fn start_with(tag: &str, bin: &Path, top_extra: String) -> Result<ScaleOut> {
         let mut t = Topology::build(
             tag,
             Spec {
@@ -112,7 +119,8 @@ impl ScaleOut {
         // The agents first: each writes its routes files, which BIRD's config includes.
         let mut agents = Vec::new();
         for i in 0..NODES {
-            agents.push(Some(start_agent(bin, &t, &dir, i, &[0, 1], QUORUM)?));
+            let yaml = agent_cfg(&dir, &t, i, &[0, 1], QUORUM) + &top_extra;
+            agents.push(Some(start_agent(bin, &t, &dir, i, &yaml)?));
         }
         for i in 0..NODES {
             let f = routes_file(&dir, i, true);
@@ -153,6 +161,7 @@ impl ScaleOut {
             far,
             dir,
             t,
+            top_extra,
         };
         if wait_hops(&lab.far.router.ns, &lb_hops(), Duration::from_secs(30)).is_none() {
             anyhow::bail!(
@@ -165,9 +174,38 @@ impl ScaleOut {
 
     /// Starts node `i`'s agent (again) with the reals `reals` in its config.
     pub fn start_agent(&mut self, i: usize, reals: &[usize]) -> Result<()> {
-        self.agents[i] = Some(start_agent(
-            &self.bin, &self.t, &self.dir, i, reals, QUORUM,
-        )?);
+        let yaml = self.cfg(i, reals);
+        self.agents[i] = Some(start_agent(&self.bin, &self.t, &self.dir, i, &yaml)?);
+        Ok(())
+    }
+
+    /// Node `i`'s config with the reals `reals`.
+    pub fn cfg(&self, i: usize, reals: &[usize]) -> String {
+        agent_cfg(&self.dir, &self.t, i, reals, QUORUM) + &self.top_extra
+    }
+
+    /// Reloads every running node with r1, r2 and r3 and waits until each checks r3 up.
+    pub fn add_r3_everywhere(&self) -> Result<()> {
+        for (i, a) in self.agents.iter().enumerate() {
+            if let Some(a) = a {
+                a.reload(&self.cfg(i, &[0, 1, 2]))?;
+            }
+        }
+        let r3 = format!("{}:80", real_ip(2));
+        for (i, a) in self.agents.iter().enumerate() {
+            if a.is_none() {
+                continue;
+            }
+            let up = wait_for(Duration::from_secs(10), || {
+                let s = self.status(i)?;
+                s["services"][0]["reals"]
+                    .as_array()?
+                    .iter()
+                    .any(|r| r["real"] == r3 && r["health"] == "up")
+                    .then_some(())
+            });
+            anyhow::ensure!(up.is_some(), "r3 never up on lb{}", i + 1);
+        }
         Ok(())
     }
 
@@ -260,20 +298,6 @@ impl ScaleOut {
     }
 }
 
-fn start_agent(
-    bin: &Path,
-    t: &Topology,
-    dir: &WorkDir,
-    i: usize,
-    reals: &[usize],
-    quorum: u32,
-) -> Result<Agent> {
-    let rid = t.router_id(i);
-    Agent::start_with(
-        bin,
-        &t.lbs[i].ns,
-        dir,
-        &rid,
-        &agent_cfg(dir, t, i, reals, quorum),
-    )
+fn start_agent(bin: &Path, t: &Topology, dir: &WorkDir, i: usize, yaml: &str) -> Result<Agent> {
+    Agent::start_with(bin, &t.lbs[i].ns, dir, &t.router_id(i), yaml)
 }

@@ -13,8 +13,8 @@ use lb_tests::{
     bird::{lb_node_conf, next_hops, router_conf, LbNode},
     client::{http_many, Requests},
     held::HeldReport,
-    netns::{outcome, wait_for},
-    scale_out::{agent_cfg, lb_hops, wait_hops, ScaleOut, NODES, NODE_AS, QUORUM, ROUTER_AS},
+    netns::outcome,
+    scale_out::{lb_hops, wait_hops, ScaleOut, NODES, NODE_AS, ROUTER_AS},
     topology::{bin_path, lb_ip, real_ip, VIP},
 };
 
@@ -207,23 +207,7 @@ fn three_active_nodes_behind_ecmp_keep_every_connection() {
 
     // A real added to every node: established flows stay where their connection entry says.
     let held = lab.hold_n(100).expect("100 connections through the VIP");
-    for i in 0..NODES {
-        lab.agent(i)
-            .reload(&agent_cfg(&lab.dir, &lab.t, i, &[0, 1, 2], QUORUM))
-            .expect("reload");
-    }
-    let r3 = format!("{}:80", real_ip(2));
-    for i in 0..NODES {
-        let up = wait_for(Duration::from_secs(10), || {
-            let s = lab.status(i)?;
-            s["services"][0]["reals"]
-                .as_array()?
-                .iter()
-                .any(|r| r["real"] == r3 && r["health"] == "up")
-                .then_some(())
-        });
-        assert!(up.is_some(), "r3 never up on lb{}", i + 1);
-    }
+    lab.add_r3_everywhere().expect("r3 added");
     std::thread::sleep(Duration::from_secs(1));
     rows.push(Row {
         event: "a real added to every node",

@@ -1,8 +1,10 @@
-//! Flow-state sharing (issue 18), VRRP mode: two agents (v3, 100 ms, priorities 150 and 100)
+//! Flow-state sharing (issue 18). VRRP mode: two agents (v3, 100 ms, priorities 150 and 100)
 //! in front of three reals. The connections begin while the nodes serve two reals; then the
 //! third is added on both nodes (so Maglev would now send a third of the flows elsewhere) and
 //! the master stops. With `flow_sync`, the backup received every entry and keeps each flow on
-//! its real; without it (the positive control) some of them break.
+//! its real; without it (the positive control) some of them break. A returning master
+//! preempts only after its bulk sync. Scale-out mode: the same with three nodes behind ECMP
+//! and one node stopping.
 
 use std::time::{Duration, SystemTime};
 
@@ -11,6 +13,7 @@ use lb_tests::{
     held::{Held, HeldReport},
     netns::wait_for,
     pair::{vip_addr, Node, Pair},
+    scale_out::{wait_hops, ScaleOut, NODES},
     topology::lb_ip,
 };
 
@@ -170,4 +173,68 @@ fn a_returning_master_without_its_bulk_sync_moves_flows() {
     let (_p, _, tcp, udp) = master_returns("lbfc", "0s");
     eprintln!("measured: returning master without bulk sync: {tcp}; {udp}");
     assert!(tcp.broken > 0 && udp.moved > 0, "{tcp}; {udp}");
+}
+
+/// Scale-out mode: three nodes behind the ECMP router, 100 connections spread over them
+/// (reals r1 and r2); r3 is added on every node, then lb1's agent stops and the router moves
+/// its flows to the other two.
+fn scale_out_real_added_then_node_stops(tag: &str, sync: bool) -> HeldReport {
+    let bin = lb_tests::topology::bin_path("lb-agent").expect("lb-agent built");
+    let extra = if sync {
+        format!(
+            "flow_sync:\n  peers: [{}, {}, {}]\n  key: {KEY}\n  batch_interval: 20ms\n",
+            lb_ip(0),
+            lb_ip(1),
+            lb_ip(2)
+        )
+    } else {
+        String::new()
+    };
+    let mut lab = ScaleOut::start_with(tag, &bin, extra).expect("scale-out lab");
+    let held = lab.hold_n(100).expect("100 connections through the VIP");
+    if sync {
+        // Every node has the other nodes' flows: each applied what the two others made.
+        let all = wait_for(Duration::from_secs(5), || {
+            (0..NODES)
+                .all(|i| {
+                    lab.status(i).is_some_and(|s| {
+                        let got = s["flow_sync"]["records_applied"].as_u64().unwrap_or(0);
+                        let own = s["info"]["flow_new"].as_u64().unwrap_or(0);
+                        got + own >= 100
+                    })
+                })
+                .then_some(())
+        });
+        assert!(
+            all.is_some(),
+            "not every flow reached every node:\n{}",
+            lab.dump()
+        );
+    }
+    lab.add_r3_everywhere().expect("r3 added");
+    let a = lab.agents[0].take().expect("lb1");
+    a.proc.signal(libc::SIGTERM).expect("SIGTERM");
+    let two: Vec<std::net::Ipv4Addr> = (1..NODES).map(lb_ip).collect();
+    wait_hops(lab.router_ns(), &two, Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("lb1 never left the route:\n{}", lab.dump()));
+    std::thread::sleep(Duration::from_secs(2));
+    drop(a);
+    held.finish()
+}
+
+#[test]
+fn scale_out_a_real_added_before_a_node_stops_keeps_every_connection_with_flow_sync() {
+    let r = scale_out_real_added_then_node_stops("lbfe", true);
+    eprintln!("measured: scale-out with flow_sync: {r}");
+    assert!(r.all_same(), "{r}");
+}
+
+#[test]
+fn scale_out_without_flow_sync_the_same_stop_breaks_connections() {
+    let r = scale_out_real_added_then_node_stops("lbfx", false);
+    eprintln!("measured: scale-out without flow_sync: {r}");
+    assert!(
+        r.broken > 0,
+        "the positive control should lose connections: {r}"
+    );
 }

@@ -20,8 +20,8 @@ use lb_tests::{
     client::Requests,
     held::{Held, HeldReport},
     netns::run as run_cmd,
-    scale_out::{agent_cfg, lb_hops, wait_hops, ScaleOut, NODES, QUORUM},
-    topology::{lb_ip, real_ip, VIP},
+    scale_out::{lb_hops, wait_hops, ScaleOut, NODES},
+    topology::{lb_ip, VIP},
 };
 
 use super::{e2e::parse_wrk, Stat};
@@ -205,21 +205,7 @@ fn events(lab: &mut ScaleOut) -> Result<Vec<Sample>> {
 
     // A real added to every node.
     let held = hold(lab)?;
-    for i in 0..NODES {
-        let a = lab.agents[i].as_ref().context("agent running")?;
-        a.reload(&agent_cfg(&lab.dir, &lab.t, i, &[0, 1, 2], QUORUM))?;
-    }
-    let r3 = format!("{}:80", real_ip(2));
-    for i in 0..NODES {
-        lb_tests::netns::wait_for(Duration::from_secs(10), || {
-            lab.status(i)?["services"][0]["reals"]
-                .as_array()?
-                .iter()
-                .any(|r| r["real"] == r3 && r["health"] == "up")
-                .then_some(())
-        })
-        .with_context(|| format!("r3 never up on lb{}", i + 1))?;
-    }
+    lab.add_r3_everywhere()?;
     std::thread::sleep(SETTLE);
     out.push(Sample {
         held: held.finish(),

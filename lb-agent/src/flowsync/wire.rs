@@ -73,7 +73,7 @@ impl Record {
         self.client.is_ipv6()
     }
 
-    pub fn len(&self) -> usize {
+    pub fn wire_len(&self) -> usize {
         if self.v6() {
             RECORD6_LEN
         } else {
@@ -331,7 +331,7 @@ impl Builder {
     /// Adds a record; false when it does not fit (finish the message first).
     pub fn push(&mut self, r: &Record) -> bool {
         let mixed = r.client.is_ipv4() != r.vip.is_ipv4() || r.client.is_ipv4() != r.real.is_ipv4();
-        if mixed || r.len() > self.room() || self.count == u16::MAX {
+        if mixed || r.wire_len() > self.room() || self.count == u16::MAX {
             return false;
         }
         self.buf.push(if r.v6() { 6 } else { 4 });

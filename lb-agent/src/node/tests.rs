@@ -612,7 +612,10 @@ fn a_returning_master_with_flow_sync_preempts_only_after_its_bulk_sync() {
     s.run_for(ms(800));
     assert_only_master(&s, 1);
     s.start(0);
-    assert!(s.node(0).sync_pending(), "a restarted node waits for its bulk sync");
+    assert!(
+        s.node(0).sync_pending(),
+        "a restarted node waits for its bulk sync"
+    );
     s.run_for(ms(3000));
     assert_only_master(&s, 1);
     s.event(0, Event::FlowSyncReady);
