@@ -52,9 +52,20 @@ fn status_u64(p: &Pair, i: usize, path: &[&str]) -> u64 {
     v.as_u64().unwrap_or(0)
 }
 
+/// Both nodes' `flow_sync` status, for failure messages.
+fn sync_status(p: &Pair) -> String {
+    (0..2)
+        .map(|i| {
+            let s = p.agent(i).status().map(|s| s["flow_sync"].to_string());
+            format!("node {i}: {}\n", s.unwrap_or_default())
+        })
+        .collect()
+}
+
 /// Two reals configured, connections opened, the third real added, then the master stops.
 fn real_added_then_master_stops(tag: &str, sync: bool) -> (Pair, HeldReport) {
-    let mut p = Pair::start_configured(tag, nodes(sync.then_some("")), 3, 2).expect("lab");
+    let refresh = "  refresh_interval: 5s\n";
+    let mut p = Pair::start_configured(tag, nodes(sync.then_some(refresh)), 3, 2).expect("lab");
     p.wait_master(0, Duration::from_secs(10)).expect("election");
     let held = Held::open(&p.t.client.ns, vip_addr(80), CONNS, PERIOD).expect("connections");
     if sync {
@@ -64,15 +75,20 @@ fn real_added_then_master_stops(tag: &str, sync: bool) -> (Pair, HeldReport) {
         });
         assert!(
             got.is_some(),
-            "the backup never applied the master's {CONNS} flows:\n{}\n{}",
-            p.agent(0)
-                .status()
-                .map(|s| s["flow_sync"].to_string())
-                .unwrap_or_default(),
-            p.agent(1)
-                .status()
-                .map(|s| s["flow_sync"].to_string())
-                .unwrap_or_default(),
+            "the backup never applied the master's {CONNS} flows:\n{}",
+            sync_status(&p)
+        );
+        // The master, forwarding, re-sends its whole table every refresh_interval (5 s): the
+        // backup applies every entry again, so its copies stay as fresh as the master's.
+        let refreshed = wait_for(Duration::from_secs(8), || {
+            let sent = status_u64(&p, 0, &["flow_sync", "refreshed"]);
+            let applied = status_u64(&p, 1, &["flow_sync", "records_applied"]);
+            (sent >= CONNS as u64 && applied >= 2 * CONNS as u64).then_some(())
+        });
+        assert!(
+            refreshed.is_some(),
+            "no refresh reached the backup:\n{}",
+            sync_status(&p)
         );
     }
     p.reload_reals(3).expect("r3 added on both nodes");
@@ -89,6 +105,8 @@ fn real_added_then_master_stops(tag: &str, sync: bool) -> (Pair, HeldReport) {
 fn a_real_added_before_a_failover_keeps_every_connection_with_flow_sync() {
     let (p, r) = real_added_then_master_stops("lbfs", true);
     eprintln!("measured: with flow_sync: {r}");
+    // While it forwarded, the master re-sent its table every 5 s (refresh): the backup's
+    // status counts it (the master stopped since).
     assert!(
         r.all_same(),
         "{r}\n--- node 1 ---\n{}",
@@ -236,5 +254,75 @@ fn scale_out_without_flow_sync_the_same_stop_breaks_connections() {
     assert!(
         r.broken > 0,
         "the positive control should lose connections: {r}"
+    );
+}
+
+/// Datagrams a peer must not accept: each is dropped and counted under its own reason, and
+/// none reaches the connection table.
+#[test]
+fn hostile_sync_datagrams_are_dropped_under_their_own_counters() {
+    use lb_agent::flowsync::wire::{Builder, Key, Kind, Record, AGE_UNKNOWN, MAX_DATAGRAM};
+    use std::net::{SocketAddr, UdpSocket};
+
+    let p = Pair::start_configured("lbfh", nodes(Some("")), 3, 3).expect("lab");
+    p.wait_master(0, Duration::from_secs(10)).expect("election");
+    let target = SocketAddr::from((lb_ip(1), 7789));
+    let record = |real: u8| Record {
+        proto: 6,
+        client: "10.99.0.2:40000".parse().expect("addr"),
+        vip: vip_addr(80),
+        real: SocketAddr::from(([10, 99, 0, real], 80)),
+        age_us: AGE_UNKNOWN,
+    };
+    let signed = |key: &[u8], real: u8| {
+        let mut b = Builder::new(Kind::Flows, 1, Some(Key::new(key)), MAX_DATAGRAM);
+        assert!(b.push(&record(real)));
+        b.finish(1, 0, None)
+    };
+    let good_key = KEY.as_bytes();
+    // 10.99.0.99 is no real of the lab.
+    let unknown_real = signed(good_key, 99);
+    let bad_mac = signed(b"another-key-0123456789", 11);
+    let mut truncated = signed(good_key, 11);
+    truncated.truncate(30);
+    let oversized = vec![0u8; MAX_DATAGRAM + 100];
+    let send = |ns: &lb_tests::netns::Netns, msgs: Vec<Vec<u8>>| {
+        ns.enter(move || -> std::io::Result<()> {
+            let s = UdpSocket::bind("0.0.0.0:0")?;
+            for m in msgs {
+                s.send_to(&m, target)?;
+            }
+            Ok(())
+        })
+        .expect("namespace")
+        .expect("send");
+    };
+    let applied_before = status_u64(&p, 1, &["flow_sync", "records_applied"]);
+    // From node 0 (a peer), and from the client (not a peer, with a valid message).
+    send(
+        &p.t.lbs[0].ns,
+        vec![unknown_real, bad_mac, truncated, oversized],
+    );
+    send(&p.t.client.ns, vec![signed(good_key, 11)]);
+    let want = [
+        "unknown_real",
+        "bad_mac",
+        "truncated",
+        "oversized",
+        "not_peer",
+    ];
+    let dropped = wait_for(Duration::from_secs(5), || {
+        let d = p.agent(1).status().ok()?["flow_sync"]["dropped"].clone();
+        want.iter().all(|k| d[*k].as_u64() == Some(1)).then_some(d)
+    });
+    assert!(
+        dropped.is_some(),
+        "each datagram counted once under its reason:\n{}",
+        sync_status(&p)
+    );
+    assert_eq!(
+        status_u64(&p, 1, &["flow_sync", "records_applied"]),
+        applied_before,
+        "nothing applied"
     );
 }
