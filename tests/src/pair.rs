@@ -50,6 +50,8 @@ pub struct Node {
     /// Extra keys for each virtual_server (e.g. checks; indented by 4).
     pub service_extra: String,
     pub family: Family,
+    /// Connection-table entries per family.
+    pub conntrack_size: u32,
 }
 
 impl Node {
@@ -62,6 +64,7 @@ impl Node {
             top_extra: String::new(),
             service_extra: String::new(),
             family: Family::V4,
+            conntrack_size: 65536,
         }
     }
 
@@ -93,8 +96,9 @@ pub fn config(router_id: &str, node: &Node, reals: usize, checks: &str) -> Strin
         Family::Dual => (true, true),
     };
     let mut y = format!(
-        "global_defs:\n  router_id: {router_id}\n  max_services: 4\n  max_reals: 32\n  conntrack_size: 65536\n  conntrack_size6: 65536\n{}vrrp_instances:\n",
-        node.top_extra
+        "global_defs:\n  router_id: {router_id}\n  max_services: 4\n  max_reals: 32\n  conntrack_size: {ct}\n  conntrack_size6: 65536\n{}vrrp_instances:\n",
+        node.top_extra,
+        ct = node.conntrack_size,
     );
     if v4 {
         y += &instance("VI_1", format!("{VIP}/24"));
@@ -140,6 +144,8 @@ pub struct Pair {
     pub nodes: Vec<Node>,
     /// How many of the lab's reals the agents' configs name (the first ones).
     pub configured_reals: usize,
+    /// The agent binary (None: the tests' `lbt-agent`).
+    pub agent_bin: Option<std::path::PathBuf>,
 }
 
 impl Pair {
@@ -157,6 +163,14 @@ impl Pair {
         reals: usize,
         configured: usize,
     ) -> Result<Pair> {
+        let mut p = Pair::new(tag, nodes, reals)?;
+        p.configured_reals = configured;
+        p.start_agents()?;
+        Ok(p)
+    }
+
+    /// The lab with its servers running and no agent yet (see [`Pair::start_agents`]).
+    pub fn new(tag: &str, nodes: Vec<Node>, reals: usize) -> Result<Pair> {
         let mut t = Topology::build(
             tag,
             Spec {
@@ -167,40 +181,48 @@ impl Pair {
         )?;
         t.start_all_servers()?;
         let dir = WorkDir::new(&t.prefix)?;
-        let mut p = Pair {
+        Ok(Pair {
             t,
             dir,
             agents: Vec::new(),
             nodes,
-            configured_reals: configured,
-        };
-        for i in 0..p.nodes.len() {
-            let a = p.start_agent(i)?;
-            p.agents.push(Some(a));
+            configured_reals: reals,
+            agent_bin: None,
+        })
+    }
+
+    /// Starts the agents: node 0 first, the others once it holds the VIP.
+    pub fn start_agents(&mut self) -> Result<()> {
+        for i in 0..self.nodes.len() {
+            let a = self.start_agent(i)?;
+            self.agents.push(Some(a));
             if i == 0
-                && wait_for(Duration::from_secs(10), || p.holds_vip(0).then_some(())).is_none()
+                && wait_for(Duration::from_secs(10), || self.holds_vip(0).then_some(())).is_none()
             {
-                bail!("node 0 never became master:\n{}", p.agent(0).log_text());
+                bail!("node 0 never became master:\n{}", self.agent(0).log_text());
             }
             if i > 0
-                && !p
+                && !self
                     .agent(i)
                     .wait_log("to=\"backup\"", Duration::from_secs(10))
             {
                 bail!(
                     "node {i} never started as backup:\n{}",
-                    p.agent(i).log_text()
+                    self.agent(i).log_text()
                 );
             }
         }
-        Ok(p)
+        Ok(())
     }
 
     pub fn start_agent(&self, i: usize) -> Result<Agent> {
         let rid = self.t.router_id(i);
         let node = &self.nodes[i];
         let yaml = config(&rid, node, self.configured_reals, &node.service_extra);
-        Agent::start(&self.t.lbs[i].ns, &self.dir, &rid, &yaml)
+        match &self.agent_bin {
+            Some(bin) => Agent::start_with(bin, &self.t.lbs[i].ns, &self.dir, &rid, &yaml),
+            None => Agent::start(&self.t.lbs[i].ns, &self.dir, &rid, &yaml),
+        }
     }
 
     /// Has every running agent reload a config naming the first `reals` reals, and waits

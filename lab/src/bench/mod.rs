@@ -5,6 +5,7 @@ pub mod charts;
 pub mod control;
 pub mod e2e;
 pub mod failover;
+pub mod flow_sync;
 pub mod jitter;
 pub mod report;
 pub mod scale_out;

@@ -25,6 +25,7 @@ pub struct Report {
     pub failover: Vec<Row>,
     pub control: Option<ControlReport>,
     pub scale_out: Option<ScaleOutReport>,
+    pub flow_sync: Option<super::flow_sync::FlowSyncReport>,
     /// Parts that failed: a figure that could not be taken is reported here, not filled in.
     pub errors: Vec<String>,
 }
@@ -142,6 +143,17 @@ pub fn markdown(r: &Report) -> String {
         for c in vs_base {
             if let Some(d) = &c.vs_base_ns {
                 let _ = writeln!(s, "| {} | {} | {} |", c.name, c.rounds, st(d, 2));
+            }
+        }
+    }
+    let vs_nosync: Vec<&Case> = r.xdp.iter().filter(|c| c.vs_nosync.is_some()).collect();
+    if !vs_nosync.is_empty() {
+        let _ = writeln!(s, "\n#### Data path: what publishing new flows for the flow sync costs, per round (the same rounds)\n");
+        let _ = writeln!(s, "| case | rounds | ns/pkt flow_sync on / off |");
+        let _ = writeln!(s, "| --- | ---: | ---: |");
+        for c in vs_nosync {
+            if let Some(v) = &c.vs_nosync {
+                let _ = writeln!(s, "| {} | {} | {} |", c.name, c.rounds, st(v, 2));
             }
         }
     }
@@ -291,6 +303,9 @@ pub fn markdown(r: &Report) -> String {
     if let Some(so) = &r.scale_out {
         scale_out_md(&mut s, so);
     }
+    if let Some(fs) = &r.flow_sync {
+        flow_sync_md(&mut s, fs);
+    }
     if !r.errors.is_empty() {
         let _ = writeln!(s, "\n#### Parts that failed (no figure taken)\n");
         for e in &r.errors {
@@ -426,4 +441,51 @@ pub fn write(dir: &Path, r: &Report) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+fn flow_sync_md(s: &mut String, fs: &super::flow_sync::FlowSyncReport) {
+    let _ = writeln!(
+        s,
+        "\n#### Flow sync (docs/flow-sync.md): two VRRP nodes, the master publishing new UDP flows the client opens at a steady rate, the backup applying them; a fresh lab per run\n"
+    );
+    let _ = writeln!(
+        s,
+        "| new flows/s | s | runs | flows sent / records sent / applied | lag p50 / p99 / max, ms | bytes per flow (UDP payload / IP) | agent CPU, % of a core (master / backup) |"
+    );
+    let _ = writeln!(s, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for l in &fs.lag {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} / {} / {} | {} / {} / {} | {} / {} | {} / {} |",
+            l.rate,
+            l.seconds,
+            l.runs,
+            l.flows_sent,
+            l.records_sent,
+            l.records_applied,
+            st(&l.lag_p50_ms, 1),
+            st(&l.lag_p99_ms, 1),
+            st(&l.lag_max_ms, 1),
+            st(&l.payload_bytes_per_flow, 1),
+            st(&l.ip_bytes_per_flow, 1),
+            st(&l.master_cpu_pct, 1),
+            st(&l.backup_cpu_pct, 1),
+        );
+    }
+    if let Some(b) = &fs.bulk {
+        let _ = writeln!(
+            s,
+            "\n| bulk sync of a whole table (TCP) | runs | records received / applied | time from request to last entry written, ms |"
+        );
+        let _ = writeln!(s, "| --- | ---: | ---: | ---: |");
+        let _ = writeln!(
+            s,
+            "| {} entries | {} | {} / {} | {} |",
+            b.entries,
+            b.runs,
+            b.received,
+            b.applied,
+            st(&b.took_ms, 0)
+        );
+    }
 }

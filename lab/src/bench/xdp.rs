@@ -45,6 +45,10 @@ pub struct Case {
     /// IPv6 cases: per-round ratio to the same case over IPv4, taken in the same rounds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vs_ipv4: Option<Stat>,
+    /// New flows of a service with `flow_sync`: per-round ratio to the same new flows of a
+    /// service without it, taken in the same rounds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vs_nosync: Option<Stat>,
 }
 
 fn vip(i: u32) -> Ipv4Addr {
@@ -139,17 +143,22 @@ fn measure_families(dp: &mut Dataplane, rounds: usize, repeat: u32) -> Result<Ve
                 vs_base_ns: None,
                 // Odd cases are IPv6, each after its IPv4 twin.
                 vs_ipv4: (i % 2 == 1).then(|| Stat::of(&per_round(&c[i], &c[i - 1]))),
+                vs_nosync: None,
             }
         })
         .collect())
 }
 
-/// The data path with `services` services of `reals_per` reals each.
+/// A service like the first, whose new flows are published for the flow sync.
+const SYNC_VIP: Ipv4Addr = Ipv4Addr::new(10, 101, 0, 1);
+
+/// The data path with `services` services of `reals_per` reals each (and an IPv6 twin and a
+/// `flow_sync` twin of the first).
 fn setup(services: u32, reals_per: u32, table: u32, conntrack: u32) -> Result<Dataplane> {
     let cap = Capacity {
-        max_services: services + 1,
-        service_ports: services + 1,
-        max_reals: (services + 1) * reals_per,
+        max_services: services + 2,
+        service_ports: services + 2,
+        max_reals: (services + 2) * reals_per,
         ring_size: table,
         conntrack,
         conntrack6: conntrack,
@@ -172,12 +181,17 @@ fn setup(services: u32, reals_per: u32, table: u32, conntrack: u32) -> Result<Da
     if let Some(first) = desired.first().cloned() {
         let mut twin = DesiredService {
             key: ServiceKey::new(VIP6, 80, 6),
-            ..first
+            ..first.clone()
         };
         for (i, r) in twin.reals.iter_mut().enumerate() {
             r.addr = Ipv6Addr::new(0x2001, 0xdb8, 0x200, 0, 0, 0, 0, i as u16 + 1).into();
         }
         desired.push(twin);
+        desired.push(DesiredService {
+            key: ServiceKey::new(SYNC_VIP, 80, 6),
+            flags: lb_common::SVC_F_SYNC,
+            ..first
+        });
     }
     dp.apply(&desired)?;
     Ok(dp)
@@ -236,6 +250,7 @@ fn measure_repeat(
                 let d: Vec<f64> = c[i].iter().zip(&c[b]).map(|(x, y)| x - y).collect();
                 Stat::of(&d)
             }),
+            vs_nosync: None,
         })
         .collect())
 }
@@ -304,8 +319,80 @@ fn measure_new(
             ratio: Stat::of(&r[k]),
             vs_base_ns: None,
             vs_ipv4: None,
+            vs_nosync: None,
         })
         .collect())
+}
+
+/// Drains the flow-sync ring buffer; the records it held.
+fn drain(dp: &Dataplane) -> Result<usize> {
+    use std::os::fd::AsFd as _;
+    let fd = dp
+        .loaded
+        .maps
+        .flow_events
+        .fd()
+        .as_fd()
+        .try_clone_to_owned()?;
+    let mut ring: aya::maps::RingBuf<aya::maps::MapData> =
+        aya::maps::Map::RingBuf(aya::maps::MapData::from_fd(fd)?).try_into()?;
+    let mut n = 0;
+    while ring.next().is_some() {
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// What publishing new flows costs: in each round, the floor, `per_round` true new flows of
+/// the first service and as many of its `flow_sync` twin (each frame run once); the ring is
+/// drained after each round, as the agent drains it, and must hold exactly the twin's flows.
+fn measure_new_sync(dp: &mut Dataplane, rounds: usize, per_round: u16) -> Result<Vec<Case>> {
+    drain(dp)?;
+    let (mut fl, mut off, mut on, mut r_off, mut r_on, mut vs) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for round in 0..rounds {
+        let b = (round as u16 + 1).to_be_bytes();
+        let flows = |net: u8, dst: Ipv4Addr| -> Vec<Vec<u8>> {
+            (0..per_round)
+                .map(|i| frame(Ipv4Addr::new(10, net, b[0], b[1]), 1024 + i, dst))
+                .collect()
+        };
+        let floor = each_once(dp, maps::PROG_MACSWAP, &flows(93, OTHER))?;
+        let a = each_once(dp, maps::PROG_LB, &flows(94, vip(0)))?;
+        let s = each_once(dp, maps::PROG_LB, &flows(95, SYNC_VIP))?;
+        let published = drain(dp)?;
+        if published != per_round as usize {
+            anyhow::bail!("{published} of {per_round} synced new flows reached the ring");
+        }
+        fl.push(floor);
+        off.push(a);
+        on.push(s);
+        r_off.push(a / floor.max(0.1));
+        r_on.push(s / floor.max(0.1));
+        vs.push(s / a.max(0.1));
+    }
+    let case = |name: &str, ns: &[f64], ratio: &[f64], vs_nosync: Option<Stat>| Case {
+        name: name.into(),
+        services: 1,
+        reals: 3,
+        method: format!("{per_round} distinct frames per round, each run once"),
+        rounds,
+        ns: Stat::of(ns),
+        floor_ns: Stat::of(&fl),
+        ratio: Stat::of(ratio),
+        vs_base_ns: None,
+        vs_ipv4: None,
+        vs_nosync,
+    };
+    Ok(vec![
+        case("VIP hit, new flow, flow_sync off", &off, &r_off, None),
+        case(
+            "VIP hit, new flow, flow_sync on (entry published to the ring)",
+            &on,
+            &r_on,
+            Some(Stat::of(&vs)),
+        ),
+    ])
 }
 
 pub struct Plan {
@@ -374,6 +461,8 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<Vec<Case>> {
         rounds,
         plan.new_flows,
     )?);
+    progress("xdp: new flows with and without flow_sync in the same rounds");
+    out.extend(measure_new_sync(&mut dp, rounds, plan.new_flows)?);
     progress("xdp: IPv4 and IPv6 in the same rounds");
     out.extend(measure_families(&mut dp, rounds, repeat)?);
 

@@ -1,6 +1,7 @@
 //! `cargo xtask bench [--quick]`: see lab/src/bench.
 //!
-//!   lb-bench [--quick] [--agent PATH] [--out DIR] [--only xdp,e2e,failover,control,scale_out]
+//!   lb-bench [--quick] [--agent PATH] [--out DIR]
+//!            [--only xdp,e2e,failover,control,scale_out,flow_sync]
 //!            [--rounds N (data path)]
 //!
 //! A part that fails is reported in the report's "Parts that failed" and makes the exit
@@ -8,7 +9,9 @@
 
 use std::{path::PathBuf, process::ExitCode, time::Instant};
 
-use lb_lab::bench::{agent_bin, control, e2e, failover, report, scale_out, set_agent_bin, xdp};
+use lb_lab::bench::{
+    agent_bin, control, e2e, failover, flow_sync, report, scale_out, set_agent_bin, xdp,
+};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -25,7 +28,8 @@ fn main() -> ExitCode {
     if let Some(a) = flag("--agent") {
         set_agent_bin(PathBuf::from(a));
     }
-    let only = flag("--only").unwrap_or_else(|| "xdp,e2e,failover,control,scale_out".into());
+    let only =
+        flag("--only").unwrap_or_else(|| "xdp,e2e,failover,control,scale_out,flow_sync".into());
     let want = |part: &str| only.split(',').any(|p| p == part);
     let t0 = Instant::now();
     let mut progress = |what: &str| eprintln!("[{:>6.1}s] {what}", t0.elapsed().as_secs_f64());
@@ -150,6 +154,29 @@ fn main() -> ExitCode {
         match scale_out::run(&plan, &agent_bin(), &mut progress) {
             Ok(s) => r.scale_out = Some(s),
             Err(e) => note("scale-out", e),
+        }
+    }
+    if want("flow_sync") {
+        let plan = if quick {
+            flow_sync::Plan {
+                rate: 10_000,
+                seconds: 2,
+                lag_runs: 1,
+                bulk_entries: 100_000,
+                bulk_runs: 1,
+            }
+        } else {
+            flow_sync::Plan {
+                rate: 10_000,
+                seconds: 4,
+                lag_runs: 3,
+                bulk_entries: 1_000_000,
+                bulk_runs: 3,
+            }
+        };
+        match flow_sync::run(&plan, &mut progress) {
+            Ok(f) => r.flow_sync = Some(f),
+            Err(e) => note("flow sync", e),
         }
     }
     r.errors = errors;
