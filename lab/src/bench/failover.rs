@@ -125,6 +125,8 @@ struct Bed {
     nodes: [Option<Daemon>; 2],
     /// How many of the topology's reals the config lists.
     reals_in_config: usize,
+    /// Ours with `flow_sync:` between the two nodes.
+    flow_sync: bool,
     label: String,
 }
 
@@ -169,7 +171,7 @@ pub fn keepalived_version() -> Result<String> {
 }
 
 impl Bed {
-    fn new(imp: Imp, version: u8, reals_in_config: usize) -> Result<Bed> {
+    fn new(imp: Imp, version: u8, reals_in_config: usize, flow_sync: bool) -> Result<Bed> {
         let mut t = Topology::build(
             "lbf",
             Spec {
@@ -181,6 +183,9 @@ impl Bed {
         t.start_all_servers()?;
         let dir = WorkDir::new(&t.prefix)?;
         let label = match imp {
+            Imp::Lb if flow_sync => {
+                format!("lb-agent {} with flow_sync", env!("CARGO_PKG_VERSION"))
+            }
             Imp::Lb => format!("lb-agent {}", env!("CARGO_PKG_VERSION")),
             Imp::Keepalived => keepalived_version()?,
         };
@@ -191,6 +196,7 @@ impl Bed {
             version,
             nodes: [None, None],
             reals_in_config,
+            flow_sync,
             label,
         };
         b.start(0)?;
@@ -208,11 +214,18 @@ impl Bed {
 
     fn lb_config(&self, i: usize, reals: usize) -> String {
         let prio = if i == 0 { 150 } else { 100 };
-        let n = if self.version == 2 {
+        let mut n = if self.version == 2 {
             Node::v2(prio)
         } else {
             Node::v3(prio)
         };
+        if self.flow_sync {
+            n.top_extra = format!(
+                "flow_sync:\n  peers: [{}, {}]\n  key: bench-flow-sync-key-0123456789\n",
+                lb_tests::topology::lb_ip(0),
+                lb_tests::topology::lb_ip(1)
+            );
+        }
         config(&self.t.router_id(i), &n, reals, "")
     }
 
@@ -546,10 +559,11 @@ pub fn run_case(
     runs: usize,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<Row>> {
-    let imps: &[Imp] = if event == Event::GracefulAfterRealAdded {
-        &[Imp::Lb]
+    // With a real added, ours against ours with flow_sync (keepalived has no such case).
+    let contenders: &[(Imp, bool)] = if event == Event::GracefulAfterRealAdded {
+        &[(Imp::Lb, false), (Imp::Lb, true)]
     } else {
-        &[Imp::Lb, Imp::Keepalived]
+        &[(Imp::Lb, false), (Imp::Keepalived, false)]
     };
     let reals_at_start = if event == Event::GracefulAfterRealAdded {
         REALS - 1
@@ -557,8 +571,8 @@ pub fn run_case(
         REALS
     };
     let mut beds = Vec::new();
-    for &imp in imps {
-        beds.push(Bed::new(imp, version, reals_at_start)?);
+    for &(imp, sync) in contenders {
+        beds.push(Bed::new(imp, version, reals_at_start, sync)?);
     }
     let mut results: Vec<Vec<Run>> = beds.iter().map(|_| Vec::new()).collect();
     for r in 0..runs {
@@ -570,7 +584,7 @@ pub fn run_case(
                 "failover: v{version} {}: run {}/{runs}: {}",
                 event.name(),
                 r + 1,
-                bed.imp.name()
+                bed.label
             ));
             let run = run_once(bed, event)?;
             bed.restore(event)?;

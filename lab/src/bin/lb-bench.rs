@@ -111,7 +111,14 @@ fn main() -> ExitCode {
     if want("failover") {
         use failover::Event;
         let (runs, cases): (usize, Vec<(u8, Event)>) = if quick {
-            (1, vec![(3, Event::Graceful), (3, Event::Kill)])
+            (
+                1,
+                vec![
+                    (3, Event::Graceful),
+                    (3, Event::Kill),
+                    (3, Event::GracefulAfterRealAdded),
+                ],
+            )
         } else {
             let mut cases: Vec<(u8, Event)> = [3u8, 2]
                 .iter()

@@ -65,7 +65,7 @@ pub struct FlowSync {
     /// valid one are dropped. Prefer `key_file`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
-    /// A file holding the key (its first line). Read at start and on reload.
+    /// A file holding the key (its first line), read at start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_file: Option<PathBuf>,
     /// How often new flows are sent (batched). Default 20ms.
