@@ -63,9 +63,11 @@ fn sync_status(p: &Pair) -> String {
 }
 
 /// Two reals configured, connections opened, the third real added, then the master stops.
-fn real_added_then_master_stops(tag: &str, sync: bool) -> (Pair, HeldReport) {
-    let refresh = "  refresh_interval: 5s\n";
-    let mut p = Pair::start_configured(tag, nodes(sync.then_some(refresh)), 3, 2).expect("lab");
+/// `sync`: the extra `flow_sync` keys, or None for no `flow_sync` at all.
+fn real_added_then_master_stops(tag: &str, sync: Option<&str>) -> (Pair, HeldReport) {
+    let mut p = Pair::start_configured(tag, nodes(sync), 3, 2).expect("lab");
+    let refreshes = sync.is_some_and(|s| s.contains("refresh_interval"));
+    let sync = sync.is_some();
     p.wait_master(0, Duration::from_secs(10)).expect("election");
     let held = Held::open(&p.t.client.ns, vip_addr(80), CONNS, PERIOD).expect("connections");
     if sync {
@@ -78,8 +80,10 @@ fn real_added_then_master_stops(tag: &str, sync: bool) -> (Pair, HeldReport) {
             "the backup never applied the master's {CONNS} flows:\n{}",
             sync_status(&p)
         );
-        // The master, forwarding, re-sends its whole table every refresh_interval (5 s): the
-        // backup applies every entry again, so its copies stay as fresh as the master's.
+    }
+    if refreshes {
+        // The master, forwarding, re-sends its whole table every refresh_interval: the backup
+        // applies every entry again, so its copies stay as fresh as the master's.
         let refreshed = wait_for(Duration::from_secs(8), || {
             let sent = status_u64(&p, 0, &["flow_sync", "refreshed"]);
             let applied = status_u64(&p, 1, &["flow_sync", "records_applied"]);
@@ -103,7 +107,7 @@ fn real_added_then_master_stops(tag: &str, sync: bool) -> (Pair, HeldReport) {
 
 #[test]
 fn a_real_added_before_a_failover_keeps_every_connection_with_flow_sync() {
-    let (p, r) = real_added_then_master_stops("lbfs", true);
+    let (p, r) = real_added_then_master_stops("lbfs", Some("  refresh_interval: 5s\n"));
     eprintln!("measured: with flow_sync: {r}");
     // While it forwarded, the master re-sent its table every 5 s (refresh): the backup's
     // status counts it (the master stopped since).
@@ -122,7 +126,7 @@ fn a_real_added_before_a_failover_keeps_every_connection_with_flow_sync() {
 
 #[test]
 fn without_flow_sync_the_same_failover_breaks_connections() {
-    let (_p, r) = real_added_then_master_stops("lbfn", false);
+    let (_p, r) = real_added_then_master_stops("lbfn", None);
     eprintln!("measured: without flow_sync: {r}");
     assert!(
         r.broken > 0,
@@ -297,7 +301,13 @@ fn hostile_sync_datagrams_are_dropped_under_their_own_counters() {
         .expect("namespace")
         .expect("send");
     };
-    let applied_before = status_u64(&p, 1, &["flow_sync", "records_applied"]);
+    // The master's own flows so far (the election's probe) have reached the backup.
+    let applied_before = wait_for(Duration::from_secs(5), || {
+        let sent = status_u64(&p, 0, &["flow_sync", "records_sent"]);
+        let applied = status_u64(&p, 1, &["flow_sync", "records_applied"]);
+        (sent > 0 && applied == sent).then_some(applied)
+    })
+    .expect("the master's flows reach the backup");
     // From node 0 (a peer), and from the client (not a peer, with a valid message).
     send(
         &p.t.lbs[0].ns,
@@ -324,5 +334,19 @@ fn hostile_sync_datagrams_are_dropped_under_their_own_counters() {
         status_u64(&p, 1, &["flow_sync", "records_applied"]),
         applied_before,
         "nothing applied"
+    );
+}
+
+#[test]
+fn flow_records_travel_over_a_multicast_group() {
+    let group = "  group: 239.255.77.1\n  interface: eth0\n";
+    let (p, r) = real_added_then_master_stops("lbfg", Some(group));
+    eprintln!("measured: with flow_sync over a multicast group: {r}");
+    assert!(r.all_same(), "{r}\n{}", sync_status(&p));
+    // The backup (now master) heard the old master on the group.
+    let peers = &p.agent(1).status().expect("status")["flow_sync"]["peers"];
+    assert!(
+        peers[0]["records_received"].as_u64().unwrap_or(0) >= CONNS as u64,
+        "{peers}"
     );
 }

@@ -680,6 +680,18 @@ mod tests {
                 bird_applied: Some(vec!["192.0.2.100".into()]),
                 ..Default::default()
             }),
+            flow_sync: Some(crate::control::snapshot::FlowSyncSnap {
+                peers: vec![crate::control::snapshot::SyncPeerSnap {
+                    addr: "10.0.0.2".into(),
+                    last_heard_s: Some(0.5),
+                    records_received: 3,
+                }],
+                dropped: [("bad_mac".to_owned(), 1)].into(),
+                lag_p50_ms: Some(10.0),
+                lag_p99_ms: Some(20.0),
+                lag_max_ms: Some(21.0),
+                ..Default::default()
+            }),
             vrrp_invalid: [("eth0/bad_ttl".to_owned(), 1)].into(),
             check_latency_buckets: vec![(0.1, 1)],
             check_latency_count: 1,

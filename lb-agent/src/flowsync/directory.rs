@@ -17,6 +17,9 @@ use lb_common::{addr6_of, ip_of, FlowEvent, FlowKey, FlowKey6, FlowValue, Servic
 use super::wire::{Record, AGE_UNKNOWN};
 use crate::dataplane::{conns::be4, maps::Maps};
 
+/// Ages above this (µs) are reported as unknown.
+const MAX_AGE_US: u64 = 60_000_000;
+
 type Table4 = BpfHash<MapData, FlowKey, FlowValue>;
 type Table6 = BpfHash<MapData, FlowKey6, FlowValue>;
 
@@ -104,12 +107,19 @@ impl Directory {
             return None;
         }
         let age = now_ns.saturating_sub(e.created_ns) / 1000;
+        // An entry older than this was left in the ring by an earlier run: its age says
+        // nothing about the sync.
+        let age = if age > MAX_AGE_US {
+            AGE_UNKNOWN
+        } else {
+            age as u32
+        };
         Some(Record {
             proto: e.proto,
             client: SocketAddr::new(ip_of(&e.src), u16::from_be(e.sport_be)),
             vip: SocketAddr::new(ip_of(&e.dst), u16::from_be(e.dport_be)),
             real,
-            age_us: age.min(u64::from(AGE_UNKNOWN - 1)) as u32,
+            age_us: age,
         })
     }
 
@@ -177,8 +187,9 @@ impl Tables {
         done.map_err(|_| NotApplied::TableError)
     }
 
-    /// Every entry of both tables whose real is current, as records.
-    pub fn records(&self, d: &Directory) -> Vec<Record> {
+    /// Every entry of both tables whose real is current, as records (read as they are
+    /// consumed: a table of a million entries is never held in memory).
+    pub fn records<'a>(&'a self, d: &'a Directory) -> impl Iterator<Item = Record> + 'a {
         let v4 = self.v4.iter().flatten().filter_map(|(k, v)| {
             let client = SocketAddr::new(be4(k.src_be), u16::from_be(k.sport_be));
             let vip = SocketAddr::new(be4(k.dst_be), u16::from_be(k.dport_be));
@@ -189,6 +200,6 @@ impl Tables {
             let vip = SocketAddr::new(ip_of(&k.dst), u16::from_be(k.dport_be));
             d.entry_record(k.proto, client, vip, &v)
         });
-        v4.chain(v6).collect()
+        v4.chain(v6)
     }
 }

@@ -46,6 +46,8 @@ const POLL: Duration = Duration::from_millis(200);
 const REFRESH_PER_MS: usize = 8;
 /// Receive buffer of the UDP socket.
 const RCVBUF: i32 = 16 << 20;
+/// Bulk syncs served at once.
+const MAX_SERVES: usize = 2;
 /// Connecting to a peer for the bulk sync.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -136,13 +138,13 @@ pub fn start(
     let ring: RingBuf<MapData> = Map::RingBuf(MapData::from_fd(ctx.handles.events.try_clone()?)?)
         .try_into()
         .context("LB_FLOW_EVENTS")?;
-    let tx_sock = sock.try_clone()?;
     {
-        let ctx = ctx.clone();
-        let active = active.clone();
-        spawn("lb-sync-tx", move || {
-            publisher(&ctx, ring, &tx_sock, &active)
-        })?;
+        let (ctx, tx) = (ctx.clone(), sock.try_clone()?);
+        spawn("lb-sync-tx", move || publisher(&ctx, ring, &tx))?;
+    }
+    if !cfg.refresh_interval.is_zero() {
+        let (ctx, tx, active) = (ctx.clone(), sock.try_clone()?, active.clone());
+        spawn("lb-sync-refresh", move || refresher(&ctx, &tx, &active))?;
     }
     {
         let ctx = ctx.clone();
@@ -308,8 +310,14 @@ fn tcp_listener(cfg: &FlowSyncCfg) -> io::Result<TcpListener> {
     Ok(s.into())
 }
 
-/// Sends records in datagrams to every destination; returns the datagrams sent.
-fn send_records(ctx: &Ctx, sock: &UdpSocket, recs: &[Record], seq: &mut u32, paced: bool) {
+/// Sends records in datagrams to every destination; the records sent.
+fn send_records(
+    ctx: &Ctx,
+    sock: &UdpSocket,
+    recs: impl IntoIterator<Item = Record>,
+    seq: &mut u32,
+    paced: bool,
+) -> u64 {
     let dests = ctx.destinations();
     let mut b = Builder::new(Kind::Flows, ctx.sender, ctx.key.clone(), MAX_DATAGRAM);
     let mut sent = 0usize;
@@ -333,27 +341,27 @@ fn send_records(ctx: &Ctx, sock: &UdpSocket, recs: &[Record], seq: &mut u32, pac
             std::thread::sleep(Duration::from_millis(1));
         }
     };
-    let mut n = 0u64;
+    let (mut n, mut total) = (0u64, 0u64);
     for r in recs {
-        if !b.push(r) {
+        if !b.push(&r) {
             flush(&mut b, n, seq);
             n = 0;
-            if !b.push(r) {
+            if !b.push(&r) {
                 continue;
             }
         }
         n += 1;
+        total += 1;
     }
     if !b.is_empty() {
         flush(&mut b, n, seq);
     }
+    total
 }
 
-/// Drains the data path's new flows every batch interval and sends them; re-sends the whole
-/// table every refresh interval while this node forwards.
-fn publisher(ctx: &Ctx, mut ring: RingBuf<MapData>, sock: &UdpSocket, active: &AtomicBool) {
+/// Drains the data path's new flows every batch interval and sends them.
+fn publisher(ctx: &Ctx, mut ring: RingBuf<MapData>, sock: &UdpSocket) {
     let mut seq = 0u32;
-    let mut last_refresh = Instant::now();
     let mut events: Vec<FlowEvent> = Vec::new();
     while !ctx.stopped() {
         std::thread::sleep(ctx.cfg.batch_interval);
@@ -365,30 +373,38 @@ fn publisher(ctx: &Ctx, mut ring: RingBuf<MapData>, sock: &UdpSocket, active: &A
                 events.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) });
             }
         }
-        let dir = ctx.directory().unwrap_or_default();
-        if !events.is_empty() {
-            let now = crate::dataplane::explain::monotonic_ns();
-            let recs: Vec<Record> = events.iter().filter_map(|e| dir.record(e, now)).collect();
-            let stale = (events.len() - recs.len()) as u64;
-            if stale > 0 {
-                ctx.stats.with(|c| c.drop("real_reassigned", stale));
-            }
-            send_records(ctx, sock, &recs, &mut seq, false);
+        if events.is_empty() {
+            continue;
         }
-        let refresh = ctx.cfg.refresh_interval;
-        if !refresh.is_zero() && last_refresh.elapsed() >= refresh {
-            last_refresh = Instant::now();
-            if active.load(Ordering::Relaxed) {
-                let recs = match ctx.handles.tables() {
-                    Ok(t) => t.records(&dir),
-                    Err(e) => {
-                        warn!(error = %e, "reading the connection table for a refresh");
-                        continue;
-                    }
-                };
-                ctx.stats.with(|c| c.refreshed += recs.len() as u64);
-                send_records(ctx, sock, &recs, &mut seq, true);
+        let dir = ctx.directory().unwrap_or_default();
+        let now = crate::dataplane::explain::monotonic_ns();
+        let recs: Vec<Record> = events.iter().filter_map(|e| dir.record(e, now)).collect();
+        let stale = (events.len() - recs.len()) as u64;
+        if stale > 0 {
+            ctx.stats.with(|c| c.drop("real_reassigned", stale));
+        }
+        send_records(ctx, sock, recs, &mut seq, false);
+    }
+}
+
+/// Re-sends the whole table every refresh interval while this node forwards (a thread of its
+/// own: a large table takes seconds, paced, and new flows must not wait for it).
+fn refresher(ctx: &Ctx, sock: &UdpSocket, active: &AtomicBool) {
+    let every = ctx.cfg.refresh_interval;
+    // Sequence numbers of their own: the two senders never share one.
+    let mut seq = 1u32 << 31;
+    while !ctx.stopped() {
+        std::thread::sleep(every);
+        if !active.load(Ordering::Relaxed) {
+            continue;
+        }
+        let dir = ctx.directory().unwrap_or_default();
+        match ctx.handles.tables() {
+            Ok(t) => {
+                let n = send_records(ctx, sock, t.records(&dir), &mut seq, true);
+                ctx.stats.with(|c| c.refreshed += n);
             }
+            Err(e) => warn!(error = %e, "reading the connection table for a refresh"),
         }
     }
 }
@@ -490,17 +506,29 @@ fn read_msg(s: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<()> {
 }
 
 fn bulk_server(ctx: &Arc<Ctx>, listener: &TcpListener) {
+    let serving = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for conn in listener.incoming() {
         if ctx.stopped() {
             return;
         }
         let Ok(conn) = conn else { continue };
-        let ctx = ctx.clone();
-        let _ = spawn("lb-sync-serve", move || {
+        // Each serve walks the whole table: a few at once, no more.
+        if serving.fetch_add(1, Ordering::AcqRel) >= MAX_SERVES {
+            serving.fetch_sub(1, Ordering::AcqRel);
+            ctx.stats.with(|c| c.drop("bulk_busy", 1));
+            continue;
+        }
+        let (ctx, serving) = (ctx.clone(), serving.clone());
+        let done = serving.clone();
+        let started = spawn("lb-sync-serve", move || {
             if let Err(e) = serve(&ctx, conn) {
                 debug!(error = %e, "bulk sync for a peer ended");
             }
+            serving.fetch_sub(1, Ordering::AcqRel);
         });
+        if started.is_err() {
+            done.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
@@ -527,33 +555,32 @@ fn serve(ctx: &Ctx, mut conn: TcpStream) -> Result<()> {
     }
     let t0 = Instant::now();
     let dir = ctx.directory().unwrap_or_default();
-    let recs = ctx.handles.tables()?.records(&dir);
+    let tables = ctx.handles.tables()?;
     let mut b = Builder::new(
         Kind::BulkPage,
         ctx.sender,
         ctx.key.clone(),
         MAX_BULK_MESSAGE,
     );
-    let mut seq = 0u32;
-    for r in &recs {
-        if !b.push(r) {
+    let (mut seq, mut total) = (0u32, 0u64);
+    for r in tables.records(&dir) {
+        if !b.push(&r) {
             seq += 1;
             write_msg(&mut conn, &b.finish(seq, unix_us(), None))?;
-            b.push(r);
+            b.push(&r);
         }
+        total += 1;
     }
     if !b.is_empty() {
         seq += 1;
         write_msg(&mut conn, &b.finish(seq, unix_us(), None))?;
     }
     let mut end = Builder::new(Kind::BulkEnd, ctx.sender, ctx.key.clone(), MAX_BULK_MESSAGE);
-    write_msg(
-        &mut conn,
-        &end.finish(seq + 1, unix_us(), Some(recs.len() as u64)),
-    )?;
+    write_msg(&mut conn, &end.finish(seq + 1, unix_us(), Some(total)))?;
     conn.flush()?;
     ctx.stats.with(|c| c.bulk_served += 1);
-    info!(%peer, records = recs.len(), took_ms = t0.elapsed().as_millis() as u64, "sent the connection table to a peer");
+    let took_ms = t0.elapsed().as_millis() as u64;
+    info!(%peer, records = total, took_ms, "sent the connection table to a peer");
     Ok(())
 }
 
