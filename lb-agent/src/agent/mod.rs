@@ -547,13 +547,7 @@ impl Agent {
                     &self.dp.loaded.maps,
                     lb_common::stats::INFO_FLOW_PUBLISH_FAILED,
                 );
-                fs.stats.snapshot(
-                    &fs.peers,
-                    fs.cfg.port,
-                    fs.cfg.key.is_some(),
-                    self.node.sync_pending(),
-                    failed,
-                )
+                fs.snapshot(self.node.sync_pending(), failed)
             }),
             socket_drops: self
                 .socks

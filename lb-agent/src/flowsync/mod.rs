@@ -51,25 +51,37 @@ const MAX_SERVES: usize = 2;
 /// Connecting to a peer for the bulk sync.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The running sync: its counters and the flags the agent sets.
+/// The running sync, as the agent holds it.
 pub struct FlowSync {
-    pub cfg: FlowSyncCfg,
-    pub stats: Arc<Stats>,
-    /// The peers this node sends to (its own addresses left out).
-    pub peers: Vec<IpAddr>,
     /// This node forwards (XDP attached somewhere): it refreshes its table to the peers.
     active: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
     ctx: Arc<Ctx>,
 }
 
 impl Drop for FlowSync {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.ctx.stop.store(true, Ordering::Relaxed);
     }
 }
 
 impl FlowSync {
+    /// What `status` and the metrics show; `holding`: the node waits for the bulk sync,
+    /// `publish_failed`: the data path's count of new flows the ring could not take.
+    pub fn snapshot(
+        &self,
+        holding: bool,
+        publish_failed: u64,
+    ) -> crate::control::snapshot::FlowSyncSnap {
+        let c = &self.ctx;
+        c.stats.snapshot(
+            &c.peers,
+            c.cfg.port,
+            c.key.is_some(),
+            holding,
+            publish_failed,
+        )
+    }
+
     pub fn set_active(&self, on: bool) {
         self.active.store(on, Ordering::Relaxed);
     }
@@ -121,18 +133,15 @@ pub fn start(
         .collect();
     let sock = udp_socket(&cfg).context("opening the flow_sync UDP socket")?;
     let listener = tcp_listener(&cfg).context("opening the flow_sync TCP listener")?;
-    let stats = Arc::new(Stats::default());
     let active = Arc::new(AtomicBool::new(false));
-    let stop = Arc::new(AtomicBool::new(false));
-    let sender = rand_u32();
     let ctx = Arc::new(Ctx {
         cfg: cfg.clone(),
         key,
         peers: peers.clone(),
         handles,
-        stats: stats.clone(),
-        stop: stop.clone(),
-        sender,
+        stats: Stats::default(),
+        stop: AtomicBool::new(false),
+        sender: rand_u32(),
         dir: RwLock::new(None),
     });
     let ring: RingBuf<MapData> = Map::RingBuf(MapData::from_fd(ctx.handles.events.try_clone()?)?)
@@ -167,14 +176,7 @@ pub fn start(
         authenticated = ctx.key.is_some(),
         "flow sync started"
     );
-    Ok(FlowSync {
-        cfg,
-        stats,
-        peers,
-        active,
-        stop,
-        ctx,
-    })
+    Ok(FlowSync { active, ctx })
 }
 
 /// What every sync thread shares.
@@ -183,8 +185,8 @@ struct Ctx {
     key: Option<Key>,
     peers: Vec<IpAddr>,
     handles: Handles,
-    stats: Arc<Stats>,
-    stop: Arc<AtomicBool>,
+    stats: Stats,
+    stop: AtomicBool,
     /// Random per start: this node's own multicast datagrams are recognised by it.
     sender: u32,
     /// Set by the agent after each data-path change (None before the first).
