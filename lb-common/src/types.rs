@@ -242,23 +242,20 @@ pub struct FlowValue {
 }
 
 /// A new connection-table entry, published by the data path (`LB_FLOW_EVENTS`) for the
-/// agent to share with its peers. Addresses are IPv4-mapped for IPv4.
+/// agent to share with its peers: the entry as written, and when. The record's length says
+/// its family: [`FlowEvent4`] (32 bytes) or [`FlowEvent6`] (56).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FlowEvent {
-    pub src: Addr6,
-    pub dst: Addr6,
-    pub sport_be: u16,
-    pub dport_be: u16,
-    pub proto: u8,
-    /// 1 for an `LB_FLOWS6` entry, 0 for `LB_FLOWS`.
-    pub v6: u8,
-    pub _pad: [u8; 2],
-    pub real_id: u32,
-    pub real_gen: u32,
-    /// `bpf_ktime_get_ns()` when the entry was made (CLOCK_MONOTONIC).
+pub struct FlowEvent<K> {
+    /// `bpf_ktime_get_coarse_ns()` when the entry was made: CLOCK_MONOTONIC at tick
+    /// resolution, so an age read against the fine clock is up to one tick high.
     pub created_ns: u64,
+    pub value: FlowValue,
+    pub key: K,
 }
+
+pub type FlowEvent4 = FlowEvent<FlowKey>;
+pub type FlowEvent6 = FlowEvent<FlowKey6>;
 
 /// Key of `LB_AFFINITY` (`persistence_timeout`).
 #[repr(C)]
@@ -314,7 +311,8 @@ const _: () = {
     assert!(core::mem::size_of::<AffinityKey6>() == 20);
     assert!(core::mem::size_of::<FragKey>() == 8);
     assert!(core::mem::size_of::<FlowValue>() == 8);
-    assert!(core::mem::size_of::<FlowEvent>() == 56);
+    assert!(core::mem::size_of::<FlowEvent4>() == 32);
+    assert!(core::mem::size_of::<FlowEvent6>() == 56);
     assert!(core::mem::size_of::<AffinityKey>() == 8);
     assert!(core::mem::size_of::<AffinityValue>() == 16);
     assert!(core::mem::size_of::<Counters>() == 24);
@@ -333,7 +331,7 @@ mod pod {
     unsafe impl aya::Pod for AffinityKey6 {}
     unsafe impl aya::Pod for FragKey {}
     unsafe impl aya::Pod for FlowValue {}
-    unsafe impl aya::Pod for FlowEvent {}
+    unsafe impl<K: aya::Pod> aya::Pod for FlowEvent<K> {}
     unsafe impl aya::Pod for AffinityKey {}
     unsafe impl aya::Pod for AffinityValue {}
     unsafe impl aya::Pod for Counters {}

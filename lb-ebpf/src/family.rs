@@ -5,15 +5,14 @@
 use aya_ebpf::maps::LruHashMap;
 use lb_common::{
     addr6_hash, address_hash, filter_addr, flow_hash, flow_hash6, fold6, source_hash, v4_mapped,
-    Addr6, AffinityKey, AffinityKey6, AffinityValue, FlowEvent, FlowKey, FlowKey6, FlowValue,
-    ServiceKey,
+    Addr6, AffinityKey, AffinityKey6, AffinityValue, FlowKey, FlowKey6, FlowValue, ServiceKey,
 };
 
 use crate::maps::{LB_AFFINITY, LB_AFFINITY6, LB_FLOWS, LB_FLOWS6};
 
 pub trait Family {
     type Addr: Copy;
-    type Flow: 'static;
+    type Flow: Copy + 'static;
     type Affinity: 'static;
     /// Counted for each new flow of the family, beside `flow_new` (IPv6: `ipv6`).
     const NEW_FLOW_INFO: Option<u32>;
@@ -38,8 +37,6 @@ pub trait Family {
     fn filter_addr(a: &Self::Addr) -> u32;
     fn service_key(a: &Self::Addr, port_be: u16, proto: u8) -> ServiceKey;
     fn bogus_source(a: &Self::Addr) -> bool;
-    /// Fills the flow's addresses, ports and family into a published new flow.
-    fn describe(k: &Self::Flow, e: &mut FlowEvent);
 }
 
 pub struct V4;
@@ -100,15 +97,6 @@ impl Family for V4 {
     fn bogus_source(a: &u32) -> bool {
         crate::parse::bogus_source(*a)
     }
-    #[inline(always)]
-    fn describe(k: &FlowKey, e: &mut FlowEvent) {
-        e.src = v4_mapped(k.src_be);
-        e.dst = v4_mapped(k.dst_be);
-        e.sport_be = k.sport_be;
-        e.dport_be = k.dport_be;
-        e.proto = k.proto as u8;
-        e.v6 = 0;
-    }
 }
 
 impl Family for V6 {
@@ -162,15 +150,6 @@ impl Family for V6 {
     #[inline(always)]
     fn bogus_source(a: &Addr6) -> bool {
         crate::parse6::bogus_source(a)
-    }
-    #[inline(always)]
-    fn describe(k: &FlowKey6, e: &mut FlowEvent) {
-        e.src = k.src;
-        e.dst = k.dst;
-        e.sport_be = k.sport_be;
-        e.dport_be = k.dport_be;
-        e.proto = k.proto as u8;
-        e.v6 = 1;
     }
 }
 

@@ -3,7 +3,10 @@
 //! tables are computed by the agent; this only looks things up. Written once for both
 //! families (`Family`).
 
-use aya_ebpf::{bindings::BPF_RB_NO_WAKEUP, helpers::bpf_ktime_get_ns};
+use aya_ebpf::{
+    bindings::BPF_RB_NO_WAKEUP,
+    helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
+};
 use lb_common::{
     stats, AffinityValue, FlowEvent, FlowValue, Real, Service, PORT_ANY, REAL_F_KEEP_FLOWS,
     REAL_NONE, SVC_F_AFFINITY, SVC_F_FRAGMENTS, SVC_F_HASH_SRC, SVC_F_SYNC,
@@ -138,23 +141,21 @@ pub fn choose_new<F: Family>(
     Ok(Choice { real_id, real: r })
 }
 
-/// Hands a new entry to the agent for its peers. No wakeup: the agent drains the ring every
-/// batch interval, so a new flow costs a reserve and a submit, not a wakeup.
+/// Hands a new entry to the agent for its peers: the entry as written, stamped with the
+/// coarse clock (a tick-cached read, not a clock-source read). No wakeup: the agent drains
+/// the ring every batch interval, so a new flow costs a reserve and a submit.
 #[inline(always)]
 fn publish<F: Family>(key: &F::Flow, value: &FlowValue) {
-    let Some(mut slot) = LB_FLOW_EVENTS.reserve::<FlowEvent>(0) else {
+    let Some(mut slot) = LB_FLOW_EVENTS.reserve::<FlowEvent<F::Flow>>(0) else {
         count(stats::INFO_FLOW_PUBLISH_FAILED);
         return;
     };
-    let mut e = FlowEvent {
-        real_id: value.real_id,
-        real_gen: value.real_gen,
+    slot.write(FlowEvent {
         // SAFETY: plain helper call.
-        created_ns: unsafe { bpf_ktime_get_ns() },
-        ..FlowEvent::default()
-    };
-    F::describe(key, &mut e);
-    slot.write(e);
+        created_ns: unsafe { bpf_ktime_get_coarse_ns() },
+        value: *value,
+        key: *key,
+    });
     slot.submit(BPF_RB_NO_WAKEUP as u64);
 }
 

@@ -1220,3 +1220,91 @@ fn icmpv6_packet_too_big_reaches_the_real_of_the_flow() {
         stats::PASS_ICMP_OTHER,
     );
 }
+
+/// Every record waiting in the flow-sync ring, read as the agent reads them.
+fn published(fx: &Fx) -> Vec<lb_agent::flowsync::directory::Published> {
+    use std::os::fd::AsFd as _;
+    let fd = fx
+        .dp
+        .loaded
+        .maps
+        .flow_events
+        .fd()
+        .as_fd()
+        .try_clone_to_owned();
+    let map = aya::maps::MapData::from_fd(fd.expect("dup")).expect("ring");
+    let mut ring: aya::maps::RingBuf<_> = aya::maps::Map::RingBuf(map).try_into().expect("ring");
+    let mut out = Vec::new();
+    while let Some(item) = ring.next() {
+        let p = lb_agent::flowsync::directory::Published::read(&item);
+        out.push(p.unwrap_or_else(|| panic!("a record of {} bytes", item.len())));
+    }
+    out
+}
+
+#[test]
+fn synced_services_publish_each_new_entry_once_as_written() {
+    use lb_agent::{dataplane::conns::FlowTables, flowsync::directory::Published};
+    use lb_common::{FlowKey, FlowKey6, SVC_F_SYNC};
+    let synced = |s: DesiredService| DesiredService {
+        flags: SVC_F_SYNC,
+        ..s
+    };
+    let mut fx = Fx::new(&[
+        synced(service(80, 6, vec![real(1), real(2)])),
+        synced(service6(80, 6, vec![real6(1), real6(2)])),
+        service6(53, 17, vec![real6(3)]),
+    ]);
+    published(&fx);
+    let (t4, t6) = FlowTables::of(&fx.dp.loaded.maps)
+        .expect("tables")
+        .open()
+        .expect("open");
+
+    let f = tcp(40000, 80).bytes();
+    fx.run("v4 new flow", &f, XDP_TX, stats::TX);
+    fx.run("v4 established", &f, XDP_TX, stats::TX);
+    let key = FlowKey {
+        src_be: u32::from_ne_bytes(CLIENT.octets()),
+        dst_be: u32::from_ne_bytes(VIP.octets()),
+        sport_be: 40000u16.to_be(),
+        dport_be: 80u16.to_be(),
+        proto: 6,
+    };
+    let entry = t4.get(&key, 0).expect("the v4 entry");
+    match published(&fx).as_slice() {
+        [Published::V4(e)] => {
+            assert_eq!(e.key, key);
+            assert_eq!(e.value, entry, "the entry as the table holds it");
+            assert!(e.created_ns > 0);
+        }
+        other => panic!("one IPv4 record for one new flow, got {other:?}"),
+    }
+
+    let f6 = tcp6(40000, 80).bytes();
+    fx.run("v6 new flow", &f6, XDP_TX, stats::TX);
+    fx.run("v6 established", &f6, XDP_TX, stats::TX);
+    let u6 = Frame::udp(CLIENT6, 5353, VIP6, 53).bytes();
+    fx.run(
+        "v6 new flow of a service without sync",
+        &u6,
+        XDP_TX,
+        stats::TX,
+    );
+    let key6 = FlowKey6 {
+        src: lb_common::addr6_of(CLIENT6.into()),
+        dst: lb_common::addr6_of(VIP6.into()),
+        sport_be: 40000u16.to_be(),
+        dport_be: 80u16.to_be(),
+        proto: 6,
+    };
+    let entry6 = t6.get(&key6, 0).expect("the v6 entry");
+    match published(&fx).as_slice() {
+        [Published::V6(e)] => {
+            assert_eq!(e.key, key6);
+            assert_eq!(e.value, entry6);
+        }
+        other => panic!("one IPv6 record (none for the unsynced service), got {other:?}"),
+    }
+    assert_eq!(fx.stat(stats::INFO_FLOW_PUBLISH_FAILED), 0);
+}

@@ -54,31 +54,52 @@ pub struct Listing {
     pub stale: u64,
 }
 
-type Table4 = HashMap<MapData, FlowKey, FlowValue>;
-type Table6 = HashMap<MapData, FlowKey6, FlowValue>;
+pub(crate) type Table4 = HashMap<MapData, FlowKey, FlowValue>;
+pub(crate) type Table6 = HashMap<MapData, FlowKey6, FlowValue>;
+
+/// Duplicated descriptors of the IPv4 and IPv6 connection tables.
+pub struct FlowTables {
+    flows: OwnedFd,
+    flows6: OwnedFd,
+}
+
+impl FlowTables {
+    pub fn of(maps: &Maps) -> Result<FlowTables> {
+        Ok(FlowTables {
+            flows: dup(maps.flows.map()).context("LB_FLOWS")?,
+            flows6: dup(maps.flows6.map()).context("LB_FLOWS6")?,
+        })
+    }
+
+    /// Both tables, opened on copies of the descriptors.
+    pub fn open(&self) -> Result<(Table4, Table6)> {
+        let flows = Map::LruHashMap(MapData::from_fd(self.flows.try_clone()?)?).try_into()?;
+        let flows6 = Map::LruHashMap(MapData::from_fd(self.flows6.try_clone()?)?).try_into()?;
+        Ok((flows, flows6))
+    }
+}
+
+/// A copy of a map's descriptor.
+pub(crate) fn dup(m: &MapData) -> std::io::Result<OwnedFd> {
+    m.fd().as_fd().try_clone_to_owned()
+}
 
 /// Duplicated descriptors of the maps a listing reads.
 pub struct Handles {
-    flows: OwnedFd,
-    flows6: OwnedFd,
+    tables: FlowTables,
     reals: OwnedFd,
 }
 
 impl Handles {
     pub fn of(maps: &Maps) -> Result<Handles> {
-        let dup = |m: &MapData| m.fd().as_fd().try_clone_to_owned();
         Ok(Handles {
-            flows: dup(maps.flows.map()).context("LB_FLOWS")?,
-            flows6: dup(maps.flows6.map()).context("LB_FLOWS6")?,
+            tables: FlowTables::of(maps)?,
             reals: dup(maps.reals.map()).context("LB_REALS")?,
         })
     }
 
-    /// The IPv4 and IPv6 connection tables, opened on copies of the descriptors.
     fn tables(&self) -> Result<(Table4, Table6)> {
-        let flows = Map::LruHashMap(MapData::from_fd(self.flows.try_clone()?)?).try_into()?;
-        let flows6 = Map::LruHashMap(MapData::from_fd(self.flows6.try_clone()?)?).try_into()?;
-        Ok((flows, flows6))
+        self.tables.open()
     }
 
     /// Entries in the IPv4 and IPv6 tables (keys only: one system call per entry).

@@ -7,44 +7,40 @@
 use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
-    os::fd::{AsFd as _, OwnedFd},
+    os::fd::OwnedFd,
 };
 
 use anyhow::{Context as _, Result};
-use aya::maps::{HashMap as BpfHash, IterableMap as _, Map, MapData};
-use lb_common::{addr6_of, ip_of, FlowEvent, FlowKey, FlowKey6, FlowValue, ServiceKey, PORT_ANY};
+use lb_common::{
+    addr6_of, ip_of, FlowEvent4, FlowEvent6, FlowKey, FlowKey6, FlowValue, ServiceKey, PORT_ANY,
+};
 
 use super::wire::{Record, AGE_UNKNOWN};
-use crate::dataplane::{conns::be4, maps::Maps};
+use crate::dataplane::{
+    conns::{be4, dup, FlowTables, Table4, Table6},
+    maps::Maps,
+};
 
 /// Ages above this (µs) are reported as unknown.
 const MAX_AGE_US: u64 = 60_000_000;
 
-type Table4 = BpfHash<MapData, FlowKey, FlowValue>;
-type Table6 = BpfHash<MapData, FlowKey6, FlowValue>;
-
 /// Duplicated descriptors of the maps the flow sync reads and writes.
 pub struct Handles {
-    flows: OwnedFd,
-    flows6: OwnedFd,
+    tables: FlowTables,
     pub events: OwnedFd,
 }
 
 impl Handles {
     pub fn of(maps: &Maps) -> Result<Handles> {
-        let dup = |m: &MapData| m.fd().as_fd().try_clone_to_owned();
         Ok(Handles {
-            flows: dup(maps.flows.map()).context("LB_FLOWS")?,
-            flows6: dup(maps.flows6.map()).context("LB_FLOWS6")?,
+            tables: FlowTables::of(maps)?,
             events: dup(&maps.flow_events).context("LB_FLOW_EVENTS")?,
         })
     }
 
     pub fn tables(&self) -> Result<Tables> {
-        Ok(Tables {
-            v4: Map::LruHashMap(MapData::from_fd(self.flows.try_clone()?)?).try_into()?,
-            v6: Map::LruHashMap(MapData::from_fd(self.flows6.try_clone()?)?).try_into()?,
-        })
+        let (v4, v6) = self.tables.open()?;
+        Ok(Tables { v4, v6 })
     }
 }
 
@@ -52,6 +48,46 @@ impl Handles {
 pub struct Tables {
     pub v4: Table4,
     pub v6: Table6,
+}
+
+/// A new entry the data path published (`LB_FLOW_EVENTS`).
+#[derive(Clone, Copy, Debug)]
+pub enum Published {
+    V4(FlowEvent4),
+    V6(FlowEvent6),
+}
+
+impl Published {
+    /// One ring record; its length says its family (None: it is neither).
+    pub fn read(b: &[u8]) -> Option<Published> {
+        // SAFETY: both are plain integers (any bit pattern is valid) and the length is checked;
+        // read unaligned from the ring's bytes.
+        unsafe {
+            if b.len() == size_of::<FlowEvent4>() {
+                Some(Published::V4(std::ptr::read_unaligned(b.as_ptr().cast())))
+            } else if b.len() == size_of::<FlowEvent6>() {
+                Some(Published::V6(std::ptr::read_unaligned(b.as_ptr().cast())))
+            } else {
+                None
+            }
+        }
+    }
+}
+
+/// (client, VIP) of an IPv4 entry.
+fn endpoints4(k: &FlowKey) -> (SocketAddr, SocketAddr) {
+    (
+        SocketAddr::new(be4(k.src_be), u16::from_be(k.sport_be)),
+        SocketAddr::new(be4(k.dst_be), u16::from_be(k.dport_be)),
+    )
+}
+
+/// (client, VIP) of an IPv6 entry.
+fn endpoints6(k: &FlowKey6) -> (SocketAddr, SocketAddr) {
+    (
+        SocketAddr::new(ip_of(&k.src), u16::from_be(k.sport_be)),
+        SocketAddr::new(ip_of(&k.dst), u16::from_be(k.dport_be)),
+    )
 }
 
 /// Why a record could not be applied.
@@ -101,26 +137,21 @@ impl Directory {
 
     /// The record for a new flow the data path published, if its real is still the one that
     /// id names.
-    pub fn record(&self, e: &FlowEvent, now_ns: u64) -> Option<Record> {
-        let (real, gen) = *self.by_id.get(&e.real_id)?;
-        if gen != e.real_gen {
-            return None;
-        }
-        let age = now_ns.saturating_sub(e.created_ns) / 1000;
+    pub fn record(&self, p: &Published, now_ns: u64) -> Option<Record> {
+        let (created_ns, proto, (client, vip), value) = match p {
+            Published::V4(e) => (e.created_ns, e.key.proto, endpoints4(&e.key), e.value),
+            Published::V6(e) => (e.created_ns, e.key.proto, endpoints6(&e.key), e.value),
+        };
+        let age = now_ns.saturating_sub(created_ns) / 1000;
         // An entry older than this was left in the ring by an earlier run: its age says
         // nothing about the sync.
-        let age = if age > MAX_AGE_US {
+        let age_us = if age > MAX_AGE_US {
             AGE_UNKNOWN
         } else {
             age as u32
         };
-        Some(Record {
-            proto: e.proto,
-            client: SocketAddr::new(ip_of(&e.src), u16::from_be(e.sport_be)),
-            vip: SocketAddr::new(ip_of(&e.dst), u16::from_be(e.dport_be)),
-            real,
-            age_us: age,
-        })
+        let r = self.entry_record(proto, client, vip, &value)?;
+        Some(Record { age_us, ..r })
     }
 
     /// The entry this node's table should hold for a record.
@@ -191,13 +222,11 @@ impl Tables {
     /// consumed: a table of a million entries is never held in memory).
     pub fn records<'a>(&'a self, d: &'a Directory) -> impl Iterator<Item = Record> + 'a {
         let v4 = self.v4.iter().flatten().filter_map(|(k, v)| {
-            let client = SocketAddr::new(be4(k.src_be), u16::from_be(k.sport_be));
-            let vip = SocketAddr::new(be4(k.dst_be), u16::from_be(k.dport_be));
+            let (client, vip) = endpoints4(&k);
             d.entry_record(k.proto, client, vip, &v)
         });
         let v6 = self.v6.iter().flatten().filter_map(|(k, v)| {
-            let client = SocketAddr::new(ip_of(&k.src), u16::from_be(k.sport_be));
-            let vip = SocketAddr::new(ip_of(&k.dst), u16::from_be(k.dport_be));
+            let (client, vip) = endpoints6(&k);
             d.entry_record(k.proto, client, vip, &v)
         });
         v4.chain(v6)

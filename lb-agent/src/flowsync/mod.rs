@@ -31,12 +31,11 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use aya::maps::{Map, MapData, RingBuf};
-use lb_common::FlowEvent;
 use socket2::{Domain, Socket, Type};
 use tracing::{debug, info, warn};
 
 use crate::config::{FlowSyncCfg, SyncKey};
-use directory::{Directory, Handles, Tables};
+use directory::{Directory, Handles, Published, Tables};
 use stats::Stats;
 use wire::{Body, Builder, Key, Kind, Record, MAX_BULK_MESSAGE, MAX_DATAGRAM};
 
@@ -364,16 +363,12 @@ fn send_records(
 /// Drains the data path's new flows every batch interval and sends them.
 fn publisher(ctx: &Ctx, mut ring: RingBuf<MapData>, sock: &UdpSocket) {
     let mut seq = 0u32;
-    let mut events: Vec<FlowEvent> = Vec::new();
+    let mut events: Vec<Published> = Vec::new();
     while !ctx.stopped() {
         std::thread::sleep(ctx.cfg.batch_interval);
         events.clear();
         while let Some(item) = ring.next() {
-            if item.len() >= size_of::<FlowEvent>() {
-                // SAFETY: the data path writes whole `FlowEvent`s (plain integers); read
-                // unaligned from the ring's bytes.
-                events.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) });
-            }
+            events.extend(Published::read(&item));
         }
         if events.is_empty() {
             continue;
