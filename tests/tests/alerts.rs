@@ -23,7 +23,7 @@ fn promtool(args: &[&str]) -> (bool, String) {
 fn promtool_accepts_the_rules_and_their_unit_tests_pass() {
     let (ok, out) = promtool(&["check", "rules", "alerts.yaml"]);
     assert!(ok, "{out}");
-    assert!(out.contains("SUCCESS: 9 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 11 rules found"), "{out}");
     let (ok, out) = promtool(&["test", "rules", "alerts.test.yaml"]);
     assert!(ok, "{out}");
 }
