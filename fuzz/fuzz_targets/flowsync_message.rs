@@ -15,7 +15,12 @@ use libfuzzer_sys::fuzz_target;
 const SEED_KEY: &[u8] = b"fuzz-flow-sync-key-0123";
 
 fn rebuilt(m: &wire::Message, key: Option<&Key>) -> Vec<u8> {
-    let mut b = Builder::new(m.header.kind, m.header.sender, key.cloned(), MAX_BULK_MESSAGE);
+    let mut b = Builder::new(
+        m.header.kind,
+        m.header.sender,
+        key.cloned(),
+        MAX_BULK_MESSAGE,
+    );
     let total = match &m.body {
         Body::Records(recs) => {
             for r in recs {
