@@ -1223,20 +1223,13 @@ fn icmpv6_packet_too_big_reaches_the_real_of_the_flow() {
 
 /// Every record waiting in the flow-sync ring, read as the agent reads them.
 fn published(fx: &Fx) -> Vec<lb_agent::flowsync::directory::Published> {
+    use lb_agent::flowsync::directory::Published;
     use std::os::fd::AsFd as _;
-    let fd = fx
-        .dp
-        .loaded
-        .maps
-        .flow_events
-        .fd()
-        .as_fd()
-        .try_clone_to_owned();
-    let map = aya::maps::MapData::from_fd(fd.expect("dup")).expect("ring");
-    let mut ring: aya::maps::RingBuf<_> = aya::maps::Map::RingBuf(map).try_into().expect("ring");
+    let fd = fx.dp.loaded.maps.flow_events.fd().as_fd();
+    let mut ring = Published::ring(fd).expect("the flow-events ring");
     let mut out = Vec::new();
     while let Some(item) = ring.next() {
-        let p = lb_agent::flowsync::directory::Published::read(&item);
+        let p = Published::read(&item);
         out.push(p.unwrap_or_else(|| panic!("a record of {} bytes", item.len())));
     }
     out

@@ -326,16 +326,9 @@ fn measure_new(
 
 /// Drains the flow-sync ring buffer; the records it held.
 fn drain(dp: &Dataplane) -> Result<usize> {
+    use lb_agent::flowsync::directory::Published;
     use std::os::fd::AsFd as _;
-    let fd = dp
-        .loaded
-        .maps
-        .flow_events
-        .fd()
-        .as_fd()
-        .try_clone_to_owned()?;
-    let mut ring: aya::maps::RingBuf<aya::maps::MapData> =
-        aya::maps::Map::RingBuf(aya::maps::MapData::from_fd(fd)?).try_into()?;
+    let mut ring = Published::ring(dp.loaded.maps.flow_events.fd().as_fd())?;
     let mut n = 0;
     while ring.next().is_some() {
         n += 1;

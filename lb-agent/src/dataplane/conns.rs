@@ -98,13 +98,9 @@ impl Handles {
         })
     }
 
-    fn tables(&self) -> Result<(Table4, Table6)> {
-        self.tables.open()
-    }
-
     /// Entries in the IPv4 and IPv6 tables (keys only: one system call per entry).
     pub fn count(&self) -> Result<(u64, u64)> {
-        let (flows, flows6) = self.tables()?;
+        let (flows, flows6) = self.tables.open()?;
         let n4 = flows.keys().filter(Result::is_ok).count() as u64;
         let n6 = flows6.keys().filter(Result::is_ok).count() as u64;
         Ok((n4, n6))
@@ -112,7 +108,7 @@ impl Handles {
 
     /// Entries per real id in both tables (up to `cap` entries read), for `status --flows`.
     pub fn per_real(&self, cap: usize) -> Result<std::collections::HashMap<u32, u64>> {
-        let (flows, flows6) = self.tables()?;
+        let (flows, flows6) = self.tables.open()?;
         let mut out = std::collections::HashMap::new();
         let v4 = flows.iter().flatten().map(|(_, v)| v);
         let v6 = flows6.iter().flatten().map(|(_, v)| v);
@@ -124,7 +120,7 @@ impl Handles {
 
     /// Reads the tables.
     pub fn list(self, filter: &Filter) -> Result<Listing> {
-        let (flows, flows6) = self.tables()?;
+        let (flows, flows6) = self.tables.open()?;
         let reals: Array<MapData, Real> = Map::Array(MapData::from_fd(self.reals)?).try_into()?;
         let mut names: std::collections::HashMap<u32, Option<(IpAddr, String, u32)>> =
             std::collections::HashMap::new();

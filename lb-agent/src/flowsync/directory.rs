@@ -7,10 +7,11 @@
 use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
-    os::fd::OwnedFd,
+    os::fd::{BorrowedFd, OwnedFd},
 };
 
 use anyhow::{Context as _, Result};
+use aya::maps::{Map, MapData, RingBuf};
 use lb_common::{
     addr6_of, ip_of, FlowEvent4, FlowEvent6, FlowKey, FlowKey6, FlowValue, ServiceKey, PORT_ANY,
 };
@@ -58,6 +59,12 @@ pub enum Published {
 }
 
 impl Published {
+    /// The data path's ring of new entries (`LB_FLOW_EVENTS`), opened on a copy of `fd`.
+    pub fn ring(fd: BorrowedFd<'_>) -> Result<RingBuf<MapData>> {
+        let map = MapData::from_fd(fd.try_clone_to_owned()?)?;
+        Map::RingBuf(map).try_into().context("LB_FLOW_EVENTS")
+    }
+
     /// One ring record; its length says its family (None: it is neither).
     pub fn read(b: &[u8]) -> Option<Published> {
         // SAFETY: both are plain integers (any bit pattern is valid) and the length is checked;

@@ -22,6 +22,7 @@ pub mod wire;
 use std::{
     io::{self, Read as _, Write as _},
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    os::fd::AsFd as _,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, RwLock,
@@ -30,7 +31,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use aya::maps::{Map, MapData, RingBuf};
+use aya::maps::{MapData, RingBuf};
 use socket2::{Domain, Socket, Type};
 use tracing::{debug, info, warn};
 
@@ -143,9 +144,7 @@ pub fn start(
         sender: rand_u32(),
         dir: RwLock::new(None),
     });
-    let ring: RingBuf<MapData> = Map::RingBuf(MapData::from_fd(ctx.handles.events.try_clone()?)?)
-        .try_into()
-        .context("LB_FLOW_EVENTS")?;
+    let ring = Published::ring(ctx.handles.events.as_fd())?;
     {
         let (ctx, tx) = (ctx.clone(), sock.try_clone()?);
         spawn("lb-sync-tx", move || publisher(&ctx, ring, &tx))?;
