@@ -28,12 +28,16 @@ pub const REAL_STATS: &str = "LB_REAL_STATS";
 /// `FragKey -> ServiceKey`: the service that steers fragments to a VIP and protocol.
 pub const FRAG_SERVICES: &str = "LB_FRAG_SERVICES";
 
-/// Ring buffer of `FlowEvent`s: the new flows of services with `SVC_F_SYNC`, for the agent's
-/// flow sync. Written without wakeups; the agent drains it every batch interval.
+/// `FlowSlot`s: the new flows of services with `SVC_F_SYNC`, for the agent's flow sync. One
+/// queue of `FLOW_QUEUE_SLOTS` per possible CPU (CPU `c` owns `c * FLOW_QUEUE_SLOTS ..`),
+/// written with plain stores; the agent maps it and drains it every batch interval.
 pub const FLOW_EVENTS: &str = "LB_FLOW_EVENTS";
+/// `FlowHead`s, one per possible CPU: how many records that CPU's queue has taken (the data
+/// path's) and how many the agent has read.
+pub const FLOW_HEADS: &str = "LB_FLOW_HEADS";
 
 /// Every map the data path uses, in a stable order (pinning, compatibility checks).
-pub const ALL: [&str; 12] = [
+pub const ALL: [&str; 13] = [
     FILTER,
     SERVICES,
     RINGS,
@@ -46,6 +50,7 @@ pub const ALL: [&str; 12] = [
     FLOWS6,
     AFFINITY6,
     FLOW_EVENTS,
+    FLOW_HEADS,
 ];
 
 /// Names of the XDP programs in the object.
@@ -71,9 +76,9 @@ pub const DEFAULT_FLOWS: u32 = 1 << 20;
 /// one, so smaller by default.
 pub const DEFAULT_FLOWS6: u32 = 1 << 18;
 pub const DEFAULT_AFFINITY: u32 = 1 << 16;
-/// Bytes of `LB_FLOW_EVENTS` (a power of two, page-aligned): 4 MiB hold about 65,000 new
-/// flows (64 bytes each with the ring's header), 6.5 s of 10,000 new flows a second.
-pub const DEFAULT_FLOW_EVENTS_BYTES: u32 = 1 << 22;
+/// Slots of each CPU's queue in `LB_FLOW_EVENTS` (a power of two): 1 MiB a CPU, 1.6 s of
+/// 10,000 new flows a second on one CPU, or a burst of 16,000 within one batch interval.
+pub const FLOW_QUEUE_SLOTS: u32 = 1 << 14;
 /// A table must have at least this many slots (and be prime).
 pub const MIN_RING_SIZE: u32 = 13;
 /// Upper bound on a table, so `ring_base + slot` never overflows with the largest capacities.

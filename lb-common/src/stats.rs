@@ -84,8 +84,9 @@ stats! {
     INFO_FRAGMENT = 26, "fragment_steered";
     /// New flow over IPv6.
     INFO_IPV6 = 27, "ipv6";
-    /// A new flow of a synced service could not be published to the agent (its ring buffer
-    /// was full: the agent is not draining it). Forwarded normally; peers do not learn it.
+    /// A new flow of a synced service could not be published to the agent (no queue for this
+    /// CPU: the maps were sized for fewer CPUs). Forwarded normally; peers do not learn it.
+    /// Records overwritten before the agent read them are counted by the agent.
     INFO_FLOW_PUBLISH_FAILED = 28, "flow_publish_failed";
 }
 

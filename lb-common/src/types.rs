@@ -241,7 +241,7 @@ pub struct FlowValue {
     pub real_gen: u32,
 }
 
-/// A new connection-table entry, published by the data path (`LB_FLOW_EVENTS`) for the
+/// A new connection-table entry, published by the data path (in a [`FlowSlot`]) for the
 /// agent to share with its peers: the entry as written, and when. The record's length says
 /// its family: [`FlowEvent4`] (32 bytes) or [`FlowEvent6`] (56).
 #[repr(C)]
@@ -256,6 +256,29 @@ pub struct FlowEvent<K> {
 
 pub type FlowEvent4 = FlowEvent<FlowKey>;
 pub type FlowEvent6 = FlowEvent<FlowKey6>;
+
+/// An element of `LB_FLOW_EVENTS`: one cache line holding a [`FlowEvent4`] or
+/// [`FlowEvent6`] at the start of `event`, `len` bytes long.
+#[repr(C, align(64))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowSlot {
+    pub len: u32,
+    pub _pad: u32,
+    pub event: [u64; 7],
+}
+
+/// An element of `LB_FLOW_HEADS`: one CPU's queue positions, each on a cache line of its own
+/// so the data path's stores never contend with the agent's.
+#[repr(C, align(64))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowHead {
+    /// Records this CPU has written (the next goes to slot `head % FLOW_QUEUE_SLOTS`).
+    pub head: u64,
+    pub _pad: [u64; 7],
+    /// Records the agent has read.
+    pub tail: u64,
+    pub _pad2: [u64; 7],
+}
 
 /// Key of `LB_AFFINITY` (`persistence_timeout`).
 #[repr(C)]
@@ -313,6 +336,9 @@ const _: () = {
     assert!(core::mem::size_of::<FlowValue>() == 8);
     assert!(core::mem::size_of::<FlowEvent4>() == 32);
     assert!(core::mem::size_of::<FlowEvent6>() == 56);
+    assert!(core::mem::size_of::<FlowSlot>() == 64);
+    assert!(core::mem::size_of::<FlowEvent6>() <= core::mem::size_of::<[u64; 7]>());
+    assert!(core::mem::size_of::<FlowHead>() == 128);
     assert!(core::mem::size_of::<AffinityKey>() == 8);
     assert!(core::mem::size_of::<AffinityValue>() == 16);
     assert!(core::mem::size_of::<Counters>() == 24);
@@ -332,6 +358,8 @@ mod pod {
     unsafe impl aya::Pod for FragKey {}
     unsafe impl aya::Pod for FlowValue {}
     unsafe impl<K: aya::Pod> aya::Pod for FlowEvent<K> {}
+    unsafe impl aya::Pod for FlowSlot {}
+    unsafe impl aya::Pod for FlowHead {}
     unsafe impl aya::Pod for AffinityKey {}
     unsafe impl aya::Pod for AffinityValue {}
     unsafe impl aya::Pod for Counters {}

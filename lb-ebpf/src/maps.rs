@@ -4,11 +4,11 @@
 use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC},
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 use lb_common::{
-    stats, AffinityKey, AffinityKey6, AffinityValue, Counters, FlowKey, FlowKey6, FlowValue,
-    FragKey, Real, Service, ServiceKey, FILTER_WORDS,
+    stats, AffinityKey, AffinityKey6, AffinityValue, Counters, FlowHead, FlowKey, FlowKey6,
+    FlowSlot, FlowValue, FragKey, Real, Service, ServiceKey, FILTER_WORDS,
 };
 
 /// Bits of active service keys: most traffic that is not for a service leaves after one read.
@@ -53,6 +53,12 @@ pub static LB_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stats::COU
 #[map]
 pub static LB_REAL_STATS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0);
 
-/// New flows of synced services, for the agent's flow sync (`FlowEvent`s).
+/// New flows of synced services, for the agent's flow sync: a queue of `FLOW_QUEUE_SLOTS`
+/// per CPU. An array (not a ring buffer) so a record costs plain stores: the verifier inlines
+/// the lookups, no lock is taken and no atomic is made. Mapped by the agent.
 #[map]
-pub static LB_FLOW_EVENTS: RingBuf = RingBuf::with_byte_size(4096, 0);
+pub static LB_FLOW_EVENTS: Array<FlowSlot> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+
+/// Each CPU's queue positions in `LB_FLOW_EVENTS`.
+#[map]
+pub static LB_FLOW_HEADS: Array<FlowHead> = Array::with_max_entries(1, BPF_F_MMAPABLE);

@@ -3,19 +3,18 @@
 //! tables are computed by the agent; this only looks things up. Written once for both
 //! families (`Family`).
 
-use aya_ebpf::{
-    bindings::BPF_RB_NO_WAKEUP,
-    helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
-};
+use core::ptr::write_volatile;
+
+use aya_ebpf::helpers::{bpf_get_smp_processor_id, bpf_ktime_get_coarse_ns, bpf_ktime_get_ns};
 use lb_common::{
-    stats, AffinityValue, FlowEvent, FlowValue, Real, Service, PORT_ANY, REAL_F_KEEP_FLOWS,
-    REAL_NONE, SVC_F_AFFINITY, SVC_F_FRAGMENTS, SVC_F_HASH_SRC, SVC_F_SYNC,
+    maps::FLOW_QUEUE_SLOTS, stats, AffinityValue, FlowEvent, FlowValue, Real, Service, PORT_ANY,
+    REAL_F_KEEP_FLOWS, REAL_NONE, SVC_F_AFFINITY, SVC_F_FRAGMENTS, SVC_F_HASH_SRC, SVC_F_SYNC,
 };
 
 use crate::{
     counters::count,
     family::Family,
-    maps::{LB_FLOW_EVENTS, LB_REALS, LB_RINGS, LB_SERVICES},
+    maps::{LB_FLOW_EVENTS, LB_FLOW_HEADS, LB_REALS, LB_RINGS, LB_SERVICES},
     parse::Packet,
 };
 
@@ -142,21 +141,43 @@ pub fn choose_new<F: Family>(
 }
 
 /// Hands a new entry to the agent for its peers: the entry as written, stamped with the
-/// coarse clock (a tick-cached read, not a clock-source read). No wakeup: the agent drains
-/// the ring every batch interval, so a new flow costs a reserve and a submit.
+/// coarse clock (a tick-cached read, not a clock-source read), into this CPU's queue. Plain
+/// stores, no lock, no atomic: the slot, then the head that makes it visible. Nothing else writes this CPU's
+/// queue while this runs (XDP runs in softirq context, which does not nest on a CPU); the
+/// agent drops any slot it finds overwritten before it finished reading it.
 #[inline(always)]
 fn publish<F: Family>(key: &F::Flow, value: &FlowValue) {
-    let Some(mut slot) = LB_FLOW_EVENTS.reserve::<FlowEvent<F::Flow>>(0) else {
+    // SAFETY: plain helper call.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let Some(head) = LB_FLOW_HEADS.get_ptr_mut(cpu) else {
         count(stats::INFO_FLOW_PUBLISH_FAILED);
         return;
     };
-    slot.write(FlowEvent {
-        // SAFETY: plain helper call.
-        created_ns: unsafe { bpf_ktime_get_coarse_ns() },
-        value: *value,
-        key: *key,
-    });
-    slot.submit(BPF_RB_NO_WAKEUP as u64);
+    // SAFETY: a valid map value pointer, written only from this CPU.
+    let n = unsafe { (*head).head };
+    let idx = cpu
+        .wrapping_mul(FLOW_QUEUE_SLOTS)
+        .wrapping_add(n as u32 & (FLOW_QUEUE_SLOTS - 1));
+    let Some(slot) = LB_FLOW_EVENTS.get_ptr_mut(idx) else {
+        count(stats::INFO_FLOW_PUBLISH_FAILED);
+        return;
+    };
+    // SAFETY: valid map value pointers; `event` is 8-aligned and holds either family's
+    // record (checked in lb-common). All three stores are volatile, so they stay in this
+    // order (the target has no fences): the head, last, never shows the agent a slot
+    // before it is written.
+    unsafe {
+        write_volatile(&mut (*slot).len, size_of::<FlowEvent<F::Flow>>() as u32);
+        write_volatile(
+            (*slot).event.as_mut_ptr().cast::<FlowEvent<F::Flow>>(),
+            FlowEvent {
+                created_ns: bpf_ktime_get_coarse_ns(),
+                value: *value,
+                key: *key,
+            },
+        );
+        write_volatile(&mut (*head).head, n.wrapping_add(1));
+    }
 }
 
 /// The real in the service's Maglev table slot for `hash`.

@@ -1221,17 +1221,19 @@ fn icmpv6_packet_too_big_reaches_the_real_of_the_flow() {
     );
 }
 
-/// Every record waiting in the flow-sync ring, read as the agent reads them.
-fn published(fx: &Fx) -> Vec<lb_agent::flowsync::directory::Published> {
-    use lb_agent::flowsync::directory::Published;
-    use std::os::fd::AsFd as _;
-    let fd = fx.dp.loaded.maps.flow_events.fd().as_fd();
-    let mut ring = Published::ring(fd).expect("the flow-events ring");
+/// Every record waiting in the flow-sync queues, read as the agent reads them, and how many
+/// were lost (overwritten before this read).
+fn drain_published(fx: &Fx) -> (Vec<lb_agent::flowsync::directory::Published>, u64) {
+    let mut q = lb_agent::flowsync::queue::FlowQueue::of(&fx.dp.loaded.maps).expect("the queues");
     let mut out = Vec::new();
-    while let Some(item) = ring.next() {
-        let p = Published::read(&item);
-        out.push(p.unwrap_or_else(|| panic!("a record of {} bytes", item.len())));
-    }
+    let lost = q.drain(&mut out);
+    (out, lost)
+}
+
+/// Every record waiting in the flow-sync queues; none may have been lost.
+fn published(fx: &Fx) -> Vec<lb_agent::flowsync::directory::Published> {
+    let (out, lost) = drain_published(fx);
+    assert_eq!(lost, 0, "records lost");
     out
 }
 
@@ -1300,4 +1302,58 @@ fn synced_services_publish_each_new_entry_once_as_written() {
         other => panic!("one IPv6 record (none for the unsynced service), got {other:?}"),
     }
     assert_eq!(fx.stat(stats::INFO_FLOW_PUBLISH_FAILED), 0);
+}
+
+/// Pins the calling thread to one CPU, so every test run publishes into that CPU's queue.
+fn pin_to_one_cpu() {
+    // SAFETY: a zeroed cpu_set_t is empty; CPU_SET and sched_getcpu have no preconditions.
+    unsafe {
+        let cpu = libc::sched_getcpu().max(0) as usize;
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set),
+            0,
+            "sched_setaffinity"
+        );
+    }
+}
+
+#[test]
+fn a_reader_a_whole_queue_behind_gets_the_newest_records_and_counts_the_rest_lost() {
+    use lb_agent::flowsync::directory::Published;
+    use lb_common::{maps::FLOW_QUEUE_SLOTS, SVC_F_SYNC};
+    let mut fx = Fx::new(&[DesiredService {
+        flags: SVC_F_SYNC,
+        ..service(80, 6, vec![real(1), real(2)])
+    }]);
+    pin_to_one_cpu();
+    published(&fx);
+    let over = 100u32;
+    let flows = FLOW_QUEUE_SLOTS + over;
+    for i in 0..flows {
+        let client = std::net::Ipv4Addr::from(0x0a63_0000 + i);
+        let f = Frame::tcp(client, 40000, VIP, 80).bytes();
+        fx.run("new flow", &f, XDP_TX, stats::TX);
+    }
+    // A queue keeps its newest FLOW_QUEUE_SLOTS - 1 records: the slot the next one goes to
+    // may be being written.
+    let (got, lost) = drain_published(&fx);
+    assert_eq!(
+        lost,
+        over as u64 + 1,
+        "the oldest, overwritten, are counted"
+    );
+    assert_eq!(got.len(), FLOW_QUEUE_SLOTS as usize - 1);
+    let first = match got.first() {
+        Some(Published::V4(e)) => u32::from_be(e.key.src_be),
+        other => panic!("an IPv4 record, got {other:?}"),
+    };
+    let oldest_kept = 0x0a63_0000 + over + 1;
+    assert_eq!(first, oldest_kept, "the newest are kept, oldest first");
+    let (again, lost) = drain_published(&fx);
+    assert!(
+        again.is_empty() && lost == 0,
+        "a second drain finds nothing new"
+    );
 }

@@ -324,21 +324,20 @@ fn measure_new(
         .collect())
 }
 
-/// Drains the flow-sync ring buffer; the records it held.
+/// Drains the flow-sync queues as the agent does; the records they held (none may be lost).
 fn drain(dp: &Dataplane) -> Result<usize> {
-    use lb_agent::flowsync::directory::Published;
-    use std::os::fd::AsFd as _;
-    let mut ring = Published::ring(dp.loaded.maps.flow_events.fd().as_fd())?;
-    let mut n = 0;
-    while ring.next().is_some() {
-        n += 1;
+    let mut out = Vec::new();
+    let lost = lb_agent::flowsync::queue::FlowQueue::of(&dp.loaded.maps)?.drain(&mut out);
+    if lost > 0 {
+        anyhow::bail!("{lost} flow-sync records were overwritten before the drain");
     }
-    Ok(n)
+    Ok(out.len())
 }
 
 /// What publishing new flows costs: in each round, the floor, `per_round` true new flows of
-/// the first service and as many of its `flow_sync` twin (each frame run once); the ring is
-/// drained after each round, as the agent drains it, and must hold exactly the twin's flows.
+/// the first service and as many of its `flow_sync` twin (each frame run once); the queues
+/// are drained after each round, as the agent drains them, and must hold exactly the twin's
+/// flows.
 fn measure_new_sync(dp: &mut Dataplane, rounds: usize, per_round: u16) -> Result<Vec<Case>> {
     drain(dp)?;
     let (mut fl, mut off, mut on, mut r_off, mut r_on, mut vs) =
@@ -351,7 +350,7 @@ fn measure_new_sync(dp: &mut Dataplane, rounds: usize, per_round: u16) -> Result
                 .collect()
         };
         let floor = each_once(dp, maps::PROG_MACSWAP, &flows(93, OTHER))?;
-        // Each round's inserts grow the table and the ring's pages go cold: which of the
+        // Each round's inserts grow the table and the queue's lines go cold: which of the
         // two goes first alternates, so neither always meets the fuller table.
         let (a, s) = if round % 2 == 0 {
             let a = each_once(dp, maps::PROG_LB, &flows(94, vip(0)))?;
@@ -387,7 +386,7 @@ fn measure_new_sync(dp: &mut Dataplane, rounds: usize, per_round: u16) -> Result
     Ok(vec![
         case("VIP hit, new flow, flow_sync off", &off, &r_off, None),
         case(
-            "VIP hit, new flow, flow_sync on (entry published to the ring)",
+            "VIP hit, new flow, flow_sync on (entry published to the queue)",
             &on,
             &r_on,
             Some(Stat::of(&vs)),

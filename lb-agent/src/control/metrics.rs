@@ -588,7 +588,7 @@ fn flow_sync(e: &mut Exposition, f: &super::snapshot::FlowSyncSnap) {
     );
     e.family(
         "lb_flow_sync_publish_failed_total",
-        "New flows the data path could not hand to the agent (ring buffer full).",
+        "New flows the data path could not hand to the agent (its queue was overrun before the agent read it).",
         [one(vec![], f.publish_failed)],
     );
     e.family(

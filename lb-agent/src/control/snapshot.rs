@@ -76,7 +76,8 @@ pub struct FlowSyncSnap {
     /// Dropped messages and records by reason (`not_peer`, `bad_mac`, `truncated`,
     /// `unknown_real`, ...).
     pub dropped: BTreeMap<String, u64>,
-    /// New flows the data path could not publish (its ring was full).
+    /// New flows that never reached the sync: overwritten in the data path's queue before
+    /// the agent read it (or no queue for the CPU).
     pub publish_failed: u64,
     /// Sync lag of received new flows (from the data path's entry on the sender to the
     /// entry here), over the last samples: milliseconds.

@@ -10,8 +10,8 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use lb_common::{
-    maps as names, stats, AffinityKey, AffinityKey6, AffinityValue, Counters, FlowKey, FlowKey6,
-    FlowValue, FragKey, Real, Service, ServiceKey,
+    maps as names, stats, AffinityKey, AffinityKey6, AffinityValue, Counters, FlowHead, FlowKey,
+    FlowKey6, FlowSlot, FlowValue, FragKey, Real, Service, ServiceKey,
 };
 use tracing::{debug, info};
 
@@ -34,12 +34,18 @@ pub fn ring_elements(cap: &Capacity) -> u32 {
     ring_slots(cap).div_ceil(2)
 }
 
+/// The kernel's possible CPUs: the data path's CPU numbers are below this, so it is the
+/// number of flow-event queues.
+pub fn possible_cpus() -> u32 {
+    aya::util::nr_cpus().map_or(1, |n| n.max(1) as u32)
+}
+
 fn size<T>() -> u32 {
     std::mem::size_of::<T>() as u32
 }
 
 /// Every map with the size this capacity gives it.
-pub fn expected(cap: &Capacity) -> [Expect; 12] {
+pub fn expected(cap: &Capacity) -> [Expect; 13] {
     let e = |name, map_type, key_size, value_size, max_entries| Expect {
         name,
         map_type,
@@ -109,10 +115,17 @@ pub fn expected(cap: &Capacity) -> [Expect; 12] {
         ),
         e(
             names::FLOW_EVENTS,
-            MapType::RingBuf,
-            0,
-            0,
-            lb_common::maps::DEFAULT_FLOW_EVENTS_BYTES,
+            MapType::Array,
+            4,
+            size::<FlowSlot>(),
+            possible_cpus().saturating_mul(names::FLOW_QUEUE_SLOTS),
+        ),
+        e(
+            names::FLOW_HEADS,
+            MapType::Array,
+            4,
+            size::<FlowHead>(),
+            possible_cpus(),
         ),
     ]
 }

@@ -26,8 +26,10 @@ pub struct Maps {
     pub frag_services: HashMap<MapData, FragKey, ServiceKey>,
     pub flows6: HashMap<MapData, FlowKey6, FlowValue>,
     pub affinity6: HashMap<MapData, AffinityKey6, AffinityValue>,
-    /// New flows of synced services (a ring buffer), read by the flow sync.
+    /// New flows of synced services (per-CPU queues) and the queues' positions, read by the
+    /// flow sync through shared mappings.
     pub flow_events: MapData,
+    pub flow_heads: MapData,
 }
 
 fn take(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map> {
@@ -35,12 +37,17 @@ fn take(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map> {
         .ok_or_else(|| anyhow!("map {name} missing from the XDP object"))
 }
 
+/// An array map's data, for a shared mapping.
+fn array(ebpf: &mut Ebpf, name: &str) -> Result<MapData> {
+    match take(ebpf, name)? {
+        aya::maps::Map::Array(m) => Ok(m),
+        _ => Err(anyhow!("{name} is not an array map")),
+    }
+}
+
 impl Maps {
     pub fn take(ebpf: &mut Ebpf, ring_slots: u32) -> Result<Maps> {
-        let aya::maps::Map::Array(rings_map) = take(ebpf, names::RINGS)? else {
-            return Err(anyhow!("{} is not an array map", names::RINGS));
-        };
-        let rings = Rings::map(rings_map.fd().as_fd(), ring_slots)
+        let rings = Rings::map(array(ebpf, names::RINGS)?.fd().as_fd(), ring_slots)
             .context("mapping LB_RINGS (needs BPF_F_MMAPABLE, kernel 5.5+)")?;
         Ok(Maps {
             filter: take(ebpf, names::FILTER)?.try_into()?,
@@ -54,10 +61,8 @@ impl Maps {
             frag_services: take(ebpf, names::FRAG_SERVICES)?.try_into()?,
             flows6: take(ebpf, names::FLOWS6)?.try_into()?,
             affinity6: take(ebpf, names::AFFINITY6)?.try_into()?,
-            flow_events: match take(ebpf, names::FLOW_EVENTS)? {
-                aya::maps::Map::RingBuf(m) => m,
-                _ => return Err(anyhow!("{} is not a ring buffer", names::FLOW_EVENTS)),
-            },
+            flow_events: array(ebpf, names::FLOW_EVENTS)?,
+            flow_heads: array(ebpf, names::FLOW_HEADS)?,
         })
     }
 }

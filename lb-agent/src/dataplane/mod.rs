@@ -8,6 +8,7 @@ pub mod desired;
 pub mod explain;
 pub mod loader;
 pub mod maglev;
+pub mod mapping;
 pub mod maps;
 pub mod object;
 pub mod pins;

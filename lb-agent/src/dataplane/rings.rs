@@ -3,48 +3,25 @@
 
 use std::{
     io,
-    os::fd::{AsRawFd as _, BorrowedFd},
-    ptr::NonNull,
+    os::fd::BorrowedFd,
     sync::atomic::{AtomicU32, Ordering},
 };
 
-pub struct Rings {
-    base: NonNull<AtomicU32>,
-    entries: usize,
-    bytes: usize,
-}
+use super::mapping::Mapping;
 
-// SAFETY: the mapping is plain shared memory; all access goes through atomics.
-unsafe impl Send for Rings {}
-unsafe impl Sync for Rings {}
+pub struct Rings {
+    map: Mapping,
+    entries: usize,
+}
 
 impl Rings {
     /// Maps the whole array read-write as `entries` u32 slots (its elements are `[u32; 2]`,
     /// exactly 8 bytes, so the mapping is a flat u32 array).
     pub fn map(fd: BorrowedFd<'_>, entries: u32) -> io::Result<Self> {
-        // SAFETY: sysconf has no preconditions.
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
         let entries = entries as usize;
-        let bytes = (entries * 4).div_ceil(page) * page;
-        // SAFETY: a fresh shared mapping of a BPF map fd; the kernel checks size and flags.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let base = NonNull::new(ptr.cast::<AtomicU32>()).ok_or_else(io::Error::last_os_error)?;
         Ok(Rings {
-            base,
+            map: Mapping::new(fd, entries * 4)?,
             entries,
-            bytes,
         })
     }
 
@@ -57,8 +34,11 @@ impl Rings {
     }
 
     fn slot(&self, i: usize) -> Option<&AtomicU32> {
-        // SAFETY: in bounds of the mapping, which lives as long as self.
-        (i < self.entries).then(|| unsafe { &*self.base.as_ptr().add(i) })
+        // SAFETY: a u32 of the mapping, which lives as long as self.
+        self.map
+            .at::<AtomicU32>(i)
+            .filter(|_| i < self.entries)
+            .map(|p| unsafe { p.as_ref() })
     }
 
     pub fn get(&self, i: usize) -> Option<u32> {
@@ -90,12 +70,5 @@ impl Rings {
             .iter()
             .enumerate()
             .all(|(i, v)| self.get(base + i) == Some(*v))
-    }
-}
-
-impl Drop for Rings {
-    fn drop(&mut self) {
-        // SAFETY: unmapping exactly what `map` mapped.
-        unsafe { libc::munmap(self.base.as_ptr().cast(), self.bytes) };
     }
 }

@@ -7,13 +7,13 @@
 use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
-    os::fd::{BorrowedFd, OwnedFd},
+    os::fd::OwnedFd,
 };
 
 use anyhow::{Context as _, Result};
-use aya::maps::{Map, MapData, RingBuf};
 use lb_common::{
-    addr6_of, ip_of, FlowEvent4, FlowEvent6, FlowKey, FlowKey6, FlowValue, ServiceKey, PORT_ANY,
+    addr6_of, ip_of, FlowEvent4, FlowEvent6, FlowKey, FlowKey6, FlowSlot, FlowValue, ServiceKey,
+    PORT_ANY,
 };
 
 use super::wire::{Record, AGE_UNKNOWN};
@@ -29,6 +29,7 @@ const MAX_AGE_US: u64 = 60_000_000;
 pub struct Handles {
     tables: FlowTables,
     pub events: OwnedFd,
+    pub heads: OwnedFd,
 }
 
 impl Handles {
@@ -36,6 +37,7 @@ impl Handles {
         Ok(Handles {
             tables: FlowTables::of(maps)?,
             events: dup(&maps.flow_events).context("LB_FLOW_EVENTS")?,
+            heads: dup(&maps.flow_heads).context("LB_FLOW_HEADS")?,
         })
     }
 
@@ -51,7 +53,7 @@ pub struct Tables {
     pub v6: Table6,
 }
 
-/// A new entry the data path published (`LB_FLOW_EVENTS`).
+/// A new entry the data path published (`LB_FLOW_EVENTS`, `queue`).
 #[derive(Clone, Copy, Debug)]
 pub enum Published {
     V4(FlowEvent4),
@@ -59,23 +61,20 @@ pub enum Published {
 }
 
 impl Published {
-    /// The data path's ring of new entries (`LB_FLOW_EVENTS`), opened on a copy of `fd`.
-    pub fn ring(fd: BorrowedFd<'_>) -> Result<RingBuf<MapData>> {
-        let map = MapData::from_fd(fd.try_clone_to_owned()?)?;
-        Map::RingBuf(map).try_into().context("LB_FLOW_EVENTS")
-    }
-
-    /// One ring record; its length says its family (None: it is neither).
-    pub fn read(b: &[u8]) -> Option<Published> {
-        // SAFETY: both are plain integers (any bit pattern is valid) and the length is checked;
-        // read unaligned from the ring's bytes.
+    /// The record in a queue slot; its length says its family (None: it is neither).
+    pub fn of(slot: &FlowSlot) -> Option<Published> {
+        let p = slot.event.as_ptr();
+        // SAFETY: both are plain integers (any bit pattern is valid) that fit in `event`
+        // (checked in lb-common), which is 8-aligned.
         unsafe {
-            if b.len() == size_of::<FlowEvent4>() {
-                Some(Published::V4(std::ptr::read_unaligned(b.as_ptr().cast())))
-            } else if b.len() == size_of::<FlowEvent6>() {
-                Some(Published::V6(std::ptr::read_unaligned(b.as_ptr().cast())))
-            } else {
-                None
+            match slot.len as usize {
+                n if n == size_of::<FlowEvent4>() => {
+                    Some(Published::V4(p.cast::<FlowEvent4>().read()))
+                }
+                n if n == size_of::<FlowEvent6>() => {
+                    Some(Published::V6(p.cast::<FlowEvent6>().read()))
+                }
+                _ => None,
             }
         }
     }

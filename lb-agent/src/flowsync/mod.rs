@@ -2,8 +2,8 @@
 //! makes reach its peers, so whichever node a flow lands on after a failover, a reload that
 //! changed the reals or an ECMP change sends it to the real it began on.
 //!
-//! - New flows: the data path publishes each new entry of a synced service to a ring buffer
-//!   (no wakeup); a thread drains it every `batch_interval`, turns real ids into addresses and
+//! - New flows: the data path publishes each new entry of a synced service to its CPU's queue
+//!   (plain stores); a thread drains them every `batch_interval`, turns real ids into addresses and
 //!   sends the records in datagrams to each peer (or a multicast group).
 //! - Receiving: datagrams from peers only, authenticated when a key is set, each record mapped
 //!   to this node's own real ids and written into the connection table.
@@ -16,6 +16,7 @@
 //! which block anyway, and none of it may hold up the node loop or the IO runtime.
 
 pub mod directory;
+pub mod queue;
 pub mod stats;
 pub mod wire;
 
@@ -31,12 +32,12 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use aya::maps::{MapData, RingBuf};
 use socket2::{Domain, Socket, Type};
 use tracing::{debug, info, warn};
 
 use crate::config::{FlowSyncCfg, SyncKey};
 use directory::{Directory, Handles, Published, Tables};
+use queue::FlowQueue;
 use stats::Stats;
 use wire::{Body, Builder, Key, Kind, Record, MAX_BULK_MESSAGE, MAX_DATAGRAM};
 
@@ -66,7 +67,7 @@ impl Drop for FlowSync {
 
 impl FlowSync {
     /// What `status` and the metrics show; `holding`: the node waits for the bulk sync,
-    /// `publish_failed`: the data path's count of new flows the ring could not take.
+    /// `publish_failed`: the data path's count of new flows it had no queue for.
     pub fn snapshot(
         &self,
         holding: bool,
@@ -144,10 +145,10 @@ pub fn start(
         sender: rand_u32(),
         dir: RwLock::new(None),
     });
-    let ring = Published::ring(ctx.handles.events.as_fd())?;
+    let queue = FlowQueue::open(ctx.handles.events.as_fd(), ctx.handles.heads.as_fd())?;
     {
         let (ctx, tx) = (ctx.clone(), sock.try_clone()?);
-        spawn("lb-sync-tx", move || publisher(&ctx, ring, &tx))?;
+        spawn("lb-sync-tx", move || publisher(&ctx, queue, &tx))?;
     }
     if !cfg.refresh_interval.is_zero() {
         let (ctx, tx, active) = (ctx.clone(), sock.try_clone()?, active.clone());
@@ -360,14 +361,15 @@ fn send_records(
 }
 
 /// Drains the data path's new flows every batch interval and sends them.
-fn publisher(ctx: &Ctx, mut ring: RingBuf<MapData>, sock: &UdpSocket) {
+fn publisher(ctx: &Ctx, mut queue: FlowQueue, sock: &UdpSocket) {
     let mut seq = 0u32;
     let mut events: Vec<Published> = Vec::new();
     while !ctx.stopped() {
         std::thread::sleep(ctx.cfg.batch_interval);
         events.clear();
-        while let Some(item) = ring.next() {
-            events.extend(Published::read(&item));
+        let lost = queue.drain(&mut events);
+        if lost > 0 {
+            ctx.stats.with(|c| c.lost += lost);
         }
         if events.is_empty() {
             continue;

@@ -38,6 +38,8 @@ pub struct Counts {
     pub records_applied: u64,
     pub dropped: BTreeMap<&'static str, u64>,
     pub bulk_served: u64,
+    /// New flows overwritten in the data path's queues before they were read.
+    pub lost: u64,
     pub bulk: Bulk,
     peers: HashMap<IpAddr, PeerStats>,
     lag_us: VecDeque<u64>,
@@ -120,7 +122,7 @@ impl Stats {
                     .iter()
                     .map(|(k, v)| ((*k).to_owned(), *v))
                     .collect(),
-                publish_failed,
+                publish_failed: publish_failed + c.lost,
                 lag_samples: lags.len() as u64,
                 lag_p50_ms: pct(0.5),
                 lag_p99_ms: pct(0.99),
