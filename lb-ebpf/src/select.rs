@@ -140,11 +140,12 @@ pub fn choose_new<F: Family>(
     Ok(Choice { real_id, real: r })
 }
 
-/// Hands a new entry to the agent for its peers: the entry as written, stamped with the
-/// coarse clock (a tick-cached read, not a clock-source read), into this CPU's queue. Plain
-/// stores, no lock, no atomic: the slot, then the head that makes it visible. Nothing else writes this CPU's
-/// queue while this runs (XDP runs in softirq context, which does not nest on a CPU); the
-/// agent drops any slot it finds overwritten before it finished reading it.
+/// Hands a new entry to the agent for its peers: the entry as written and the time (the
+/// coarse clock: a tick-cached read, measured cheaper here than a clock-source read), into
+/// this CPU's queue. Plain stores, no lock, no atomic: the slot, then the head that makes it
+/// visible. Nothing else writes this CPU's queue while this runs (XDP runs in softirq
+/// context, which does not nest on a CPU); the agent drops any slot it may have read while
+/// it was being rewritten.
 #[inline(always)]
 fn publish<F: Family>(key: &F::Flow, value: &FlowValue) {
     // SAFETY: plain helper call.
