@@ -178,6 +178,10 @@ fn a_returning_master_preempts_only_after_its_bulk_sync_and_keeps_every_flow() {
         synced.is_some() && master.is_some() && synced <= master,
         "node 0 must finish its bulk sync before it preempts (sync {synced:?}, master {master:?}):\n{log}"
     );
+    // What docs/flow-sync.md shows under "What you see".
+    if let Ok((_, text, _)) = p.agent(0).cli(&["status"]) {
+        eprintln!("status of the returned master:\n{text}");
+    }
     let bulk = &p.agent(0).status().expect("status")["flow_sync"]["bulk"];
     assert_eq!(bulk["state"], "done", "{bulk}");
     assert!(
