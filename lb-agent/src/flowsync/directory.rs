@@ -53,7 +53,7 @@ pub struct Tables {
     pub v6: Table6,
 }
 
-/// A new entry the data path published (`LB_FLOW_EVENTS`, `queue`).
+/// A new entry the data path published (`LB_FLOW_EVENTS`, read by [`super::queue`]).
 #[derive(Clone, Copy, Debug)]
 pub enum Published {
     V4(FlowEvent4),
