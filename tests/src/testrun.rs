@@ -67,3 +67,17 @@ pub fn run(prog: &Xdp, frame: &[u8], repeat: u32, ingress_ifindex: u32) -> Resul
         ns_per_run: r.duration.as_nanos() as u64,
     })
 }
+
+/// Pins the calling thread to `cpu`: a test run executes on the caller's CPU, so every run
+/// then uses that CPU's per-CPU state (its flow-sync queue), and "per core" means one core.
+pub fn pin_to_cpu(cpu: usize) -> Result<()> {
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET and sched_setaffinity on this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error()).context("sched_setaffinity");
+        }
+    }
+    Ok(())
+}

@@ -1304,21 +1304,6 @@ fn synced_services_publish_each_new_entry_once_as_written() {
     assert_eq!(fx.stat(stats::INFO_FLOW_PUBLISH_FAILED), 0);
 }
 
-/// Pins the calling thread to one CPU, so every test run publishes into that CPU's queue.
-fn pin_to_one_cpu() {
-    // SAFETY: a zeroed cpu_set_t is empty; CPU_SET and sched_getcpu have no preconditions.
-    unsafe {
-        let cpu = libc::sched_getcpu().max(0) as usize;
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        assert_eq!(
-            libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set),
-            0,
-            "sched_setaffinity"
-        );
-    }
-}
-
 #[test]
 fn a_reader_a_whole_queue_behind_gets_the_newest_records_and_counts_the_rest_lost() {
     use lb_agent::flowsync::directory::Published;
@@ -1327,7 +1312,8 @@ fn a_reader_a_whole_queue_behind_gets_the_newest_records_and_counts_the_rest_los
         flags: SVC_F_SYNC,
         ..service(80, 6, vec![real(1), real(2)])
     }]);
-    pin_to_one_cpu();
+    // Every run publishes into CPU 0's queue.
+    lb_tests::testrun::pin_to_cpu(0).expect("pinned to CPU 0");
     published(&fx);
     let over = 100u32;
     let flows = FLOW_QUEUE_SLOTS + over;

@@ -404,7 +404,7 @@ pub struct Plan {
 
 pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<Vec<Case>> {
     // Every contender on the same core, so a migration never lands in one of them only.
-    pin_to_cpu0()?;
+    lb_tests::testrun::pin_to_cpu(0)?;
     let mut out = Vec::new();
     let (rounds, repeat) = (plan.rounds, plan.repeat);
     let conntrack = 1 << 20;
@@ -525,19 +525,6 @@ fn veth_xdp_packets(ifname: &str) -> Result<u64> {
     Ok(n)
 }
 
-/// Pins the calling thread to CPU 0, so "per core" means one core.
-fn pin_to_cpu0() -> Result<()> {
-    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET and sched_setaffinity on this thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(0, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            return Err(std::io::Error::last_os_error()).context("sched_setaffinity");
-        }
-    }
-    Ok(())
-}
-
 /// Live frames (`BPF_F_TEST_XDP_LIVE_FRAMES`): `frames` 64-byte frames injected into a veth
 /// `lb0` as if received there, run through the program, and sent by its XDP_TX out of `lb0`
 /// to the peer `r0`, where an XDP_DROP program receives them; the pps is what `r0` counted
@@ -554,7 +541,7 @@ pub fn live(rounds: usize, frames: u32, progress: &mut dyn FnMut(&str)) -> Resul
     ns.ip(&["link", "set", "lb0", "address", "02:00:00:00:00:b1", "up"])?;
     ns.ip(&["link", "set", "r0", "address", "02:00:00:00:00:b2", "up"])?;
     ns.enter(move || -> Result<Live> {
-        pin_to_cpu0()?;
+        lb_tests::testrun::pin_to_cpu(0)?;
         let cap = Capacity {
             max_services: 2,
             service_ports: 64,
